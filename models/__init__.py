@@ -1,0 +1,38 @@
+"""The model zoo: models with exact answers and classic test problems.
+
+Each entry is an :class:`Example` (model + data + which arguments are data), so
+``probinfer.models.get("eight_schools").compile()`` gives a ready Target. The conjugate models come
+with exact posteriors and exact log evidences, which is how samplers are tested.
+
+>>> from probinfer import models
+>>> sorted(models.ZOO)[:3]
+['banana', 'beta_binomial', 'eight_schools']
+"""
+
+from probinfer.models import conjugate, eight_schools, energies, logistic_regression
+from probinfer.models._example import Example
+
+__all__ = ["Example", "ZOO", "get", "conjugate", "eight_schools", "energies", "logistic_regression"]
+
+ZOO = {
+    "eight_schools": eight_schools.example_noncentered,
+    "eight_schools_centered": eight_schools.example_centered,
+    "normal_normal": conjugate.normal_normal_example,
+    "beta_binomial": conjugate.beta_binomial_example,
+    "linear_regression": conjugate.linear_regression_example,
+    "logistic_regression": logistic_regression.breast_cancer_example,
+    "funnel": energies.funnel_example,
+    "banana": energies.banana_example,
+    "gaussian_mixture": energies.gaussian_mixture_example,
+    "rezende_u1": energies.rezende_example_u1,
+    "rezende_u2": energies.rezende_example_u2,
+    "rezende_u3": energies.rezende_example_u3,
+    "rezende_u4": energies.rezende_example_u4,
+}
+
+
+def get(name):
+    """The zoo :class:`Example` called ``name`` (see ``ZOO`` for the names)."""
+    if name not in ZOO:
+        raise KeyError(f"no model '{name}' in the zoo; choose one of {sorted(ZOO)}.")
+    return ZOO[name]()

@@ -1,0 +1,57 @@
+"""probinfer: write a Bayesian model once; compile it; run any inference method; check calibration.
+
+>>> import probinfer as pi
+>>> from probinfer import dist
+>>> def model(y=None):
+...     mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+...     with pi.plate("data", 3):
+...         pi.sample("y", dist.Normal(mu, 1.0), obs=y)
+>>> target = pi.compile(model, y=jnp.array([0.1, -0.3, 0.5]))   # doctest: +SKIP
+>>> post = pi.mcmc(target, key=0)                                # doctest: +SKIP
+"""
+
+import importlib
+
+from probinfer.errors import (
+    DataError,
+    DiscreteLatentError,
+    ModelError,
+    NonFiniteError,
+    ProbinferError,
+)
+from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
+from probinfer.mcmc import mcmc
+from probinfer.posterior import Posterior
+from probinfer.target import Target, compile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sample",
+    "plate",
+    "param",
+    "deterministic",
+    "factor",
+    "dist",
+    "constraints",
+    "compile",
+    "Target",
+    "Posterior",
+    "mcmc",
+    "models",
+    "inference",
+    "ProbinferError",
+    "ModelError",
+    "DataError",
+    "DiscreteLatentError",
+    "NonFiniteError",
+]
+
+_LAZY_SUBPACKAGES = {"models", "inference"}
+
+
+def __getattr__(name):
+    # The model zoo and the inference families import the core, never the reverse: load on demand.
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"probinfer.{name}")
+    raise AttributeError(f"module 'probinfer' has no attribute '{name}'")

@@ -1,0 +1,62 @@
+"""Small helpers shared by the core: PRNG keys and atomic file writes."""
+
+import os
+import tempfile
+
+import jax
+import numpy as np
+
+__all__ = ["as_key", "atomic_write_bytes", "atomic_path"]
+
+
+def as_key(key):
+    """Return a JAX PRNG key from an int seed or an existing key.
+
+    Accepts a Python/NumPy integer (seed), a raw ``uint32[2]`` key from ``jax.random.PRNGKey`` or a
+    typed key from ``jax.random.key``.
+
+    >>> k = as_key(0)
+    """
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(int(key))
+    if key is None:
+        raise TypeError("key must be an int seed or a JAX PRNG key, got None")
+    return key
+
+
+class atomic_path:
+    """Context manager giving a temporary path that replaces ``path`` atomically on success.
+
+    The temporary file lives in the destination folder, so ``os.replace`` is atomic on POSIX: a
+    reader sees either the old file or the complete new one, never a half-written file.
+
+    >>> with atomic_path("out.npz") as tmp:   # doctest: +SKIP
+    ...     np.savez(tmp, a=1)
+    """
+
+    def __init__(self, path, suffix=""):
+        self.path = os.fspath(path)
+        self.suffix = suffix
+
+    def __enter__(self):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=self.suffix)
+        os.close(fd)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+        return False
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())

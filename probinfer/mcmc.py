@@ -1,0 +1,206 @@
+"""``mcmc``: adaptive Metropolis chains (HMC, MALA or random walk) on a :class:`~probinfer.Target`.
+
+Warm-up follows Stan: the step size is tuned by dual averaging to an acceptance target (Hoffman &
+Gelman 2014), and a diagonal inverse mass matrix is estimated from the chain in doubling windows
+(Stan reference manual). Chains are independent and vmapped; warm-up and sampling are one jitted
+``lax.scan`` each. The kernels are the shared ones in :mod:`probinfer.kernels`.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probinfer._utils import as_key
+from probinfer.errors import ProbinferError
+from probinfer.kernels import adaptation, hmc, mala, rwm
+from probinfer.posterior import Posterior
+from probinfer.progress import ProgressBar, should_show
+
+__all__ = ["mcmc"]
+
+_KERNELS = {
+    "hmc": (hmc, 0.8),
+    "mala": (mala, 0.57),
+    "rwm": (rwm, 0.234),
+}
+
+
+def _kernel_step(name, num_integration_steps):
+    module = _KERNELS[name][0]
+    if name == "hmc":
+        return partial(module.step, num_integration_steps=num_integration_steps)
+    return module.step
+
+
+def _initial_step_size(name, dim):
+    if name == "rwm":
+        return 2.38 / np.sqrt(max(dim, 1))
+    if name == "mala":
+        return 1.0 / max(dim, 1) ** (1 / 6)
+    return 0.5 / max(dim, 1) ** 0.25
+
+
+def mcmc(
+    target,
+    *,
+    key,
+    num_chains=4,
+    num_draws=1000,
+    num_warmup=1000,
+    kernel="hmc",
+    step_size=None,
+    num_integration_steps=16,
+    target_accept=None,
+    thinning=1,
+    init_positions=None,
+    progress="auto",
+):
+    """Run ``num_chains`` adaptive MCMC chains and return a :class:`~probinfer.Posterior`.
+
+    Args:
+        target: a compiled :class:`~probinfer.Target` (continuous latents).
+        key: int seed or JAX PRNG key.
+        num_chains: independent chains (vmapped; the R-hat needs ≥ 2).
+        num_draws: kept draws per chain (after thinning).
+        num_warmup: adaptation steps per chain (discarded).
+        kernel: ``"hmc"`` (default), ``"mala"`` or ``"rwm"``.
+        step_size: initial step size; adapted during warm-up (a dimension-based guess if None).
+        num_integration_steps: leapfrog steps per HMC transition.
+        target_accept: acceptance rate the step size is tuned to (0.8 HMC, 0.57 MALA, 0.234 RWM).
+        thinning: keep every ``thinning``-th draw.
+        init_positions: optional ``(num_chains, dim)`` unconstrained starting points; prior draws
+            with finite density otherwise (:meth:`Target.init`).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
+
+    Returns:
+        Posterior with draws ``(num_chains, num_draws, *site_shape)`` and diagnostics
+        ``acceptance_rate``, ``step_size``, ``inverse_mass_matrix``, ``num_divergent``,
+        ``log_density`` (per draw) and ``is_divergent`` (per draw).
+
+    Example:
+        >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
+        >>> post = pi.mcmc(target, key=0, num_chains=4)                                             # doctest: +SKIP
+    """
+    if kernel not in _KERNELS:
+        raise ProbinferError(f"kernel must be one of {sorted(_KERNELS)}, got '{kernel}'.")
+    for label, value in [("num_chains", num_chains), ("num_draws", num_draws), ("thinning", thinning)]:
+        if int(value) < 1:
+            raise ProbinferError(f"{label} must be a positive integer, got {value}.")
+    if num_warmup < 0:
+        raise ProbinferError(f"num_warmup must be ≥ 0, got {num_warmup}.")
+    if step_size is not None and not step_size > 0:
+        raise ProbinferError(f"step_size must be positive, got {step_size}.")
+    target._check_continuous()
+    key = as_key(key)
+    key_init, key_warmup, key_sample = jax.random.split(key, 3)
+    if init_positions is None:
+        init_positions = target.init(key_init, num_chains)
+    init_positions = jnp.asarray(init_positions)
+    if init_positions.shape != (num_chains, target.dim):
+        raise ProbinferError(
+            f"init_positions has shape {init_positions.shape}, expected ({num_chains}, {target.dim})."
+        )
+    module, default_accept = _KERNELS[kernel]
+    target_accept = default_accept if target_accept is None else target_accept
+    step_size = _initial_step_size(kernel, target.dim) if step_size is None else step_size
+    step = _kernel_step(kernel, num_integration_steps)
+    log_density_fn = target.log_density
+    dtype = init_positions.dtype
+    collect, window_end = adaptation.warmup_schedule(num_warmup)
+    show = should_show(progress, num_warmup + num_draws * thinning)
+    warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
+    sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
+
+    def warmup_one(state, adapt, key, collect_t, window_end_t):
+        kernel_state, da, welford, inverse_mass = adapt
+        step_size_t = jnp.exp(da.log_step)
+        # Jitter the step by ±20 % so fixed-length trajectories cannot lock onto a period.
+        jitter = jax.random.uniform(key, minval=0.8, maxval=1.2)
+        key = jax.random.fold_in(key, 1)
+        kernel_state, info = step(key, kernel_state, log_density_fn, step_size_t * jitter, inverse_mass)
+        da = adaptation.dual_averaging_update(da, info.acceptance_rate, target_accept)
+        welford = jax.tree.map(
+            lambda new, old: jnp.where(collect_t, new, old),
+            adaptation.welford_update(welford, kernel_state.position),
+            welford,
+        )
+        new_inverse_mass = adaptation.welford_variance(welford)
+        inverse_mass = jnp.where(window_end_t, new_inverse_mass, inverse_mass)
+        restarted = adaptation.dual_averaging_init(jnp.exp(da.log_step))
+        da = jax.tree.map(lambda new, old: jnp.where(window_end_t, new, old), restarted, da)
+        welford = jax.tree.map(
+            lambda new, old: jnp.where(window_end_t, new, old),
+            adaptation.welford_init(target.dim, dtype),
+            welford,
+        )
+        return (kernel_state, da, welford, inverse_mass), info
+
+    def run(key_warmup, key_sample, positions):
+        states = jax.vmap(module.init, in_axes=(0, None))(positions, log_density_fn)
+        da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
+        welford = jax.vmap(lambda _: adaptation.welford_init(target.dim, dtype))(jnp.arange(num_chains))
+        inverse_mass = jnp.ones((num_chains, target.dim), dtype)
+        adapt = (states, da, welford, inverse_mass)
+
+        def warmup_body(adapt, xs):
+            i, key, collect_t, window_end_t = xs
+            warmup_bar.tick(i)
+            keys = jax.random.split(key, num_chains)
+            adapt, info = jax.vmap(warmup_one, in_axes=(None, 0, 0, None, None))(
+                None, adapt, keys, collect_t, window_end_t
+            )
+            return adapt, info.acceptance_rate
+
+        xs = (
+            jnp.arange(num_warmup),
+            jax.random.split(key_warmup, num_warmup),
+            jnp.asarray(collect),
+            jnp.asarray(window_end),
+        )
+        adapt, warmup_accept = jax.lax.scan(warmup_body, adapt, xs)
+        states, da, _, inverse_mass = adapt
+        final_step = jnp.exp(da.log_step_avg) if num_warmup > 0 else jnp.exp(da.log_step)
+
+        def sample_body(states, xs):
+            i, key = xs
+            sample_bar.tick(i)
+            keys = jax.random.split(key, num_chains)
+            jitters = jax.vmap(lambda k: jax.random.uniform(k, minval=0.8, maxval=1.2))(keys)
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+            states, info = jax.vmap(step, in_axes=(0, 0, None, 0, 0))(
+                keys, states, log_density_fn, final_step * jitters, inverse_mass
+            )
+            return states, (states.position, states.log_density, info.acceptance_rate, info.is_divergent)
+
+        total = num_draws * thinning
+        _, trace = jax.lax.scan(
+            sample_body, states, (jnp.arange(total), jax.random.split(key_sample, total))
+        )
+        trace = jax.tree.map(lambda x: jnp.swapaxes(x[thinning - 1 :: thinning], 0, 1), trace)
+        positions, log_density, acceptance, divergent = trace
+        constrained = jax.vmap(jax.vmap(target.constrain))(positions)
+        return constrained, log_density, acceptance, divergent, final_step, inverse_mass, warmup_accept
+
+    outputs = jax.jit(run)(key_warmup, key_sample, init_positions)
+    constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs
+    acceptance = np.asarray(acceptance)
+    diagnostics = {
+        "acceptance_rate": acceptance.mean(axis=1),
+        "step_size": np.asarray(final_step),
+        "inverse_mass_matrix": np.asarray(inverse_mass),
+        "num_divergent": np.asarray(divergent).sum(axis=1),
+        "log_density": np.asarray(log_density),
+        "is_divergent": np.asarray(divergent),
+    }
+    settings = {
+        "kernel": kernel,
+        "num_chains": num_chains,
+        "num_draws": num_draws,
+        "num_warmup": num_warmup,
+        "num_integration_steps": num_integration_steps if kernel == "hmc" else None,
+        "target_accept": target_accept,
+        "thinning": thinning,
+    }
+    return Posterior(constrained, method=kernel, diagnostics=diagnostics, settings=settings)

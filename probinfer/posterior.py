@@ -1,0 +1,261 @@
+"""``Posterior``: the one result type every inference method returns.
+
+Draws are named constrained values with leading axes ``(chains, draws)`` — for particle methods
+``(1, num_particles)`` — optionally with normalised log weights (``logsumexp = 0`` over all draws)
+and a log evidence estimate. It summarises (mean, sd, 5/50/95 % quantiles, bulk/tail ESS, R-hat),
+converts to ArviZ ``InferenceData``, saves and loads atomically, and draws unweighted samples.
+"""
+
+import io
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probinfer._utils import as_key, atomic_path
+from probinfer.errors import ProbinferError
+
+__all__ = ["Posterior", "kish_ess"]
+
+
+def kish_ess(log_weights):
+    """Kish's effective sample size ``1 / Σ w²`` of normalised weights, from log weights (any shape)."""
+    log_weights = jnp.ravel(log_weights)
+    log_weights = log_weights - jax.scipy.special.logsumexp(log_weights)
+    return jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_weights))
+
+
+def _component_labels(name, shape):
+    if not shape:
+        return [name]
+    return [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
+
+
+def _weighted_quantiles(values, weights, qs):
+    order = np.argsort(values)
+    cdf = np.cumsum(weights[order])
+    cdf = cdf / cdf[-1]
+    return [values[order][min(np.searchsorted(cdf, q), len(values) - 1)] for q in qs]
+
+
+class Posterior:
+    """Result of an inference method.
+
+    Args:
+        draws: ``{site: array (chains, draws, *site_shape)}`` of constrained values.
+        method: name of the method that produced them (``"hmc"``, ``"smc"``, ...).
+        log_weights: optional ``(chains, draws)`` log weights; normalised here over all draws.
+        log_evidence: optional estimate of ``log p(data)``.
+        diagnostics: per-method diagnostics (acceptance, step sizes, ESS, temperatures, ...).
+        settings: the method's settings, saved with the draws.
+
+    Example:
+        >>> post = pi.mcmc(target, key=0)              # doctest: +SKIP
+        >>> post.summary()                             # doctest: +SKIP
+        >>> draws = post.sample(key=1, n=1000)         # {site: (1000, *shape)}  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, draws, *, method, log_weights=None, log_evidence=None, diagnostics=None, settings=None
+    ):
+        self.draws = {k: np.asarray(v) for k, v in draws.items()}
+        leading = {v.shape[:2] for v in self.draws.values()}
+        if len(leading) > 1 or any(v.ndim < 2 for v in self.draws.values()):
+            raise ProbinferError(
+                f"Posterior draws need common leading axes (chains, draws); got "
+                f"{ {k: v.shape for k, v in self.draws.items()} }."
+            )
+        self.num_chains, self.num_draws = leading.pop() if leading else (0, 0)
+        if log_weights is not None:
+            log_weights = np.asarray(log_weights, dtype=np.float64)
+            if log_weights.shape != (self.num_chains, self.num_draws):
+                raise ProbinferError(
+                    f"log_weights has shape {log_weights.shape}, draws have leading axes "
+                    f"{(self.num_chains, self.num_draws)}."
+                )
+            if np.isnan(log_weights).any():
+                raise ProbinferError("log_weights contain NaN; -inf is the weight of an impossible draw.")
+            log_weights = log_weights - _logsumexp(log_weights)
+        self.log_weights = log_weights
+        self.log_evidence = None if log_evidence is None else float(log_evidence)
+        self.method = method
+        self.diagnostics = dict(diagnostics or {})
+        self.settings = dict(settings or {})
+
+    # -- views -------------------------------------------------------------------------------------
+
+    @property
+    def sites(self):
+        """Names of the sites with draws."""
+        return tuple(self.draws)
+
+    def _flat(self):
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.draws.items()}
+
+    def _weights(self):
+        if self.log_weights is None:
+            return None
+        return np.exp(self.log_weights.ravel())
+
+    def mean(self):
+        """Posterior mean of each site (weighted where weights exist): ``{site: site_shape}``."""
+        weights = self._weights()
+        return {
+            k: (v.mean(0) if weights is None else np.tensordot(weights, v, axes=(0, 0)))
+            for k, v in self._flat().items()
+        }
+
+    def sample(self, *, key, n):
+        """``n`` unweighted draws: ``{site: array (n, *site_shape)}``.
+
+        Weighted draws are resampled multinomially with their weights, so the result is an i.i.d.
+        sample from the weighted empirical distribution; unweighted draws are subsampled without
+        replacement when ``n`` does not exceed their number, with replacement otherwise.
+        """
+        total = self.num_chains * self.num_draws
+        key = as_key(key)
+        if self.log_weights is not None:
+            index = jax.random.categorical(key, jnp.asarray(self.log_weights.ravel()), shape=(n,))
+        else:
+            index = jax.random.choice(key, total, shape=(n,), replace=n > total)
+        index = np.asarray(index)
+        return {k: v[index] for k, v in self._flat().items()}
+
+    # -- summaries -----------------------------------------------------------------------------------
+
+    def summary(self, sites=None):
+        """Table of mean, sd, 5/50/95 % quantiles, bulk and tail ESS and R-hat per component.
+
+        ESS and R-hat are ArviZ's rank-normalised estimators (Vehtari et al. 2021). For weighted
+        draws, moments and quantiles are weighted, ``ess_bulk`` is Kish's ESS of the weights and
+        R-hat is not defined (NaN). Returns a ``pandas.DataFrame`` indexed by ``site[i,j]``.
+        """
+        import arviz as az
+        import pandas as pd
+
+        sites = list(sites or self.sites)
+        weights = self._weights()
+        rows, index = [], []
+        if weights is None:
+            posterior = {k: self.draws[k] for k in sites}
+            idata = az.from_dict(posterior=posterior)
+            ess_bulk = az.ess(idata, method="bulk")
+            ess_tail = az.ess(idata, method="tail")
+            rhat = az.rhat(idata)
+        for name in sites:
+            values = self.draws[name]
+            shape = values.shape[2:]
+            flat = values.reshape(values.shape[:2] + (-1,))
+            labels = _component_labels(name, shape)
+            for j, label in enumerate(labels):
+                column = flat[..., j].astype(np.float64)
+                if weights is None:
+                    mean, sd = column.mean(), column.std(ddof=1) if column.size > 1 else np.nan
+                    q05, q50, q95 = np.quantile(column, [0.05, 0.5, 0.95])
+                    bulk = float(np.ravel(ess_bulk[name].values)[j])
+                    tail = float(np.ravel(ess_tail[name].values)[j])
+                    r_hat = float(np.ravel(rhat[name].values)[j])
+                else:
+                    x = column.ravel()
+                    mean = float(np.sum(weights * x))
+                    sd = float(np.sqrt(np.sum(weights * (x - mean) ** 2)))
+                    q05, q50, q95 = _weighted_quantiles(x, weights, [0.05, 0.5, 0.95])
+                    bulk = tail = float(1.0 / np.sum(weights**2))
+                    r_hat = np.nan
+                rows.append([mean, sd, q05, q50, q95, bulk, tail, r_hat])
+                index.append(label)
+        columns = ["mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"]
+        return pd.DataFrame(rows, index=index, columns=columns)
+
+    def to_arviz(self, *, key=0):
+        """ArviZ ``InferenceData`` with the draws in ``posterior`` and per-draw diagnostics in
+        ``sample_stats``. Weighted draws are first resampled (multinomially, with ``key``) to an
+        unweighted set of the same size, since ArviZ has no notion of weights; the log weights are
+        kept in ``sample_stats.log_weight`` of the original draws' order only when unweighted."""
+        import arviz as az
+
+        if self.log_weights is not None:
+            flat = self.sample(key=key, n=self.num_chains * self.num_draws)
+            posterior = {
+                k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in flat.items()
+            }
+        else:
+            posterior = self.draws
+        shape = (self.num_chains, self.num_draws)
+        sample_stats = {
+            k: np.asarray(v)
+            for k, v in self.diagnostics.items()
+            if np.shape(v) == shape and self.log_weights is None
+        }
+        attrs = {"method": self.method, "inference_library": "probinfer"}
+        if self.log_evidence is not None:
+            attrs["log_evidence"] = self.log_evidence
+        return az.from_dict(posterior=posterior, sample_stats=sample_stats or None, attrs=attrs)
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def save(self, path):
+        """Save to ``path`` (``.npz``) atomically: a crash mid-write never leaves a broken file."""
+        arrays = {f"draws/{k}": v for k, v in self.draws.items()}
+        if self.log_weights is not None:
+            arrays["log_weights"] = self.log_weights
+        scalars = {}
+        for k, v in self.diagnostics.items():
+            if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float, bool, str)):
+                scalars[k] = np.asarray(v).item()
+            else:
+                arrays[f"diagnostics/{k}"] = np.asarray(v)
+        meta = {
+            "method": self.method,
+            "log_evidence": self.log_evidence,
+            "scalar_diagnostics": scalars,
+            "settings": self.settings,
+            "format": 1,
+        }
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=repr).encode(), np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    @classmethod
+    def load(cls, path):
+        """Load a Posterior written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode())
+            draws = {k[len("draws/") :]: data[k] for k in data.files if k.startswith("draws/")}
+            diagnostics = {
+                k[len("diagnostics/") :]: data[k] for k in data.files if k.startswith("diagnostics/")
+            }
+            log_weights = data["log_weights"] if "log_weights" in data.files else None
+        diagnostics.update(meta["scalar_diagnostics"])
+        return cls(
+            draws,
+            method=meta["method"],
+            log_weights=log_weights,
+            log_evidence=meta["log_evidence"],
+            diagnostics=diagnostics,
+            settings=meta["settings"],
+        )
+
+    def __repr__(self):
+        sites = ", ".join(f"{k}{list(v.shape[2:])}" for k, v in self.draws.items())
+        extra = "" if self.log_evidence is None else f", log_evidence={self.log_evidence:.4g}"
+        weighted = ", weighted" if self.log_weights is not None else ""
+        return (
+            f"Posterior({self.method}: {self.num_chains} x {self.num_draws} draws of "
+            f"[{sites}]{weighted}{extra})"
+        )
+
+
+def _logsumexp(x):
+    top = np.max(x)
+    if not math.isfinite(top):
+        raise ProbinferError("every log weight is -inf; the weighted sample carries no information.")
+    return top + np.log(np.sum(np.exp(x - top)))
