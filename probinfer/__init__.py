@@ -21,6 +21,7 @@ from probinfer.errors import (
 )
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
+from probinfer import report
 from probinfer.posterior import Posterior
 from probinfer.target import Target, compile
 
@@ -38,6 +39,7 @@ __all__ = [
     "Target",
     "Posterior",
     "mcmc",
+    "report",
     "models",
     "inference",
     "ProbinferError",

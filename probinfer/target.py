@@ -19,6 +19,7 @@ The model is traced with NumPyro's effect handlers (``trace``, ``seed``, ``subst
 """
 
 import inspect
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -427,7 +428,10 @@ class Target:
 
     def explain_nonfinite(self, z):
         """One sentence naming the site(s) whose log probability is not finite at ``z``."""
-        terms = {k: float(v) for k, v in self.site_log_probs(z).items()}
+        with warnings.catch_warnings():
+            # NumPyro warns about out-of-support values; the sentence below says it better.
+            warnings.simplefilter("ignore")
+            terms = {k: float(v) for k, v in self.site_log_probs(z).items()}
         bad = {k: v for k, v in terms.items() if not np.isfinite(v)}
         if not bad:
             grad = np.asarray(jax.grad(self.log_density)(jnp.asarray(z)))

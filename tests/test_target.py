@@ -1,0 +1,299 @@
+"""compile → Target: log densities against hand-computed values and NumPyro, minibatching,
+transforms, initialisation, the prior predictive, and the errors users see."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density as numpyro_log_density
+from numpyro.infer.util import potential_energy
+from scipy import stats
+
+import probinfer as pi
+from probinfer import dist, models
+from probinfer.models import conjugate, eight_schools, energies
+
+ZOO_NAMES = sorted(models.ZOO)
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return {name: models.get(name) for name in ZOO_NAMES}
+
+
+@pytest.fixture(scope="module")
+def targets(zoo):
+    return {name: example.compile() for name, example in zoo.items()}
+
+
+def _named_z(target, **unconstrained):
+    return target.ravel({k: jnp.asarray(v, jnp.float32) for k, v in unconstrained.items()})
+
+
+def test_normal_normal_log_density_matches_hand_computation(zoo, targets):
+    target, y = targets["normal_normal"], zoo["normal_normal"].kwargs["y"]
+    mu = 0.37
+    z = _named_z(target, mu=mu)
+    np.testing.assert_allclose(target.log_prior(z), stats.norm.logpdf(mu, 0, 1), rtol=1e-5)
+    np.testing.assert_allclose(
+        target.log_likelihood(z), stats.norm.logpdf(y, mu, 1).sum(), rtol=1e-5
+    )
+
+
+def test_beta_binomial_includes_logit_jacobian(zoo, targets):
+    example, target = zoo["beta_binomial"], targets["beta_binomial"]
+    trials, successes = example.args[0], example.kwargs["successes"]
+    free = -0.4
+    p = 1 / (1 + np.exp(-free))
+    z = _named_z(target, p=free)
+    expected_prior = stats.beta.logpdf(p, 1, 1) + np.log(p * (1 - p))
+    np.testing.assert_allclose(target.log_prior(z), expected_prior, rtol=1e-5, atol=1e-6)
+    expected_lik = stats.binom.logpmf(successes, trials, p).sum()
+    np.testing.assert_allclose(target.log_likelihood(z), expected_lik, rtol=1e-5)
+
+
+def test_linear_regression_log_density_matches_hand_computation(zoo, targets):
+    example, target = zoo["linear_regression"], targets["linear_regression"]
+    x, y = example.args[0], example.kwargs["y"]
+    w = np.array([0.3, -0.2, 0.9])
+    z = _named_z(target, w=w)
+    expected = stats.norm.logpdf(w, 0, 1).sum() + stats.norm.logpdf(y, x @ w, 1).sum()
+    np.testing.assert_allclose(target.log_density(z), expected, rtol=1e-5)
+
+
+def test_eight_schools_centered_includes_log_jacobian_of_tau(targets):
+    target = targets["eight_schools_centered"]
+    mu, log_tau, theta = 1.5, 0.7, np.linspace(-2, 3, 8)
+    tau = np.exp(log_tau)
+    z = _named_z(target, mu=mu, tau=log_tau, theta=theta)
+    expected_prior = (
+        stats.norm.logpdf(mu, 0, 5)
+        + stats.halfcauchy.logpdf(tau, scale=5)
+        + log_tau
+        + stats.norm.logpdf(theta, mu, tau).sum()
+    )
+    expected_lik = stats.norm.logpdf(eight_schools.Y, theta, eight_schools.SIGMA).sum()
+    np.testing.assert_allclose(target.log_prior(z), expected_prior, rtol=1e-5)
+    np.testing.assert_allclose(target.log_likelihood(z), expected_lik, rtol=1e-5)
+
+
+def test_eight_schools_noncentered_deterministic_site(targets):
+    target = targets["eight_schools"]
+    z = _named_z(target, mu=1.0, tau=0.0, theta_tilde=np.arange(8.0) / 8)
+    values = target.constrain(z)
+    np.testing.assert_allclose(values["theta"], 1.0 + 1.0 * np.arange(8) / 8, rtol=1e-6)
+    expected = (
+        stats.norm.logpdf(1.0, 0, 5) + stats.halfcauchy.logpdf(1.0, scale=5) + 0.0
+        + stats.norm.logpdf(np.arange(8) / 8).sum()
+        + stats.norm.logpdf(eight_schools.Y, values["theta"], eight_schools.SIGMA).sum()
+    )
+    np.testing.assert_allclose(target.log_density(z), expected, rtol=1e-5)
+
+
+def test_funnel_and_energy_models_match_their_formulas(targets):
+    target = targets["funnel"]
+    v, x = 0.8, np.linspace(-1, 1, 9)
+    z = _named_z(target, v=v, x=x)
+    expected = stats.norm.logpdf(v, 0, 3) + stats.norm.logpdf(x, 0, np.exp(v / 2)).sum()
+    np.testing.assert_allclose(target.log_density(z), expected, rtol=1e-5)
+    point = jnp.array([0.3, -1.2])
+    for index, energy in enumerate([energies.u1, energies.u2, energies.u3, energies.u4], 1):
+        target = targets[f"rezende_u{index}"]
+        np.testing.assert_allclose(target.log_density(point), -energy(point), rtol=1e-5)
+        assert target.log_prior(point) == 0.0
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_log_density_equals_numpyro(name, zoo, targets):
+    """Ours equals −potential_energy (Jacobians included) and, less the Jacobians, log_density."""
+    example, target = zoo[name], targets[name]
+    z = target.init(jax.random.PRNGKey(1), 1)[0]
+    free = target.unravel(z)
+    expected = -potential_energy(example.model, example.args, example.kwargs, free)
+    np.testing.assert_allclose(target.log_density(z), expected, rtol=2e-5, atol=1e-4)
+    values = target.constrain(z)
+    latent = {k: values[k] for k in target.latent_sites}
+    plain, _ = numpyro_log_density(example.model, example.args, example.kwargs, latent)
+    jacobian = sum(v for k, v in target.site_log_probs(z).items() if k.endswith("_log_det"))
+    np.testing.assert_allclose(target.log_density(z) - jacobian, plain, rtol=2e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_constrain_unconstrain_round_trip_batched(name, targets):
+    target = targets[name]
+    z = target.init(jax.random.PRNGKey(2), 3)
+    values = target.constrain(z)
+    for site, info in target.latent_sites.items():
+        assert values[site].shape == (3,) + info.shape
+    np.testing.assert_allclose(target.unconstrain(values), z, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "batch_size"), [("linear_regression", 10), ("beta_binomial", 5), ("normal_normal", 4)]
+)
+def test_minibatch_log_density_averages_to_full(name, batch_size, targets):
+    target = targets[name]
+    z = target.init(jax.random.PRNGKey(3), 1)[0]
+    batches = jnp.arange(target.num_data).reshape(-1, batch_size)
+    fn = jax.jit(target.minibatch_log_density)
+    values = jnp.stack([fn(z, target.batch(index)) for index in batches])
+    np.testing.assert_allclose(values.mean(), target.log_density(z), rtol=1e-5)
+    assert values.std() > 0  # the batches really differ
+
+
+def test_minibatch_does_not_scale_sites_without_a_data_axis():
+    def model(y, g=0.3):
+        mu = pi.sample("mu", dist.Normal(0, 1))
+        pi.sample("g", dist.Normal(mu, 1), obs=g)
+        with pi.plate("data", y.shape[0]):
+            pi.sample("y", dist.Normal(mu, 1), obs=y)
+
+    y = jnp.linspace(-1, 1, 6)
+    target = pi.compile(model, y, data="y")
+    z = jnp.array([0.2])
+    halves = [target.minibatch_log_density(z, {"y": y[:3]}), target.minibatch_log_density(z, (y[3:],))]
+    np.testing.assert_allclose(np.mean(halves), target.log_density(z), rtol=1e-6)
+
+
+def test_minibatch_indices_work_under_jit_with_traced_indices(targets):
+    target = targets["linear_regression"]
+    z = jnp.zeros(target.dim)
+
+    @jax.jit
+    def at(key):
+        index = jax.random.choice(key, target.num_data, (8,), replace=False)
+        return target.minibatch_log_density(z, target.batch(index))
+
+    assert np.isfinite(at(jax.random.PRNGKey(0)))
+
+
+def test_init_survives_heavy_tailed_prior_with_hard_constraint():
+    def model():
+        x = pi.sample("x", dist.Cauchy(0.0, 1.0))
+        pi.factor("inside", jnp.where(jnp.abs(x) < 0.3, 0.0, -jnp.inf))
+
+    target = pi.compile(model)
+    z = target.init(0, 64)
+    assert np.all(np.abs(np.asarray(z)) < 0.3)
+
+
+def test_prior_predictive_moments_match_normal_normal():
+    n = 4000
+    target = pi.compile(conjugate.normal_normal, y=jnp.zeros(3))
+    params, observations = target.simulate(jax.random.PRNGKey(4), n)
+    assert params["mu"].shape == (n,) and observations["y"].shape == (n, 3)
+    # y_i = mu + eps: mean 0, variance 2, covariance 1 between coordinates.
+    y = np.asarray(observations["y"], np.float64)
+    assert abs(y.mean()) < 4 * np.sqrt(2.0 / n)
+    assert abs(y[:, 0].var() - 2.0) < 4 * 2.0 * np.sqrt(2.0 / n)
+    assert abs(np.mean(y[:, 0] * y[:, 1]) - 1.0) < 4 * np.sqrt(3.0 / n)
+    np.testing.assert_allclose(observations["y"][:, 0] - params["mu"], observations["y"][:, 0] - params["mu"])
+
+
+def test_sample_prior_includes_deterministic_sites(targets):
+    draws = targets["eight_schools"].sample_prior(jax.random.PRNGKey(5), 7)
+    assert draws["theta"].shape == (7, 8)
+    np.testing.assert_allclose(
+        draws["theta"], draws["mu"][:, None] + draws["tau"][:, None] * draws["theta_tilde"], rtol=1e-5
+    )
+
+
+def test_beta_prior_draws_have_the_prior_mean():
+    n = 4000
+    target = pi.compile(conjugate.beta_binomial, jnp.ones(2), successes=jnp.ones(2), a=2.0, b=3.0)
+    p = np.asarray(target.sample_prior(jax.random.PRNGKey(6), n)["p"], np.float64)
+    sd = np.sqrt(2 * 3 / (25 * 6))
+    assert abs(p.mean() - 0.4) < 4 * sd / np.sqrt(n)
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+def test_discrete_latent_is_named_when_a_gradient_method_is_asked():
+    def model():
+        k = pi.sample("k", dist.Poisson(3.0))
+        pi.sample("y", dist.Normal(k, 1.0), obs=2.0)
+
+    target = pi.compile(model)
+    assert target.discrete_sites == ("k",)
+    with pytest.raises(pi.DiscreteLatentError, match="'k'"):
+        pi.mcmc(target, key=0, num_draws=10, num_warmup=10)
+    with pytest.raises(pi.DiscreteLatentError, match="'k'"):
+        target.log_density(jnp.zeros(0))
+    assert target.sample_prior(0, 5)["k"].shape == (5,)
+
+
+def test_nonfinite_density_everywhere_names_the_site():
+    def model():
+        rate = pi.sample("rate", dist.Gamma(2.0, 2.0))
+        pi.sample("waiting_time", dist.Exponential(rate), obs=-1.0)
+
+    target = pi.compile(model)
+    with pytest.raises(pi.NonFiniteError, match="'waiting_time'"):
+        with pytest.warns(UserWarning, match="Out-of-support"):  # NumPyro's own warning, at trace time
+            target.init(0, 2, max_tries=5)
+
+
+def test_inconsistent_data_lengths_are_reported():
+    with pytest.raises(pi.DataError, match="leading"):
+        pi.compile(conjugate.linear_regression, jnp.ones((5, 2)), y=jnp.ones(4), data=("x", "y"))
+
+
+def test_unknown_data_name_is_reported():
+    with pytest.raises(pi.DataError, match="'X'|\\['X'\\]"):
+        pi.compile(conjugate.linear_regression, jnp.ones((5, 2)), y=jnp.ones(5), data=("X", "y"))
+
+
+def test_wrong_model_arguments_are_reported():
+    with pytest.raises(pi.ModelError, match="linear_regression"):
+        pi.compile(conjugate.linear_regression, jnp.ones((5, 2)), jnp.ones(5), jnp.ones(5))
+
+
+def test_minibatch_without_data_and_improper_prior_are_reported(targets):
+    with pytest.raises(pi.DataError, match="data="):
+        targets["funnel"].minibatch_log_density(jnp.zeros(10), {})
+    with pytest.raises(pi.ModelError, match="improper"):
+        targets["rezende_u1"].sample_prior(0, 2)
+
+
+def test_wrong_z_shape_is_reported(targets):
+    with pytest.raises(pi.DataError, match=r"\(3,\)"):
+        targets["linear_regression"].log_density(jnp.zeros(4))
+
+
+def test_per_datum_latents_refuse_minibatching():
+    target = pi.compile(eight_schools.centered, eight_schools.SIGMA, y=eight_schools.Y,
+                        data=("sigma", "y"))
+    with pytest.raises(pi.ModelError, match="'theta'"):
+        target.minibatch_log_density(jnp.zeros(target.dim), target.batch(jnp.arange(2)))
+
+
+def test_target_functions_work_in_float64():
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        from probinfer import models
+        for name in ["eight_schools", "linear_regression", "beta_binomial"]:
+            t = models.get(name).compile()
+            z = t.init(0, 2)
+            assert z.dtype == jnp.float64, z.dtype
+            for fn in (t.log_density, t.log_prior, t.log_likelihood):
+                v = jax.jit(jax.vmap(fn))(z)
+                assert v.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(v)))
+            g = jax.grad(t.log_density)(z[0])
+            assert g.dtype == jnp.float64
+            assert t.unconstrain(t.constrain(z)).dtype == jnp.float64
+            if t.data_names:
+                b = t.batch(jnp.arange(2))
+                assert t.minibatch_log_density(z[0], b).dtype == jnp.float64
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
