@@ -1,0 +1,34 @@
+"""The ``probinfer`` command writes a complete report."""
+
+import os
+
+import pytest
+
+from probinfer.cli import main
+
+
+def test_run_writes_summary_netcdf_and_plots(tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["run", "normal_normal", "--draws", "200", "--warmup", "200", "--chains", "2",
+                 "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mu" in printed and "r_hat" in printed
+    for name in ["summary.txt", "summary.csv", "posterior.nc", "posterior.npz", "trace.png",
+                 "posterior.png", "report.md"]:
+        assert (out / name).stat().st_size > 0, name
+    import arviz as az
+
+    idata = az.from_netcdf(os.fspath(out / "posterior.nc"))
+    assert idata.posterior["mu"].shape == (2, 200)
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    assert "eight_schools" in capsys.readouterr().out
+
+
+def test_unknown_model_is_reported():
+    with pytest.raises(KeyError, match="no model 'nope'"):
+        main(["run", "nope"])

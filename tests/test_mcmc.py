@@ -1,0 +1,86 @@
+"""The MCMC runner recovers exact conjugate posteriors within Monte Carlo error."""
+
+import arviz as az
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import probinfer as pi
+from probinfer import models
+from probinfer.models import conjugate
+
+
+def _check_moments(draws, true_mean, true_var, num_se=4.0):
+    """Mean within ``num_se`` MCSE (from the run's own bulk ESS); variance likewise, with the
+    standard error of the variance from the ESS of the squared deviations."""
+    draws = np.asarray(draws, np.float64)
+    mean = draws.mean()
+    ess_mean = az.ess(draws)
+    squared = (draws - mean) ** 2
+    ess_var = az.ess(squared)
+    mcse_mean = np.sqrt(true_var / ess_mean)
+    mcse_var = squared.std() / np.sqrt(ess_var)
+    assert abs(mean - true_mean) < num_se * mcse_mean, (mean, true_mean, mcse_mean)
+    assert abs(squared.mean() - true_var) < num_se * mcse_var, (squared.mean(), true_var, mcse_var)
+
+
+@pytest.fixture(scope="module")
+def normal_normal():
+    return models.get("normal_normal")
+
+
+@pytest.mark.parametrize("kernel", ["hmc", "mala", "rwm"])
+def test_kernels_recover_normal_normal_posterior(kernel, normal_normal):
+    post = pi.mcmc(normal_normal.compile(), key=0, kernel=kernel, num_chains=4, num_draws=1000,
+                   num_warmup=500)
+    exact = normal_normal.exact
+    _check_moments(post.draws["mu"], exact["mu_mean"], exact["mu_sd"] ** 2)
+    assert post.draws["mu"].shape == (4, 1000)
+
+
+def test_hmc_recovers_beta_binomial_posterior():
+    example = models.get("beta_binomial")
+    post = pi.mcmc(example.compile(), key=1, num_draws=1000, num_warmup=500)
+    a, b = conjugate.beta_binomial_posterior(example.args[0], example.kwargs["successes"])
+    _check_moments(post.draws["p"], stats.beta.mean(a, b), stats.beta.var(a, b))
+
+
+def test_hmc_recovers_correlated_linear_regression_posterior():
+    example = models.get("linear_regression")
+    post = pi.mcmc(example.compile(), key=2, num_draws=1000, num_warmup=500)
+    mean, covariance = example.exact["w_mean"], example.exact["w_cov"]
+    for i in range(3):
+        _check_moments(post.draws["w"][..., i], mean[i], covariance[i, i])
+    assert post.diagnostics["num_divergent"].sum() == 0
+
+
+def test_same_key_gives_identical_draws_and_different_keys_differ(normal_normal):
+    target = normal_normal.compile()
+    run = dict(num_chains=2, num_draws=50, num_warmup=50)
+    first = pi.mcmc(target, key=7, **run).draws["mu"]
+    second = pi.mcmc(target, key=7, **run).draws["mu"]
+    third = pi.mcmc(target, key=8, **run).draws["mu"]
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, third)
+
+
+def test_nan_log_density_is_rejected_not_propagated():
+    def model():
+        x = pi.sample("x", pi.dist.Normal(0.0, 1.0))
+        pi.factor("hole", jnp.where(x > 1.5, jnp.nan, 0.0))
+
+    post = pi.mcmc(pi.compile(model), key=0, num_chains=2, num_draws=300, num_warmup=200,
+                   init_positions=jnp.zeros((2, 1)))
+    assert np.all(np.isfinite(post.draws["x"]))
+    assert np.all(post.draws["x"] <= 1.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"kernel": "nuts"}, "kernel"), ({"step_size": -1.0}, "step_size"),
+     ({"num_chains": 0}, "num_chains"), ({"init_positions": jnp.zeros((3, 1))}, "init_positions")],
+)
+def test_bad_runner_arguments_are_reported(kwargs, message, normal_normal):
+    with pytest.raises(pi.ProbinferError, match=message):
+        pi.mcmc(normal_normal.compile(), key=0, num_draws=5, num_warmup=5, **kwargs)
