@@ -1,7 +1,7 @@
 """``Example``: a model bundled with its data, ready to compile."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from probinfer.target import compile
 

@@ -9,10 +9,10 @@ exact at any θ; we evaluate it at the posterior mean.
 """
 
 import numpy as np
+from probinfer.models._example import Example
 from scipy import special, stats
 
 from probinfer.language import dist, plate, sample
-from probinfer.models._example import Example
 
 __all__ = [
     "normal_normal",
@@ -64,8 +64,15 @@ def normal_normal_example(num_data=20, seed=0):
     y = np.random.default_rng(seed).normal(0.7, 1.0, num_data)
     mean, sd = normal_normal_posterior(y)
     exact = {"mu_mean": mean, "mu_sd": sd, "log_evidence": normal_normal_log_evidence(y)}
-    return Example("normal_normal", normal_normal, (), {"y": y}, data=("y",),
-                   description="normal mean, known variance (exact posterior)", exact=exact)
+    return Example(
+        "normal_normal",
+        normal_normal,
+        (),
+        {"y": y},
+        data=("y",),
+        description="normal mean, known variance (exact posterior)",
+        exact=exact,
+    )
 
 
 # -- beta–binomial ----------------------------------------------------------------------------------
@@ -88,7 +95,8 @@ def beta_binomial_log_evidence(trials, successes, a=1.0, b=1.0):
     """Exact ``log p(successes | trials)`` including the binomial coefficients."""
     trials, successes = np.asarray(trials, np.float64), np.asarray(successes, np.float64)
     log_choose = (
-        special.gammaln(trials + 1) - special.gammaln(successes + 1)
+        special.gammaln(trials + 1)
+        - special.gammaln(successes + 1)
         - special.gammaln(trials - successes + 1)
     ).sum()
     a_post, b_post = beta_binomial_posterior(trials, successes, a, b)
@@ -106,9 +114,15 @@ def beta_binomial_example(num_data=10, seed=0):
         "p_sd": np.sqrt(a_post * b_post / ((a_post + b_post) ** 2 * (a_post + b_post + 1))),
         "log_evidence": beta_binomial_log_evidence(trials, successes),
     }
-    return Example("beta_binomial", beta_binomial, (trials,), {"successes": successes},
-                   data=("trials", "successes"),
-                   description="binomial probability, Beta prior (exact posterior)", exact=exact)
+    return Example(
+        "beta_binomial",
+        beta_binomial,
+        (trials,),
+        {"successes": successes},
+        data=("trials", "successes"),
+        description="binomial probability, Beta prior (exact posterior)",
+        exact=exact,
+    )
 
 
 # -- Bayesian linear regression -----------------------------------------------------------------------
@@ -149,8 +163,17 @@ def linear_regression_example(num_data=50, dim=3, seed=0):
     w = np.array([1.0, -0.5, 0.25, 0.0, 0.5][:dim] + [0.0] * max(0, dim - 5))
     y = x @ w + rng.normal(size=num_data)
     mean, covariance = linear_regression_posterior(x, y)
-    exact = {"w_mean": mean, "w_cov": covariance, "log_evidence": linear_regression_log_evidence(x, y)}
-    return Example("linear_regression", linear_regression, (x.astype(np.float32),),
-                   {"y": y.astype(np.float32)}, data=("x", "y"),
-                   description="Bayesian linear regression, known noise (exact posterior)",
-                   exact=exact)
+    exact = {
+        "w_mean": mean,
+        "w_cov": covariance,
+        "log_evidence": linear_regression_log_evidence(x, y),
+    }
+    return Example(
+        "linear_regression",
+        linear_regression,
+        (x.astype(np.float32),),
+        {"y": y.astype(np.float32)},
+        data=("x", "y"),
+        description="Bayesian linear regression, known noise (exact posterior)",
+        exact=exact,
+    )

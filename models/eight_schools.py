@@ -6,9 +6,9 @@ the non-centred form (``θ_j = μ + τ θ̃_j``, ``θ̃_j ~ N(0, 1)``) samples c
 """
 
 import numpy as np
+from probinfer.models._example import Example
 
 from probinfer.language import deterministic, dist, plate, sample
-from probinfer.models._example import Example
 
 __all__ = ["Y", "SIGMA", "centered", "noncentered", "example_centered", "example_noncentered"]
 
@@ -37,11 +37,17 @@ def noncentered(sigma, y=None):
 
 def example_centered():
     """The classic data with the centred model."""
-    return Example("eight_schools_centered", centered, (SIGMA,), {"y": Y},
-                   description="eight schools, centred (funnel geometry)")
+    return Example(
+        "eight_schools_centered",
+        centered,
+        (SIGMA,),
+        {"y": Y},
+        description="eight schools, centred (funnel geometry)",
+    )
 
 
 def example_noncentered():
     """The classic data with the non-centred model (the CLI's default)."""
-    return Example("eight_schools", noncentered, (SIGMA,), {"y": Y},
-                   description="eight schools, non-centred")
+    return Example(
+        "eight_schools", noncentered, (SIGMA,), {"y": Y}, description="eight schools, non-centred"
+    )

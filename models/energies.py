@@ -17,14 +17,26 @@ well-separated Gaussian mixture — all proper, so they can be simulated.
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from probinfer.language import constraints, dist, factor, sample
 from probinfer.models._example import Example
 
+from probinfer.language import constraints, dist, factor, sample
+
 __all__ = [
-    "u1", "u2", "u3", "u4", "energy_model", "funnel", "banana", "gaussian_mixture",
-    "funnel_example", "banana_example", "gaussian_mixture_example",
-    "rezende_example_u1", "rezende_example_u2", "rezende_example_u3", "rezende_example_u4",
+    "u1",
+    "u2",
+    "u3",
+    "u4",
+    "energy_model",
+    "funnel",
+    "banana",
+    "gaussian_mixture",
+    "funnel_example",
+    "banana_example",
+    "gaussian_mixture_example",
+    "rezende_example_u1",
+    "rezende_example_u2",
+    "rezende_example_u3",
+    "rezende_example_u4",
 ]
 
 
@@ -57,7 +69,8 @@ def u2(z):
 def u3(z):
     """Rezende U₃ (split sine wave)."""
     return -jnp.logaddexp(
-        -0.5 * ((z[..., 1] - _w1(z)) / 0.35) ** 2, -0.5 * ((z[..., 1] - _w1(z) + _w2(z)) / 0.35) ** 2
+        -0.5 * ((z[..., 1] - _w1(z)) / 0.35) ** 2,
+        -0.5 * ((z[..., 1] - _w1(z) + _w2(z)) / 0.35) ** 2,
     )
 
 
@@ -110,14 +123,18 @@ def banana_example():
 
 def gaussian_mixture_example():
     """Two well-separated modes with weights 0.3 / 0.7."""
-    return Example("gaussian_mixture", gaussian_mixture,
-                   description="two-mode Gaussian mixture, 2 dims")
+    return Example(
+        "gaussian_mixture", gaussian_mixture, description="two-mode Gaussian mixture, 2 dims"
+    )
 
 
 def _rezende(index, energy):
     def example():
-        return Example(f"rezende_u{index}", energy_model(energy),
-                       description=f"Rezende & Mohamed energy U{index} (improper prior)")
+        return Example(
+            f"rezende_u{index}",
+            energy_model(energy),
+            description=f"Rezende & Mohamed energy U{index} (improper prior)",
+        )
 
     example.__doc__ = f"Rezende & Mohamed's U{index} as a model with a flat prior."
     return example

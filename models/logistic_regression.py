@@ -6,9 +6,9 @@ fair test of preconditioning.
 """
 
 import numpy as np
+from probinfer.models._example import Example
 
 from probinfer.language import dist, plate, sample
-from probinfer.models._example import Example
 
 __all__ = ["logistic_regression", "load_breast_cancer", "breast_cancer_example"]
 
@@ -33,5 +33,11 @@ def load_breast_cancer():
 def breast_cancer_example():
     """The zoo entry: logistic regression on breast cancer, data marked for minibatching."""
     x, y = load_breast_cancer()
-    return Example("logistic_regression", logistic_regression, (x,), {"y": y}, data=("x", "y"),
-                   description="logistic regression, breast cancer data (31 dims)")
+    return Example(
+        "logistic_regression",
+        logistic_regression,
+        (x,),
+        {"y": y},
+        data=("x", "y"),
+        description="logistic regression, breast cancer data (31 dims)",
+    )

@@ -12,6 +12,7 @@
 
 import importlib
 
+from probinfer import report
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -21,7 +22,6 @@ from probinfer.errors import (
 )
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
-from probinfer import report
 from probinfer.posterior import Posterior
 from probinfer.target import Target, compile
 

@@ -40,14 +40,22 @@ def _run(args):
 
     example = pi.models.get(args.model)
     target = example.compile()
-    print(f"probinfer {pi.__version__} on {jax.default_backend()} "
-          f"({jax.device_count()} device(s))")
+    print(f"probinfer {pi.__version__} on {jax.default_backend()} ({jax.device_count()} device(s))")
     print(f"model: {example.name} — {example.description}; {target.dim} unconstrained dims")
-    print(f"method: {args.method}, {args.chains} chains × {args.draws} draws "
-          f"({args.warmup} warm-up), seed {args.seed}")
+    print(
+        f"method: {args.method}, {args.chains} chains × {args.draws} draws "
+        f"({args.warmup} warm-up), seed {args.seed}"
+    )
     start = time.perf_counter()
-    posterior = pi.mcmc(target, key=args.seed, kernel=args.method, num_chains=args.chains,
-                        num_draws=args.draws, num_warmup=args.warmup, progress="auto")
+    posterior = pi.mcmc(
+        target,
+        key=args.seed,
+        kernel=args.method,
+        num_chains=args.chains,
+        num_draws=args.draws,
+        num_warmup=args.warmup,
+        progress="auto",
+    )
     seconds = time.perf_counter() - start
     diagnostics = posterior.diagnostics
     table = posterior.summary()
@@ -67,11 +75,16 @@ def _run(args):
     for line in lines[2:]:
         print(line[2:])
     if worst_rhat > 1.01 or divergent:
-        print("warning: R-hat above 1.01 or divergences — do not trust this posterior yet; "
-              "run longer or reparameterise.")
-    paths = pi.report.write_report(posterior, args.out, title=f"{example.name} ({args.method})",
-                                   header_lines=lines)
-    print(f"report written to {args.out}/ ({', '.join(sorted(p.split('/')[-1] for p in paths.values()))})")
+        print(
+            "warning: R-hat above 1.01 or divergences — do not trust this posterior yet; "
+            "run longer or reparameterise."
+        )
+    paths = pi.report.write_report(
+        posterior, args.out, title=f"{example.name} ({args.method})", header_lines=lines
+    )
+    print(
+        f"report written to {args.out}/ ({', '.join(sorted(p.split('/')[-1] for p in paths.values()))})"
+    )
     return 0
 
 

@@ -85,7 +85,11 @@ def mcmc(
     """
     if kernel not in _KERNELS:
         raise ProbinferError(f"kernel must be one of {sorted(_KERNELS)}, got '{kernel}'.")
-    for label, value in [("num_chains", num_chains), ("num_draws", num_draws), ("thinning", thinning)]:
+    for label, value in [
+        ("num_chains", num_chains),
+        ("num_draws", num_draws),
+        ("thinning", thinning),
+    ]:
         if int(value) < 1:
             raise ProbinferError(f"{label} must be a positive integer, got {value}.")
     if num_warmup < 0:
@@ -119,7 +123,9 @@ def mcmc(
         # Jitter the step by ±20 % so fixed-length trajectories cannot lock onto a period.
         jitter = jax.random.uniform(key, minval=0.8, maxval=1.2)
         key = jax.random.fold_in(key, 1)
-        kernel_state, info = step(key, kernel_state, log_density_fn, step_size_t * jitter, inverse_mass)
+        kernel_state, info = step(
+            key, kernel_state, log_density_fn, step_size_t * jitter, inverse_mass
+        )
         da = adaptation.dual_averaging_update(da, info.acceptance_rate, target_accept)
         welford = jax.tree.map(
             lambda new, old: jnp.where(collect_t, new, old),
@@ -140,7 +146,9 @@ def mcmc(
     def run(key_warmup, key_sample, positions):
         states = jax.vmap(module.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
-        welford = jax.vmap(lambda _: adaptation.welford_init(target.dim, dtype))(jnp.arange(num_chains))
+        welford = jax.vmap(lambda _: adaptation.welford_init(target.dim, dtype))(
+            jnp.arange(num_chains)
+        )
         inverse_mass = jnp.ones((num_chains, target.dim), dtype)
         adapt = (states, da, welford, inverse_mass)
 
@@ -172,7 +180,12 @@ def mcmc(
             states, info = jax.vmap(step, in_axes=(0, 0, None, 0, 0))(
                 keys, states, log_density_fn, final_step * jitters, inverse_mass
             )
-            return states, (states.position, states.log_density, info.acceptance_rate, info.is_divergent)
+            return states, (
+                states.position,
+                states.log_density,
+                info.acceptance_rate,
+                info.is_divergent,
+            )
 
         total = num_draws * thinning
         _, trace = jax.lax.scan(
@@ -181,7 +194,15 @@ def mcmc(
         trace = jax.tree.map(lambda x: jnp.swapaxes(x[thinning - 1 :: thinning], 0, 1), trace)
         positions, log_density, acceptance, divergent = trace
         constrained = jax.vmap(jax.vmap(target.constrain))(positions)
-        return constrained, log_density, acceptance, divergent, final_step, inverse_mass, warmup_accept
+        return (
+            constrained,
+            log_density,
+            acceptance,
+            divergent,
+            final_step,
+            inverse_mass,
+            warmup_accept,
+        )
 
     outputs = jax.jit(run)(key_warmup, key_sample, init_positions)
     constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs

@@ -77,7 +77,9 @@ class Posterior:
                     f"{(self.num_chains, self.num_draws)}."
                 )
             if np.isnan(log_weights).any():
-                raise ProbinferError("log_weights contain NaN; -inf is the weight of an impossible draw.")
+                raise ProbinferError(
+                    "log_weights contain NaN; -inf is the weight of an impossible draw."
+                )
             log_weights = log_weights - _logsumexp(log_weights)
         self.log_weights = log_weights
         self.log_evidence = None if log_evidence is None else float(log_evidence)
@@ -180,7 +182,8 @@ class Posterior:
         if self.log_weights is not None:
             flat = self.sample(key=key, n=self.num_chains * self.num_draws)
             posterior = {
-                k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in flat.items()
+                k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:])
+                for k, v in flat.items()
             }
         else:
             posterior = self.draws
@@ -231,7 +234,9 @@ class Posterior:
             meta = json.loads(bytes(data["__meta__"]).decode())
             draws = {k[len("draws/") :]: data[k] for k in data.files if k.startswith("draws/")}
             diagnostics = {
-                k[len("diagnostics/") :]: data[k] for k in data.files if k.startswith("diagnostics/")
+                k[len("diagnostics/") :]: data[k]
+                for k in data.files
+                if k.startswith("diagnostics/")
             }
             log_weights = data["log_weights"] if "log_weights" in data.files else None
         diagnostics.update(meta["scalar_diagnostics"])
@@ -257,5 +262,7 @@ class Posterior:
 def _logsumexp(x):
     top = np.max(x)
     if not math.isfinite(top):
-        raise ProbinferError("every log weight is -inf; the weighted sample carries no information.")
+        raise ProbinferError(
+            "every log weight is -inf; the weighted sample carries no information."
+        )
     return top + np.log(np.sum(np.exp(x - top)))

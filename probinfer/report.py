@@ -37,9 +37,18 @@ def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
     import matplotlib.pyplot as plt
 
     os.makedirs(folder, exist_ok=True)
-    paths = {name: os.path.join(folder, name) for name in
-             ["summary.txt", "summary.csv", "posterior.nc", "posterior.npz", "trace.png",
-              "posterior.png", "report.md"]}
+    paths = {
+        name: os.path.join(folder, name)
+        for name in [
+            "summary.txt",
+            "summary.csv",
+            "posterior.nc",
+            "posterior.npz",
+            "trace.png",
+            "posterior.png",
+            "report.md",
+        ]
+    }
     table = posterior.summary()
     text = table.to_string(float_format=lambda v: f"{v:.3f}")
     with atomic_path(paths["summary.txt"]) as tmp, open(tmp, "w") as fh:
@@ -65,10 +74,25 @@ def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
     with atomic_path(paths["posterior.png"], suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    lines = [f"# {title}", "", *header_lines, "", "## Posterior summary", "", "```", text, "```", "",
-             "![trace](trace.png)", "", "![posterior](posterior.png)", "",
-             "Files: `posterior.nc` (ArviZ InferenceData, netCDF), `posterior.npz` "
-             "(`probinfer.Posterior.load`), `summary.csv`.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        *header_lines,
+        "",
+        "## Posterior summary",
+        "",
+        "```",
+        text,
+        "```",
+        "",
+        "![trace](trace.png)",
+        "",
+        "![posterior](posterior.png)",
+        "",
+        "Files: `posterior.nc` (ArviZ InferenceData, netCDF), `posterior.npz` "
+        "(`probinfer.Posterior.load`), `summary.csv`.",
+        "",
+    ]
     with atomic_path(paths["report.md"]) as tmp, open(tmp, "w") as fh:
         fh.write("\n".join(lines))
     return paths

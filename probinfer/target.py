@@ -363,9 +363,7 @@ class Target:
 
     def _draw_unconstrained(self, key):
         tr = self._trace(key, substitute_fn=_improper_init_fn)
-        free = {
-            k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites
-        }
+        free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
 
     def init_fn(self, key, num_points, max_tries=100):

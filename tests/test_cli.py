@@ -9,13 +9,32 @@ from probinfer.cli import main
 
 def test_run_writes_summary_netcdf_and_plots(tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["run", "normal_normal", "--draws", "200", "--warmup", "200", "--chains", "2",
-                 "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "normal_normal",
+            "--draws",
+            "200",
+            "--warmup",
+            "200",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "mu" in printed and "r_hat" in printed
-    for name in ["summary.txt", "summary.csv", "posterior.nc", "posterior.npz", "trace.png",
-                 "posterior.png", "report.md"]:
+    for name in [
+        "summary.txt",
+        "summary.csv",
+        "posterior.nc",
+        "posterior.npz",
+        "trace.png",
+        "posterior.png",
+        "report.md",
+    ]:
         assert (out / name).stat().st_size > 0, name
     import arviz as az
 

@@ -4,11 +4,11 @@ import arviz as az
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from probinfer.models import conjugate
 from scipy import stats
 
 import probinfer as pi
 from probinfer import models
-from probinfer.models import conjugate
 
 
 def _check_moments(draws, true_mean, true_var, num_se=4.0):
@@ -32,8 +32,9 @@ def normal_normal():
 
 @pytest.mark.parametrize("kernel", ["hmc", "mala", "rwm"])
 def test_kernels_recover_normal_normal_posterior(kernel, normal_normal):
-    post = pi.mcmc(normal_normal.compile(), key=0, kernel=kernel, num_chains=4, num_draws=1000,
-                   num_warmup=500)
+    post = pi.mcmc(
+        normal_normal.compile(), key=0, kernel=kernel, num_chains=4, num_draws=1000, num_warmup=500
+    )
     exact = normal_normal.exact
     _check_moments(post.draws["mu"], exact["mu_mean"], exact["mu_sd"] ** 2)
     assert post.draws["mu"].shape == (4, 1000)
@@ -70,16 +71,26 @@ def test_nan_log_density_is_rejected_not_propagated():
         x = pi.sample("x", pi.dist.Normal(0.0, 1.0))
         pi.factor("hole", jnp.where(x > 1.5, jnp.nan, 0.0))
 
-    post = pi.mcmc(pi.compile(model), key=0, num_chains=2, num_draws=300, num_warmup=200,
-                   init_positions=jnp.zeros((2, 1)))
+    post = pi.mcmc(
+        pi.compile(model),
+        key=0,
+        num_chains=2,
+        num_draws=300,
+        num_warmup=200,
+        init_positions=jnp.zeros((2, 1)),
+    )
     assert np.all(np.isfinite(post.draws["x"]))
     assert np.all(post.draws["x"] <= 1.5)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"kernel": "nuts"}, "kernel"), ({"step_size": -1.0}, "step_size"),
-     ({"num_chains": 0}, "num_chains"), ({"init_positions": jnp.zeros((3, 1))}, "init_positions")],
+    [
+        ({"kernel": "nuts"}, "kernel"),
+        ({"step_size": -1.0}, "step_size"),
+        ({"num_chains": 0}, "num_chains"),
+        ({"init_positions": jnp.zeros((3, 1))}, "init_positions"),
+    ],
 )
 def test_bad_runner_arguments_are_reported(kwargs, message, normal_normal):
     with pytest.raises(pi.ProbinferError, match=message):

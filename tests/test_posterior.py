@@ -10,15 +10,27 @@ import probinfer as pi
 def posterior():
     rng = np.random.default_rng(0)
     draws = {"a": rng.normal(size=(2, 500)), "b": rng.normal(2.0, 3.0, size=(2, 500, 3))}
-    diagnostics = {"acceptance_rate": np.array([0.8, 0.7]), "step_size": 0.1,
-                   "log_density": rng.normal(size=(2, 500))}
+    diagnostics = {
+        "acceptance_rate": np.array([0.8, 0.7]),
+        "step_size": 0.1,
+        "log_density": rng.normal(size=(2, 500)),
+    }
     return pi.Posterior(draws, method="test", diagnostics=diagnostics, settings={"x": 1})
 
 
 def test_summary_has_every_component_and_column(posterior):
     table = posterior.summary()
     assert list(table.index) == ["a", "b[0]", "b[1]", "b[2]"]
-    assert list(table.columns) == ["mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"]
+    assert list(table.columns) == [
+        "mean",
+        "sd",
+        "q5",
+        "q50",
+        "q95",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+    ]
     np.testing.assert_allclose(table.loc["b[1]", "mean"], posterior.draws["b"][..., 1].mean())
     assert (table["r_hat"] < 1.05).all() and (table["ess_bulk"] > 500).all()
 
@@ -57,7 +69,9 @@ def test_weighted_posterior_resamples_by_weight():
     np.testing.assert_allclose(frequencies, [0.1, 0.2, 0.3, 0.4], atol=4 * np.sqrt(0.25 / n))
     table = post.summary()
     np.testing.assert_allclose(table.loc["x", "mean"], 2.0)
-    np.testing.assert_allclose(table.loc["x", "ess_bulk"], 1 / np.sum(np.square([0.1, 0.2, 0.3, 0.4])))
+    np.testing.assert_allclose(
+        table.loc["x", "ess_bulk"], 1 / np.sum(np.square([0.1, 0.2, 0.3, 0.4]))
+    )
     assert post.to_arviz().posterior["x"].shape == (1, 4)
 
 
