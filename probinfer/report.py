@@ -12,7 +12,7 @@ import numpy as np
 
 from probinfer._utils import atomic_path
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "save_figure"]
 
 _MAX_PLOTTED_COMPONENTS = 12
 
@@ -28,13 +28,24 @@ def _plot_vars(posterior):
     return chosen
 
 
+def save_figure(axes, title, path, dpi=110):
+    """Title the figure holding ``axes`` (an Axes or array of them) and save it atomically as PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = np.ravel(axes)[0].figure
+    figure.suptitle(title, y=1.0)
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+
+
 def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
     """Write the report files for ``posterior`` into ``folder``; returns ``{kind: path}``."""
     import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     os.makedirs(folder, exist_ok=True)
     paths = {
@@ -60,20 +71,16 @@ def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
         idata.to_netcdf(tmp, engine="h5netcdf")
     posterior.save(paths["posterior.npz"])
     variables = _plot_vars(posterior)
-    axes = az.plot_trace(idata, var_names=variables, compact=True)
-    figure = np.ravel(axes)[0].figure
-    figure.suptitle(f"{title}: trace", y=1.0)
-    figure.tight_layout()
-    with atomic_path(paths["trace.png"], suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    axes = az.plot_posterior(idata, var_names=variables, hdi_prob=0.9)
-    figure = np.ravel(axes)[0].figure
-    figure.suptitle(f"{title}: marginal posteriors (90 % HDI)", y=1.0)
-    figure.tight_layout()
-    with atomic_path(paths["posterior.png"], suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    save_figure(
+        az.plot_trace(idata, var_names=variables, compact=True),
+        f"{title}: trace",
+        paths["trace.png"],
+    )
+    save_figure(
+        az.plot_posterior(idata, var_names=variables, hdi_prob=0.9),
+        f"{title}: marginal posteriors (90 % HDI)",
+        paths["posterior.png"],
+    )
     lines = [
         f"# {title}",
         "",
