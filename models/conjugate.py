@@ -9,10 +9,10 @@ exact at any θ; we evaluate it at the posterior mean.
 """
 
 import numpy as np
-from probinfer.models._example import Example
 from scipy import special, stats
 
 from probinfer.language import dist, plate, sample
+from probinfer.models._example import Example
 
 __all__ = [
     "normal_normal",

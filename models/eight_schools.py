@@ -6,9 +6,9 @@ the non-centred form (``θ_j = μ + τ θ̃_j``, ``θ̃_j ~ N(0, 1)``) samples c
 """
 
 import numpy as np
-from probinfer.models._example import Example
 
 from probinfer.language import deterministic, dist, plate, sample
+from probinfer.models._example import Example
 
 __all__ = ["Y", "SIGMA", "centered", "noncentered", "example_centered", "example_noncentered"]
 

@@ -17,9 +17,9 @@ well-separated Gaussian mixture — all proper, so they can be simulated.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from probinfer.models._example import Example
 
 from probinfer.language import constraints, dist, factor, sample
+from probinfer.models._example import Example
 
 __all__ = [
     "u1",

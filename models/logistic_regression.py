@@ -6,9 +6,9 @@ fair test of preconditioning.
 """
 
 import numpy as np
-from probinfer.models._example import Example
 
 from probinfer.language import dist, plate, sample
+from probinfer.models._example import Example
 
 __all__ = ["logistic_regression", "load_breast_cancer", "breast_cancer_example"]
 

@@ -4,11 +4,11 @@ import arviz as az
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from probinfer.models import conjugate
 from scipy import stats
 
 import probinfer as pi
 from probinfer import models
+from probinfer.models import conjugate
 
 
 def _check_moments(draws, true_mean, true_var, num_se=4.0):

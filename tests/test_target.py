@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from numpyro.infer.util import log_density as numpyro_log_density
 from numpyro.infer.util import potential_energy
-from probinfer.models import conjugate, eight_schools, energies
 from scipy import stats
 
 import probinfer as pi
 from probinfer import dist, models
+from probinfer.models import conjugate, eight_schools, energies
 
 ZOO_NAMES = sorted(models.ZOO)
 
