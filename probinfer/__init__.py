@@ -12,7 +12,7 @@
 
 import importlib
 
-from probinfer import report
+from probinfer import report, runners
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -40,6 +40,10 @@ __all__ = [
     "Posterior",
     "mcmc",
     "report",
+    "runners",
+    "tarp",
+    "sbc",
+    "calibrate",
     "models",
     "inference",
     "ProbinferError",
@@ -50,10 +54,18 @@ __all__ = [
 ]
 
 _LAZY_SUBPACKAGES = {"models", "inference"}
+# Convenience functions of the inference families: name → module, imported on first use.
+_LAZY_FUNCTIONS = {
+    "tarp": "probinfer.inference.calibration",
+    "sbc": "probinfer.inference.calibration",
+    "calibrate": "probinfer.inference.calibration",
+}
 
 
 def __getattr__(name):
     # The model zoo and the inference families import the core, never the reverse: load on demand.
     if name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"probinfer.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'probinfer' has no attribute '{name}'")

@@ -2,7 +2,8 @@
 
 ``probinfer`` alone runs the embedded default — the non-centred eight-schools model with adaptive
 HMC — prints the posterior summary and writes a report folder. ``probinfer run MODEL`` does the
-same for any zoo model; ``probinfer models`` lists the zoo.
+same for any zoo model; ``probinfer calibrate MODEL --method NAME --sims N`` checks a method's
+calibration (TARP and SBC) on data simulated from the model; ``probinfer models`` lists the zoo.
 """
 
 import argparse
@@ -29,6 +30,16 @@ def _parser():
     run.add_argument("--warmup", type=int, default=1000)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", default="probinfer-report", help="report folder")
+    calibrate = sub.add_parser(
+        "calibrate", help="check a method's calibration on data simulated from a zoo model"
+    )
+    calibrate.add_argument("model", help="zoo model name (see `probinfer models`)")
+    calibrate.add_argument("--method", default="hmc", help="runner name (hmc, mala, rwm, smc, …)")
+    calibrate.add_argument("--sims", type=int, default=200, help="simulated data sets")
+    calibrate.add_argument("--samples", type=int, default=500, help="posterior draws per data set")
+    calibrate.add_argument("--warmup", type=int, default=None, help="MCMC warm-up per data set")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--out", default="probinfer-calibration", help="output folder")
     sub.add_parser("models", help="list the model zoo")
     return parser
 
@@ -88,6 +99,32 @@ def _run(args):
     return 0
 
 
+def _calibrate(args):
+    import probinfer as pi
+
+    example = pi.models.get(args.model)
+    kwargs = {} if args.warmup is None else {"num_warmup": args.warmup}
+    print(
+        f"calibrating {args.method} on {example.name}: {args.sims} simulated data sets × "
+        f"{args.samples} draws, seed {args.seed}"
+    )
+    result = pi.calibrate(
+        example,
+        args.method,
+        num_sims=args.sims,
+        num_samples=args.samples,
+        key=args.seed,
+        **kwargs,
+    )
+    print(result.verdict())
+    print(f"runs took {result.seconds:.1f} s")
+    paths = result.save(args.out)
+    print(
+        f"figure and verdict written to {args.out}/ ({', '.join(sorted(p.split('/')[-1] for p in paths.values()))})"
+    )
+    return 0
+
+
 def _models():
     from probinfer import models
 
@@ -104,6 +141,8 @@ def main(argv=None):
         if args.command is None:
             args = _parser().parse_args(["run"])
         return _run(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.command == "models":
         return _models()
     return 2

@@ -18,7 +18,7 @@ from probinfer.kernels import adaptation, hmc, mala, rwm
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
-__all__ = ["mcmc"]
+__all__ = ["mcmc", "mcmc_draws"]
 
 _KERNELS = {
     "hmc": (hmc, 0.8),
@@ -106,16 +106,122 @@ def mcmc(
         raise ProbinferError(
             f"init_positions has shape {init_positions.shape}, expected ({num_chains}, {target.dim})."
         )
-    module, default_accept = _KERNELS[kernel]
-    target_accept = default_accept if target_accept is None else target_accept
-    step_size = _initial_step_size(kernel, target.dim) if step_size is None else step_size
-    step = _kernel_step(kernel, num_integration_steps)
-    log_density_fn = target.log_density
-    dtype = init_positions.dtype
-    collect, window_end = adaptation.warmup_schedule(num_warmup)
+    target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     show = should_show(progress, num_warmup + num_draws * thinning)
+    run = _program(
+        target,
+        init_positions.dtype,
+        kernel=kernel,
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        step_size=step_size,
+        num_integration_steps=num_integration_steps,
+        target_accept=target_accept,
+        thinning=thinning,
+        show=show,
+    )
+    outputs = jax.jit(run)(key_warmup, key_sample, init_positions)
+    constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs
+    acceptance = np.asarray(acceptance)
+    diagnostics = {
+        "acceptance_rate": acceptance.mean(axis=1),
+        "step_size": np.asarray(final_step),
+        "inverse_mass_matrix": np.asarray(inverse_mass),
+        "num_divergent": np.asarray(divergent).sum(axis=1),
+        "log_density": np.asarray(log_density),
+        "is_divergent": np.asarray(divergent),
+    }
+    settings = {
+        "kernel": kernel,
+        "num_chains": num_chains,
+        "num_draws": num_draws,
+        "num_warmup": num_warmup,
+        "num_integration_steps": num_integration_steps if kernel == "hmc" else None,
+        "target_accept": target_accept,
+        "thinning": thinning,
+    }
+    return Posterior(constrained, method=kernel, diagnostics=diagnostics, settings=settings)
+
+
+def mcmc_draws(
+    target,
+    key,
+    num_samples,
+    *,
+    kernel="hmc",
+    num_chains=4,
+    num_warmup=500,
+    step_size=None,
+    num_integration_steps=16,
+    target_accept=None,
+    thinning=1,
+):
+    """Pure, traceable core of :func:`mcmc`: ``num_samples`` pooled constrained draws.
+
+    No host-side checks and no progress bar, so it can run under ``jit`` and ``vmap`` — the
+    calibration layer vmaps it over simulated data sets (``target`` from
+    :meth:`Target.condition`). Chains start at prior draws (:meth:`Target.init_fn`).
+
+    Returns ``{site: (num_samples, *site_shape)}``: the first ``num_samples`` of the
+    ``num_chains × ceil(num_samples / num_chains)`` kept draws.
+
+    >>> draws = jax.jit(lambda k: mcmc_draws(target, k, 1000))(key)   # doctest: +SKIP
+    """
+    num_draws = -(-int(num_samples) // int(num_chains))
+    key_init, key_warmup, key_sample = jax.random.split(key, 3)
+    positions, _ = target.init_fn(key_init, num_chains)
+    target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
+    run = _program(
+        target,
+        positions.dtype,
+        kernel=kernel,
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        step_size=step_size,
+        num_integration_steps=num_integration_steps,
+        target_accept=target_accept,
+        thinning=thinning,
+        show=False,
+    )
+    constrained = run(key_warmup, key_sample, positions)[0]
+    return jax.tree.map(
+        lambda x: x.reshape((num_chains * num_draws,) + x.shape[2:])[:num_samples], constrained
+    )
+
+
+def _defaults(kernel, dim, target_accept, step_size):
+    target_accept = _KERNELS[kernel][1] if target_accept is None else target_accept
+    step_size = _initial_step_size(kernel, dim) if step_size is None else step_size
+    return target_accept, step_size
+
+
+def _program(
+    target,
+    dtype,
+    *,
+    kernel,
+    num_chains,
+    num_draws,
+    num_warmup,
+    step_size,
+    num_integration_steps,
+    target_accept,
+    thinning,
+    show,
+):
+    """The whole adaptive run as a pure function ``run(key_warmup, key_sample, positions)``.
+
+    Pure JAX (no host checks), so it can be jitted, or vmapped over data sets by the calibration
+    layer through :func:`mcmc_draws`.
+    """
+    module = _KERNELS[kernel][0]
+    step = _kernel_step(kernel, num_integration_steps)
+    log_density_fn, dim, constrain = target.log_density, target.dim, target.constrain
     warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
     sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
+    collect, window_end = adaptation.warmup_schedule(num_warmup)
 
     def warmup_one(state, adapt, key, collect_t, window_end_t):
         kernel_state, da, welford, inverse_mass = adapt
@@ -138,7 +244,7 @@ def mcmc(
         da = jax.tree.map(lambda new, old: jnp.where(window_end_t, new, old), restarted, da)
         welford = jax.tree.map(
             lambda new, old: jnp.where(window_end_t, new, old),
-            adaptation.welford_init(target.dim, dtype),
+            adaptation.welford_init(dim, dtype),
             welford,
         )
         return (kernel_state, da, welford, inverse_mass), info
@@ -146,10 +252,8 @@ def mcmc(
     def run(key_warmup, key_sample, positions):
         states = jax.vmap(module.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
-        welford = jax.vmap(lambda _: adaptation.welford_init(target.dim, dtype))(
-            jnp.arange(num_chains)
-        )
-        inverse_mass = jnp.ones((num_chains, target.dim), dtype)
+        welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
+        inverse_mass = jnp.ones((num_chains, dim), dtype)
         adapt = (states, da, welford, inverse_mass)
 
         def warmup_body(adapt, xs):
@@ -193,7 +297,7 @@ def mcmc(
         )
         trace = jax.tree.map(lambda x: jnp.swapaxes(x[thinning - 1 :: thinning], 0, 1), trace)
         positions, log_density, acceptance, divergent = trace
-        constrained = jax.vmap(jax.vmap(target.constrain))(positions)
+        constrained = jax.vmap(jax.vmap(constrain))(positions)
         return (
             constrained,
             log_density,
@@ -204,24 +308,4 @@ def mcmc(
             warmup_accept,
         )
 
-    outputs = jax.jit(run)(key_warmup, key_sample, init_positions)
-    constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs
-    acceptance = np.asarray(acceptance)
-    diagnostics = {
-        "acceptance_rate": acceptance.mean(axis=1),
-        "step_size": np.asarray(final_step),
-        "inverse_mass_matrix": np.asarray(inverse_mass),
-        "num_divergent": np.asarray(divergent).sum(axis=1),
-        "log_density": np.asarray(log_density),
-        "is_divergent": np.asarray(divergent),
-    }
-    settings = {
-        "kernel": kernel,
-        "num_chains": num_chains,
-        "num_draws": num_draws,
-        "num_warmup": num_warmup,
-        "num_integration_steps": num_integration_steps if kernel == "hmc" else None,
-        "target_accept": target_accept,
-        "thinning": thinning,
-    }
-    return Posterior(constrained, method=kernel, diagnostics=diagnostics, settings=settings)
+    return run

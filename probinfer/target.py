@@ -18,6 +18,7 @@ The model is traced with NumPyro's effect handlers (``trace``, ``seed``, ``subst
 ``uncondition``); no tracer of our own.
 """
 
+import copy
 import inspect
 import warnings
 from collections import OrderedDict
@@ -139,6 +140,7 @@ class Target:
         self.factor_sites = ()
         self.deterministic_sites = ()
         self.param_values = {}
+        self._observed_shapes = {}
         unconstrained = OrderedDict()
         for site in prototype.values():
             kind = site["type"]
@@ -153,6 +155,7 @@ class Target:
                     self.factor_sites += (site["name"],)
                 else:
                     self.observed_sites += (site["name"],)
+                    self._observed_shapes[site["name"]] = tuple(jnp.shape(site["value"]))
             elif site["fn"].support.is_discrete:
                 self.discrete_sites += (site["name"],)
             else:
@@ -455,7 +458,7 @@ class Target:
             tr = self._trace(key)
             return {name: tr[name]["value"] for name in names}
 
-        return jax.vmap(one)(jax.random.split(as_key(key), num_samples))
+        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), num_samples))
 
     def simulate(self, key, num_samples):
         """Draws from the prior predictive: ``(params, observations)``.
@@ -473,7 +476,43 @@ class Target:
             observations = {name: tr[name]["value"] for name in self.observed_sites}
             return params, observations
 
-        return jax.vmap(one)(jax.random.split(as_key(key), num_samples))
+        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), num_samples))
+
+    def condition(self, observations):
+        """The same model with new values for its observed sites (e.g. a simulated data set).
+
+        ``observations``: ``{observed site: array}`` with the sites' shapes (from
+        :meth:`simulate`). The latent space is unchanged, so this is cheap and traceable: the
+        values may be JAX tracers, which is how the calibration layer vmaps a method over data
+        sets. A site named like a ``data`` argument of the same shape replaces that argument (so
+        minibatching sees the new data); any other site is conditioned with NumPyro's
+        ``condition`` handler.
+
+        >>> params, obs = target.simulate(key, 1)                          # doctest: +SKIP
+        >>> posterior = pi.mcmc(target.condition({k: v[0] for k, v in obs.items()}), key=0)  # doctest: +SKIP
+        """
+        unknown = set(observations) - set(self.observed_sites)
+        if unknown:
+            raise DataError(
+                f"condition() got {sorted(unknown)}, which are not observed sites of "
+                f"'{self.name}' (those are {list(self.observed_sites)})."
+            )
+        arguments, sites = dict(self._arguments), {}
+        for name, value in observations.items():
+            if jnp.shape(value) != self._observed_shapes[name]:
+                raise DataError(
+                    f"observed site '{name}' of '{self.name}' has shape "
+                    f"{self._observed_shapes[name]}, but condition() got {jnp.shape(value)}."
+                )
+            if name in self.data_names and jnp.shape(arguments[name]) == jnp.shape(value):
+                arguments[name] = value
+            else:
+                sites[name] = value
+        new = copy.copy(self)
+        new._arguments = arguments
+        if sites:
+            new.model = handlers.condition(self.model, data=sites)
+        return new
 
     def _check_proper(self):
         improper = [k for k, v in self.latent_sites.items() if v.improper]

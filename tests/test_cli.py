@@ -51,3 +51,13 @@ def test_models_lists_the_zoo(capsys):
 def test_unknown_model_is_reported():
     with pytest.raises(KeyError, match="no model 'nope'"):
         main(["run", "nope"])
+
+
+def test_calibrate_prints_the_verdict_and_writes_the_figure(tmp_path, capsys):
+    out = tmp_path / "calibration"
+    args = ["calibrate", "normal_normal", "--sims", "20", "--samples", "40", "--warmup", "100"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "hmc on 20 simulated data sets" in printed and "SBC over 20 simulations" in printed
+    assert (out / "calibration.png").stat().st_size > 0
+    assert (out / "calibration.txt").read_text().startswith("hmc on 20")

@@ -23,6 +23,7 @@ only — an estimator that returns the prior passes it. References that depend o
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -188,6 +189,7 @@ def _rank_statistic(samples, theta, references, manhattan):
     return jnp.sum(sample_distance < theta_distance[None], axis=0)
 
 
+@partial(jax.jit, static_argnums=(1, 2))
 def _ecp_from_bins(bin_index, num_bins, num_sims):
     """ECP_k = #(f < α_k)/N for k < K and 1 at α_K, from m_i = #(α ≤ f_i)."""
     counts = jnp.zeros(num_bins + 2, jnp.int32).at[bin_index].add(1)
@@ -195,14 +197,16 @@ def _ecp_from_bins(bin_index, num_bins, num_sims):
     return ecp.at[-1].set(1.0)
 
 
+@partial(jax.jit, static_argnums=(2, 3))
 def _bootstrap(key, bin_index, num_bins, num_replicates):
+    """(B, K + 1) ECPs of the N test cases resampled with replacement — f is never recomputed."""
     num_sims = bin_index.shape[0]
 
     def one(key):
         resampled = bin_index[jax.random.randint(key, (num_sims,), 0, num_sims)]
         return _ecp_from_bins(resampled, num_bins, num_sims)
 
-    return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=32)
+    return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=64)
 
 
 def tarp(

@@ -1,0 +1,393 @@
+"""``calibrate``: does a method's posterior cover the truth as often as it claims?
+
+For ``num_sims`` pairs ``(θ*_i, x_i) ~ p(θ) p(x | θ)`` from the model's prior predictive
+(:meth:`Target.simulate`), the method is run on every ``x_i`` and ``num_samples`` posterior draws are
+compared with ``θ*_i`` by TARP (twice: with x-independent random references, a necessary test, and
+with x-dependent references — the maximum a posteriori point of ``x_i`` plus noise of the prior's
+scale, which also catches an estimator that ignores x) and by SBC (marginal ranks). See
+``ALGORITHMS.md`` §1 and :mod:`probinfer.inference.calibration.tarp`.
+
+How the method is run, fastest first:
+
+* a registered name with a pure draws function (``"hmc"``, ``"mala"``, ``"rwm"``, …): vmapped over
+  blocks of ``batch_size`` simulations, one compiled program for all blocks;
+* an amortized estimator (anything with ``sample(key, x, n)``, ``x`` the dict of observed sites):
+  vmapped the same way when its ``sample`` is traceable, one simulation at a time otherwise;
+* any runner with the uniform signature ``runner(target, *, key, **kw) -> Posterior`` (or a
+  registered name without a draws function): one simulation at a time.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from probinfer import runners
+from probinfer._utils import as_key
+from probinfer.errors import ProbinferError
+from probinfer.inference.calibration.sbc import SBCResult, sbc
+from probinfer.inference.calibration.tarp import Coverage, tarp
+from probinfer.target import Target
+
+__all__ = ["calibrate", "Calibration"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of :func:`calibrate`.
+
+    Attributes:
+        tarp: TARP with x-dependent references (MAP of x plus prior-scale noise).
+        tarp_random: TARP with x-independent random references (necessary test only).
+        sbc: SBC ranks per coordinate.
+        names: coordinate labels, e.g. ``["mu", "theta[0]", …]``.
+        theta: ``(num_sims, dim)`` true parameters; samples: ``(num_samples, num_sims, dim)``.
+        method: the method's name; settings: what it was run with; seconds: wall time of the runs.
+    """
+
+    tarp: Coverage
+    tarp_random: Coverage
+    sbc: SBCResult
+    names: list
+    theta: np.ndarray = field(repr=False)
+    samples: np.ndarray = field(repr=False)
+    method: str = ""
+    settings: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def is_calibrated(self, level=0.05):
+        """True when both TARP checks and SBC find nothing (each at ``level / 3``)."""
+        return (
+            self.tarp.diagnosis(level / 3)[0] == "calibrated"
+            and self.tarp_random.diagnosis(level / 3)[0] == "calibrated"
+            and self.sbc.is_uniform(level / 3)
+        )
+
+    def verdict(self, level=0.05):
+        """A short paragraph: the overall call, then one sentence per check (each at level / 3)."""
+        head = "calibrated" if self.is_calibrated(level) else "NOT calibrated"
+        n, dim = self.theta.shape
+        return "\n".join(
+            [
+                f"{self.method} on {n} simulated data sets ({dim} parameters, "
+                f"{self.samples.shape[0]} draws each): {head} at level {level}.",
+                "x-dependent references — " + self.tarp.verdict(level / 3),
+                "random references — " + self.tarp_random.verdict(level / 3),
+                self.sbc.verdict(level / 3, names=self.names),
+            ]
+        )
+
+    def plot(self):
+        """One figure: both TARP curves and the SBC rank histograms. Returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        dim = len(self.names)
+        shown = min(dim, 6)
+        fig = plt.figure(figsize=(4.2 * 2 + 2.6 * shown, 4.4))
+        grid = fig.add_gridspec(1, 2 + shown, width_ratios=[1.6, 1.6] + [1.0] * shown)
+        self.tarp.plot(fig.add_subplot(grid[0]), label="TARP, MAP references")
+        fig.axes[0].set_title("x-dependent references", fontsize=9)
+        self.tarp_random.plot(fig.add_subplot(grid[1]), label="TARP, random references")
+        fig.axes[1].set_title("random references", fontsize=9)
+        axes = [fig.add_subplot(grid[2 + d]) for d in range(shown)]
+        self.sbc.plot(axes, names=self.names[:shown])
+        label = "calibrated" if self.is_calibrated() else "NOT calibrated"
+        fig.suptitle(f"{self.method}: {label} ({self.theta.shape[0]} simulations)")
+        fig.tight_layout()
+        return fig
+
+    def save(self, folder):
+        """Write ``calibration.png`` and ``calibration.txt`` (the verdict) into ``folder``."""
+        from pathlib import Path
+
+        from probinfer._utils import atomic_write_bytes
+        from probinfer.report import save_figure
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fig = self.plot()
+        save_figure(fig.axes, fig._suptitle.get_text(), folder / "calibration.png")
+        atomic_write_bytes(folder / "calibration.txt", (self.verdict() + "\n").encode())
+        return {
+            "figure": str(folder / "calibration.png"),
+            "verdict": str(folder / "calibration.txt"),
+        }
+
+
+def _as_target(model, model_args, model_kwargs, data):
+    if isinstance(model, Target):
+        return model
+    if isinstance(model, str):
+        from probinfer.models import get
+
+        return get(model).compile()
+    if hasattr(model, "compile") and not callable(model):  # a zoo Example
+        return model.compile()
+    if callable(model):
+        from probinfer.target import compile
+
+        return compile(model, *model_args, data=data, **(model_kwargs or {}))
+    raise ProbinferError(
+        f"calibrate() needs a model function, a compiled Target, a zoo Example or a zoo name; got "
+        f"{type(model).__name__}."
+    )
+
+
+def _labels(target):
+    labels = []
+    for name, info in target.latent_sites.items():
+        size = int(np.prod(info.shape))
+        if size == 1 and not info.shape:
+            labels.append(name)
+        else:
+            labels.extend(f"{name}[{i}]" for i in range(size))
+    return labels
+
+
+def _flatten(target, values):
+    """``{site: (n, *shape)}`` → ``(n, dim_constrained)`` in ``latent_sites`` order."""
+    n = jnp.shape(next(iter(values.values())))[0]
+    return jnp.concatenate(
+        [jnp.reshape(values[name], (n, -1)) for name in target.latent_sites], axis=1
+    )
+
+
+def _map_point(target, key, num_steps=200):
+    """A maximum a posteriori point (L-BFGS on the unconstrained space), constrained and flat."""
+    z0, _ = target.init_fn(key, 1)
+    z0 = z0[0]
+
+    def loss(z):
+        return -target.log_density(z)
+
+    optimiser = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry, _):
+        z, state = carry
+        value, grad = value_and_grad(z, state=state)
+        updates, state = optimiser.update(grad, state, z, value=value, grad=grad, value_fn=loss)
+        return (optax.apply_updates(z, updates), state), None
+
+    (z, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0)), None, length=num_steps)
+    z = jnp.where(jnp.all(jnp.isfinite(z)) & jnp.isfinite(loss(z)), z, z0)
+    return _flatten(target, jax.tree.map(lambda v: v[None], target.constrain(z)))[0]
+
+
+def _blocks(num_sims, batch_size):
+    starts = range(0, num_sims, batch_size)
+    return [(s, min(s + batch_size, num_sims)) for s in starts]
+
+
+def _take(tree, start, stop, size):
+    """Rows start:stop of every leaf, padded to ``size`` rows by repeating the last one."""
+
+    def take(x):
+        block = x[start:stop]
+        pad = size - block.shape[0]
+        if pad:
+            block = jnp.concatenate([block, jnp.repeat(block[-1:], pad, axis=0)])
+        return block
+
+    return jax.tree.map(take, tree)
+
+
+def _progress(total, description, show):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not show, leave=False)
+
+
+def calibrate(
+    model,
+    method="hmc",
+    *,
+    num_sims=200,
+    num_samples=500,
+    key=0,
+    bootstrap=100,
+    batch_size=100,
+    progress="auto",
+    model_args=(),
+    model_kwargs=None,
+    data=(),
+    **method_kwargs,
+):
+    """Check a method's calibration on data simulated from the model's prior predictive.
+
+    Args:
+        model: a model function (compiled with ``model_args``, ``model_kwargs`` and ``data``; the
+            observed values in them fix the shapes of the simulated data), a compiled
+            :class:`~probinfer.Target`, a zoo :class:`~probinfer.models.Example` or a zoo name.
+        method: a registered runner name (``"hmc"``, ``"mala"``, ``"rwm"``, …; see
+            :func:`probinfer.runners.names`), an amortized estimator with ``sample(key, x, n)``
+            (``x``: ``{observed site: array}``; returns ``{site: (n, *shape)}`` or ``(n, dim)``),
+            or any runner ``runner(target, *, key, **method_kwargs) -> Posterior``.
+        num_sims: number N of simulated data sets.
+        num_samples: posterior draws per data set.
+        key: int seed or PRNG key.
+        bootstrap: bootstrap replicates for the TARP bands.
+        batch_size: simulations per vmapped block (memory ∝ batch_size × the method's own).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
+        **method_kwargs: settings handed to the method (e.g. ``num_warmup``, ``num_chains``).
+
+    Returns:
+        :class:`Calibration` with ``tarp`` (x-dependent references), ``tarp_random``, ``sbc``,
+        ``verdict()``, ``plot()`` and ``save(folder)``.
+
+    Example:
+        >>> result = pi.calibrate("normal_normal", "hmc", num_sims=200, key=0)   # doctest: +SKIP
+        >>> print(result.verdict())                                             # doctest: +SKIP
+    """
+    if int(num_sims) < 2 or int(num_samples) < 2:
+        raise ProbinferError(
+            f"calibrate needs num_sims ≥ 2 and num_samples ≥ 2; got {num_sims} and {num_samples}."
+        )
+    if int(batch_size) < 1:
+        raise ProbinferError(f"batch_size must be a positive integer, got {batch_size}.")
+    target = _as_target(model, model_args, model_kwargs, data)
+    target._check_continuous()
+    num_sims, num_samples, batch_size = int(num_sims), int(num_samples), int(batch_size)
+    batch_size = min(batch_size, num_sims)
+    show = progress is True or (progress == "auto" and __import__("sys").stderr.isatty())
+    key_sim, key_run, key_map, key_scale, key_tarp, key_sbc = jax.random.split(as_key(key), 6)
+    params, observations = target.simulate(key_sim, num_sims)
+    theta = np.asarray(_flatten(target, params))
+    run_keys = jax.random.split(key_run, num_sims)
+    name, draws_fn, runner, amortized = _resolve(method)
+
+    start = time.perf_counter()
+    if draws_fn is not None:
+        samples = _vmapped(
+            lambda t, k, o: draws_fn(t, k, num_samples, **method_kwargs),
+            target,
+            run_keys,
+            observations,
+            batch_size,
+            _progress(num_sims, f"calibrate {name}", show),
+        )
+    elif amortized is not None:
+        samples = _amortized(
+            target, amortized, run_keys, observations, num_samples, batch_size, show
+        )
+    else:
+        samples = _one_by_one(
+            target, runner, run_keys, observations, num_samples, show, method_kwargs
+        )
+    samples = np.swapaxes(np.asarray(samples), 0, 1)  # (num_samples, num_sims, dim)
+    seconds = time.perf_counter() - start
+
+    # x-dependent references: MAP of each data set plus noise of the prior's scale (from fresh
+    # prior draws, never from θ*).
+    maps = _vmapped(
+        lambda t, k, o: _map_point(t, k)[None],
+        target,
+        jax.random.split(key_map, num_sims),
+        observations,
+        batch_size,
+        _progress(num_sims, "MAP references", show),
+    )[:, 0]
+    prior_scale = np.asarray(_flatten(target, target.sample_prior(key_scale, 2000))).std(0)
+    noise = np.asarray(jax.random.normal(key_tarp, maps.shape))
+    references = np.asarray(maps) + prior_scale * noise
+    key_a, key_b = jax.random.split(key_tarp)
+    coverage = tarp(samples, theta, key=key_a, references=references, bootstrap=bootstrap)
+    coverage_random = tarp(samples, theta, key=key_b, bootstrap=bootstrap)
+    return Calibration(
+        tarp=_relabel(coverage, "MAP(x) + prior-scale noise (x-dependent)"),
+        tarp_random=coverage_random,
+        sbc=sbc(samples, theta, key=key_sbc),
+        names=_labels(target),
+        theta=theta,
+        samples=samples,
+        method=name,
+        settings={"num_sims": num_sims, "num_samples": num_samples, **method_kwargs},
+        seconds=seconds,
+    )
+
+
+def _relabel(coverage, label):
+    import dataclasses
+
+    return dataclasses.replace(coverage, references=label)
+
+
+def _resolve(method):
+    """``(name, draws_fn, runner, amortized)`` — exactly one of the last three is not None."""
+    if isinstance(method, str):
+        runner, draws_fn = runners.get(method)
+        return method, draws_fn, (None if draws_fn else runner), None
+    if hasattr(method, "sample") and callable(method.sample):
+        return type(method).__name__, None, None, method
+    if callable(method):
+        return getattr(method, "__name__", "runner"), None, method, None
+    raise ProbinferError(
+        "method must be a runner name, an estimator with sample(key, x, n), or a runner "
+        f"function(target, *, key, ...) -> Posterior; got {type(method).__name__}."
+    )
+
+
+def _vmapped(fn, target, keys, observations, batch_size, bar):
+    """``fn(conditioned target, key, obs) -> (n, dim)`` over all simulations, vmapped in blocks."""
+
+    @jax.jit
+    def block(keys, observations):
+        def one(key, obs):
+            conditioned = target.condition(obs)
+            out = fn(conditioned, key, obs)
+            return out if not isinstance(out, dict) else _flatten(conditioned, out)
+
+        return jax.vmap(one)(keys, observations)
+
+    num_sims = keys.shape[0]
+    outputs = []
+    with bar:
+        for start, stop in _blocks(num_sims, batch_size):
+            out = block(
+                _take(keys, start, stop, batch_size), _take(observations, start, stop, batch_size)
+            )
+            outputs.append(np.asarray(out)[: stop - start])
+            bar.update(stop - start)
+    return np.concatenate(outputs)
+
+
+def _estimator_draws(estimator, target, key, obs, num_samples):
+    out = estimator.sample(key, obs, num_samples)
+    return _flatten(target, out) if isinstance(out, dict) else jnp.asarray(out)
+
+
+def _amortized(target, estimator, keys, observations, num_samples, batch_size, show):
+    try:
+        return _vmapped(
+            lambda t, k, o: _estimator_draws(estimator, t, k, o, num_samples),
+            target,
+            keys,
+            observations,
+            batch_size,
+            _progress(keys.shape[0], "calibrate (vmapped)", show),
+        )
+    except (jax.errors.JAXTypeError, TypeError):
+        # The estimator's sample() is not traceable (it converts to NumPy, branches on values…).
+        pass
+    draws = []
+    for i in range(keys.shape[0]):
+        obs = {k: v[i] for k, v in observations.items()}
+        draws.append(np.asarray(_estimator_draws(estimator, target, keys[i], obs, num_samples)))
+    return np.stack(draws)
+
+
+def _one_by_one(target, runner, keys, observations, num_samples, show, method_kwargs):
+    draws = []
+    with _progress(keys.shape[0], "calibrate", show) as bar:
+        for i in range(keys.shape[0]):
+            obs = {k: v[i] for k, v in observations.items()}
+            conditioned = target.condition(obs)
+            key_run, key_draw = jax.random.split(keys[i])
+            posterior = runner(conditioned, key=key_run, **method_kwargs)
+            values = posterior.sample(key=key_draw, n=num_samples)
+            draws.append(np.asarray(_flatten(conditioned, values)))
+            bar.update(1)
+    return np.stack(draws)

@@ -1,0 +1,52 @@
+"""Runners by name: how the CLI and the calibration layer call any method.
+
+Every runner has the uniform signature ``runner(target, *, key, **settings) -> Posterior``. A
+runner may also register a *draws function* ``draws(target, key, num_samples, **settings) ->
+{site: (num_samples, *shape)}``: a pure, traceable version that the calibration layer vmaps over
+simulated data sets. Families outside the core register themselves when imported; the names below
+are imported on first use, so the core never imports a family eagerly.
+
+>>> from probinfer import runners
+>>> runner, draws = runners.get("hmc")
+"""
+
+import importlib
+from functools import partial
+
+from probinfer.errors import ProbinferError
+from probinfer.mcmc import mcmc, mcmc_draws
+
+__all__ = ["register", "get", "names"]
+
+_REGISTRY = {}
+# Families that register runners on import: name → module.
+_LAZY = {
+    "smc": "probinfer.inference.smc",
+    "sgmcmc": "probinfer.inference.sgmcmc",
+}
+
+
+def register(name, runner, draws=None):
+    """Make ``runner`` (and optionally its pure ``draws`` function) callable by ``name``."""
+    _REGISTRY[name] = (runner, draws)
+
+
+for _kernel in ("hmc", "mala", "rwm"):
+    register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
+
+
+def names():
+    """Names that :func:`get` accepts."""
+    return sorted(set(_REGISTRY) | set(_LAZY))
+
+
+def get(name):
+    """``(runner, draws or None)`` registered under ``name``."""
+    if name not in _REGISTRY and name in _LAZY:
+        try:
+            importlib.import_module(_LAZY[name])
+        except ModuleNotFoundError as exc:
+            raise ProbinferError(f"method '{name}' is not available yet ({exc}).") from exc
+    if name not in _REGISTRY:
+        raise ProbinferError(f"unknown method '{name}'; choose one of {names()}.")
+    return _REGISTRY[name]

@@ -1,0 +1,156 @@
+"""The calibration pipeline: exact, wrong and prior-returning estimators; every way to run a method."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import probinfer as pi
+from probinfer import DataError, DiscreteLatentError, ProbinferError, dist
+from probinfer.models import conjugate
+
+
+@pytest.fixture(scope="module")
+def target():
+    return conjugate.normal_normal_example(num_data=10).compile()
+
+
+class Exact:
+    """The exact normal–normal posterior of μ given y, scaled in width and shifted."""
+
+    def __init__(self, width=1.0, shift=0.0):
+        self.width, self.shift = width, shift
+
+    def sample(self, key, x, n):
+        mean, sd = _posterior(x["y"])
+        return {"mu": mean + self.shift + self.width * sd * jax.random.normal(key, (n,))}
+
+
+def _posterior(y):
+    precision = 1.0 + y.shape[0]
+    return y.sum() / precision, 1.0 / jnp.sqrt(precision)
+
+
+class Prior:
+    def sample(self, key, x, n):
+        return jax.random.normal(key, (n, 1))
+
+
+def test_exact_posterior_is_judged_calibrated(target):
+    result = pi.calibrate(target, Exact(), num_sims=300, num_samples=200, key=0)
+    assert result.samples.shape == (200, 300, 1) and result.theta.shape == (300, 1)
+    assert result.names == ["mu"]
+    assert result.is_calibrated(), result.verdict()
+    assert "calibrated at level" in result.verdict()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "label"),
+    [
+        (Exact(width=0.5), "over-confident"),
+        (Exact(width=2.0), "under-confident"),
+        (Exact(shift=0.3), "biased"),
+    ],
+)
+def test_wrong_estimators_are_flagged(target, estimator, label):
+    result = pi.calibrate(target, estimator, num_sims=300, num_samples=200, key=0)
+    assert not result.is_calibrated()
+    assert result.tarp.diagnosis()[0] == label, result.verdict()
+
+
+def test_prior_estimator_passes_random_references_only(target):
+    result = pi.calibrate(target, Prior(), num_sims=300, num_samples=200, key=0)
+    assert result.tarp_random.diagnosis()[0] == "calibrated"
+    assert result.tarp.diagnosis()[0] != "calibrated"
+    assert not result.is_calibrated()
+
+
+def test_registered_runner_is_vmapped_over_simulations(target, tmp_path):
+    result = pi.calibrate(
+        target,
+        "hmc",
+        num_sims=12,
+        num_samples=40,
+        key=1,
+        batch_size=5,
+        num_warmup=100,
+        num_chains=2,
+    )
+    assert result.samples.shape == (40, 12, 1)
+    assert np.all(np.isfinite(result.samples))
+    paths = result.save(tmp_path)
+    assert (tmp_path / "calibration.png").stat().st_size > 0
+    assert "hmc on 12 simulated data sets" in Path(paths["verdict"]).read_text()
+
+
+def test_draws_follow_each_simulated_data_set(target):
+    """A uniform-signature runner gets the conditioned target: its draws track that data set."""
+
+    def runner(conditioned, *, key):
+        # Exact posterior of the data set the pipeline conditioned on, via the target itself.
+        y = np.asarray(conditioned.data["y"])
+        mean, sd = _posterior(jnp.asarray(y))
+        draws = mean + sd * np.random.default_rng(int(key[-1])).normal(size=(1, 500))
+        return pi.Posterior({"mu": draws}, method="exact")
+
+    result = pi.calibrate(target, runner, num_sims=200, num_samples=100, key=3)
+    assert result.method == "runner"
+    assert result.is_calibrated(), result.verdict()
+
+
+def test_non_traceable_estimator_falls_back_to_a_loop(target):
+    class NumpyExact:
+        def sample(self, key, x, n):
+            y = np.asarray(x["y"])  # not traceable: forces one simulation at a time
+            mean, sd = _posterior(jnp.asarray(y))
+            return np.asarray(mean + sd * jax.random.normal(key, (n, 1)))
+
+    result = pi.calibrate(target, NumpyExact(), num_sims=100, num_samples=50, key=4)
+    assert result.samples.shape == (50, 100, 1)
+    assert result.is_calibrated(), result.verdict()
+
+
+def test_calibrate_from_a_model_function_and_a_zoo_name():
+    def model(y=None):
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        with pi.plate("data", 10):
+            pi.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    result = pi.calibrate(
+        model, Exact(), num_sims=50, num_samples=20, key=0, model_kwargs={"y": jnp.zeros(10)}
+    )
+    assert result.theta.shape == (50, 1)
+    result = pi.calibrate("normal_normal", Exact(), num_sims=20, num_samples=20, key=0)
+    assert result.theta.shape == (20, 1)
+
+
+def test_bad_input(target):
+    with pytest.raises(ProbinferError, match="num_sims"):
+        pi.calibrate(target, Exact(), num_sims=1)
+    with pytest.raises(ProbinferError, match="unknown method"):
+        pi.calibrate(target, "no-such-method", num_sims=10)
+    with pytest.raises(ProbinferError, match="method must be"):
+        pi.calibrate(target, 3, num_sims=10)
+
+    def discrete():
+        pi.sample("k", dist.Poisson(3.0))
+
+    with pytest.raises(DiscreteLatentError, match="'k'"):
+        pi.calibrate(discrete, Exact(), num_sims=10)
+
+
+def test_condition_replaces_observations(target):
+    y = jnp.linspace(-1.0, 1.0, 10)
+    conditioned = target.condition({"y": y})
+    direct = conjugate.normal_normal_example(num_data=10).model
+    reference = pi.compile(direct, y=y, data=("y",))
+    z = jnp.array([0.3])
+    np.testing.assert_allclose(conditioned.log_density(z), reference.log_density(z), rtol=1e-6)
+    # The data argument is replaced too, so minibatches see the new data.
+    np.testing.assert_allclose(conditioned.batch(jnp.arange(3))["y"], y[:3])
+    with pytest.raises(DataError, match="shape"):
+        target.condition({"y": jnp.zeros(3)})
+    with pytest.raises(DataError, match="not observed sites"):
+        target.condition({"mu": jnp.zeros(())})
