@@ -172,21 +172,44 @@ class Coverage:
         return ax
 
 
-@jax.jit
-def _rank_statistic(samples, theta, references, manhattan):
-    """Counts n·f: (N,) from samples (n, N, d), theta (N, d), references (N, d)."""
+_MOMENT_DRAWS = 256
+
+
+@partial(jax.jit, static_argnames=("normalize", "manhattan"))
+def _statistics(samples, theta, references, key, *, normalize, manhattan):
+    """One fused pass over the samples (n, N, d): the counts n·f (N,), the standardised errors'
+    mean and variance (d,), and which simulations are finite (N,). ``references`` (N, d) in θ's
+    units, or None for uniform draws over the (normalised) box of θ*."""
+    low, high = theta.min(0), theta.max(0)
+    if references is None:
+        unit = jax.random.uniform(key, theta.shape, samples.dtype)
+        references = low + unit * (high - low + (1e-10 if normalize else 0.0))
+
+    def normalise(x):
+        # Exactly the package's arithmetic, so ties fall the same way; fused into the pass.
+        return (x - low) / (high - low + 1e-10) if normalize else x
 
     def distance(a, b):
-        difference = a - b
-        return jnp.where(
-            manhattan,
-            jnp.sum(jnp.abs(difference), -1),
-            jnp.sqrt(jnp.sum(difference**2, -1)),
-        )
+        difference = normalise(a) - normalise(b)
+        if manhattan:
+            return jnp.sum(jnp.abs(difference), -1)
+        return jnp.sqrt(jnp.sum(difference**2, -1))
 
     sample_distance = distance(samples, references[None])
     theta_distance = distance(theta, references)
-    return jnp.sum(sample_distance < theta_distance[None], axis=0)
+    counts = jnp.sum(sample_distance < theta_distance[None], axis=0)
+    # The standardised errors only label a failure (biased / too narrow / too wide), so their
+    # moments use the first 256 draws: on a CPU they would otherwise cost more than TARP itself.
+    # As matrix–vector products: XLA's CPU column reductions are several times slower.
+    subset = samples[:_MOMENT_DRAWS]
+    offset = (subset - theta[None]).reshape(subset.shape[0], -1)
+    weights = jnp.full((subset.shape[0],), 1.0 / subset.shape[0], samples.dtype)
+    first = (weights @ offset).reshape(theta.shape)
+    second = (weights @ (offset * offset)).reshape(theta.shape)
+    spread = jnp.sqrt(jnp.maximum(second - first**2, 0.0))
+    errors = first / jnp.where(spread > 0, spread, jnp.inf)
+    finite = jnp.isfinite(samples).all((0, 2))
+    return counts, errors.mean(0), errors.var(0), finite
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -250,7 +273,7 @@ def tarp(
         >>> cov = tarp(samples, theta, key=0, bootstrap=100)      # doctest: +SKIP
         >>> print(cov.verdict())                                  # doctest: +SKIP
     """
-    samples, theta = _validate(samples, theta, layout)
+    samples, theta = _validate(samples, theta, layout, check_finite=False)
     num_samples, num_sims, dim = samples.shape
     if metric not in ("euclidean", "manhattan"):
         raise DataError(f"metric must be 'euclidean' or 'manhattan', got '{metric}'.")
@@ -276,22 +299,21 @@ def tarp(
                 f"references have shape {references.shape}; expected (n_sims, dim) = "
                 f"({num_sims}, {dim})."
             )
-    spread = samples.std(0)
-    errors = (samples.mean(0) - theta) / jnp.where(spread > 0, spread, jnp.inf)
-    bias, dispersion = np.asarray(errors.mean(0)), np.asarray(errors.var(0))
-    if normalize:
-        low, high = theta.min(0), theta.max(0)
-        width = high - low + 1e-10
-        samples, theta = (samples - low) / width, (theta - low) / width
-        if not isinstance(references, str):
-            references = (references - low) / width
-    if isinstance(references, str):
-        if normalize:
-            low, high = jnp.zeros(dim), jnp.ones(dim)
-        else:
-            low, high = theta.min(0), theta.max(0)
-        references = jax.random.uniform(key_references, (num_sims, dim), samples.dtype, low, high)
-    counts = _rank_statistic(samples, theta, references, metric == "manhattan")
+    counts, bias, dispersion, finite = _statistics(
+        samples,
+        theta,
+        None if isinstance(references, str) else references,
+        key_references,
+        normalize=bool(normalize),
+        manhattan=metric == "manhattan",
+    )
+    finite = np.asarray(finite)
+    if not finite.all():
+        raise DataError(
+            f"samples contain NaN or infinite values (first in simulation {int(np.argmin(finite))}); "
+            "remove or rerun those simulations before checking coverage."
+        )
+    bias, dispersion = np.asarray(bias), np.asarray(dispersion)
     # f and the α grid in float64 on the host, so values on a bin edge fall as in NumPy.
     f = np.asarray(counts, np.float64) / num_samples
     alpha = np.linspace(0.0, 1.0, num_alpha_bins + 1)
@@ -329,16 +351,20 @@ def tarp(
     )
 
 
-def _validate(samples, theta, layout):
+def _validate(samples, theta, layout, check_finite=True):
     if layout not in ("samples-first", "sims-first"):
         raise DataError(f"layout must be 'samples-first' or 'sims-first', got '{layout}'.")
-    samples, theta = jnp.asarray(samples), jnp.asarray(theta)
+    # NumPy input stays NumPy (one transfer when the jitted statistics run, not two copies).
+    samples = samples if isinstance(samples, np.ndarray | jax.Array) else np.asarray(samples)
+    dtype = jax.dtypes.canonicalize_dtype(np.result_type(samples.dtype, np.float32))
+    samples = samples if samples.dtype == dtype else samples.astype(dtype)
+    theta = jnp.asarray(theta, dtype)
     if samples.ndim != 3:
         raise DataError(
             f"samples must be 3-D ({'n_samples, n_sims' if layout == 'samples-first' else 'n_sims, n_samples'}, dim); got shape {samples.shape}."
         )
     if layout == "sims-first":
-        samples = jnp.swapaxes(samples, 0, 1)
+        samples = samples.swapaxes(0, 1)
     if theta.ndim != 2:
         raise DataError(f"theta must be 2-D (n_sims, dim); got shape {theta.shape}.")
     num_samples, num_sims, dim = samples.shape
@@ -351,8 +377,8 @@ def _validate(samples, theta, layout):
         raise DataError(f"TARP needs at least 2 samples per simulation; got {num_samples}.")
     if num_sims < 2:
         raise DataError(f"TARP needs at least 2 simulations; got {num_sims}.")
-    bad = ~jnp.isfinite(samples)
-    if bool(bad.any()):
+    bad = ~jnp.isfinite(samples) if check_finite else None
+    if check_finite and bool(bad.any()):
         sim = int(jnp.argmax(bad.any(axis=(0, 2))))
         raise DataError(
             f"samples contain NaN or infinite values (first in simulation {sim}); remove or rerun "
