@@ -59,6 +59,7 @@ _LAZY_FUNCTIONS = {
     "tarp": "probinfer.inference.calibration",
     "sbc": "probinfer.inference.calibration",
     "calibrate": "probinfer.inference.calibration",
+    "smc": "probinfer.inference.smc",
 }
 
 

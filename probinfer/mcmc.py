@@ -34,14 +34,6 @@ def _kernel_step(name, num_integration_steps):
     return module.step
 
 
-def _initial_step_size(name, dim):
-    if name == "rwm":
-        return 2.38 / np.sqrt(max(dim, 1))
-    if name == "mala":
-        return 1.0 / max(dim, 1) ** (1 / 6)
-    return 0.5 / max(dim, 1) ** 0.25
-
-
 def mcmc(
     target,
     *,
@@ -193,7 +185,7 @@ def mcmc_draws(
 
 def _defaults(kernel, dim, target_accept, step_size):
     target_accept = _KERNELS[kernel][1] if target_accept is None else target_accept
-    step_size = _initial_step_size(kernel, dim) if step_size is None else step_size
+    step_size = adaptation.initial_step_size(kernel, dim) if step_size is None else step_size
     return target_accept, step_size
 
 

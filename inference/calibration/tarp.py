@@ -160,7 +160,7 @@ class Coverage:
                 self.ecp_low,
                 self.ecp_high,
                 alpha=0.25,
-                label=f"{self.band_level:.0%} bootstrap band",
+                label=f"{self.band_level:.0%} pointwise bootstrap band",
             )
         ax.plot(self.alpha, self.ecp, linewidth=2, label=label or "TARP ECP")
         ax.set_xlabel("credibility level α")

@@ -105,3 +105,15 @@ def warmup_schedule(num_warmup, initial_buffer=75, final_buffer=50, first_window
         window_end[end - 1] = True
         start, size = end, 2 * size
     return collect, window_end
+
+
+def initial_step_size(kernel, dim):
+    """A dimension-scaled first step size for ``"hmc"``, ``"mala"`` or ``"rwm"`` (unit scale):
+    2.38/√d for RWM (Roberts, Gelman & Gilks 1997), d^(-1/6) for MALA and 0.5·d^(-1/4) for HMC
+    (the optimal-scaling exponents); adaptation takes it from there."""
+    dim = max(int(dim), 1)
+    if kernel == "rwm":
+        return 2.38 / dim**0.5
+    if kernel == "mala":
+        return 1.0 / dim ** (1 / 6)
+    return 0.5 / dim**0.25

@@ -1,0 +1,14 @@
+"""Sequential Monte Carlo: resampling, adaptive tempered SMC samplers, particle filters.
+
+>>> import probinfer as pi
+>>> post = pi.smc(target, key=0, num_particles=2000)      # doctest: +SKIP
+>>> post.log_evidence                                      # doctest: +SKIP
+"""
+
+from probinfer import runners
+from probinfer.inference.smc import resampling
+from probinfer.inference.smc.tempered import SMCInfo, SMCState, smc, smc_draws
+
+__all__ = ["resampling", "smc", "smc_draws", "SMCState", "SMCInfo"]
+
+runners.register("smc", smc, smc_draws)

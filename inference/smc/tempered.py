@@ -1,0 +1,452 @@
+"""Adaptive tempered SMC: particles move from the prior to the posterior through
+``π_λ(θ) ∝ p(θ) p(D | θ)^λ``, ``0 = λ_0 < λ_1 < … < λ_T = 1`` (Del Moral, Doucet & Jasra 2006;
+Jasra et al. 2011 for the adaptive ladder; Zhou, Johansen & Aston 2016 for the conditional ESS).
+
+One step, on the particles as the previous move left them:
+
+1. next temperature: the largest ``λ' ≤ 1`` whose incremental weights ``g_i = (λ' − λ) log L_i``
+   keep the conditional ESS at ``target_ess · N`` (bisection; a fixed ladder may be given instead);
+2. reweight ``log w_i += g_i`` and accumulate ``log Z += log Σ_i W_i exp(g_i)`` (``W``: normalised
+   previous weights) — ``log L = −∞`` gives ``g = −∞``, never ``0 · ∞ = NaN``;
+3. resample (systematic by default) when the ESS falls below ``resample_threshold · N``;
+4. move every particle with ``num_mcmc_steps`` of an MCMC kernel invariant for ``π_λ'`` (RWM, MALA
+   or HMC from :mod:`probinfer.kernels`) whose diagonal scale is the particles' weighted variance
+   and whose step size follows the previous move's acceptance rate towards ``target_accept``.
+
+``log Z`` is kept in the state (the sum of step 2 over the ladder estimates ``log p(D)``, unbiased
+on the natural scale). Kernel layer: :func:`init`, :func:`step`; runner: :func:`smc`.
+"""
+
+import weakref
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from probinfer._utils import as_key
+from probinfer.errors import NonFiniteError, ProbinferError
+from probinfer.inference.smc import resampling
+from probinfer.kernels import adaptation, hmc, mala, rwm
+from probinfer.posterior import Posterior
+
+__all__ = ["SMCState", "SMCInfo", "init", "step", "smc", "smc_draws"]
+
+_KERNELS = {"hmc": (hmc, 0.65), "mala": (mala, 0.57), "rwm": (rwm, 0.234)}
+# Error codes raised after the jitted loop (a while_loop cannot raise).
+_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS = 0, 1, 2, 3
+
+
+class SMCState(NamedTuple):
+    """position: (N, dim) unconstrained particles; log_prior, log_likelihood, log_weights: (N,);
+    temperature, log_evidence, step_size: scalars; inverse_mass: (dim,) kernel scale."""
+
+    position: jax.Array
+    log_prior: jax.Array
+    log_likelihood: jax.Array
+    log_weights: jax.Array
+    temperature: jax.Array
+    log_evidence: jax.Array
+    step_size: jax.Array
+    inverse_mass: jax.Array
+
+
+class SMCInfo(NamedTuple):
+    """temperature reached; ess: after reweighting (before resampling); resampled; acceptance_rate
+    of the move (mean over particles and steps); log_evidence_increment."""
+
+    temperature: jax.Array
+    ess: jax.Array
+    resampled: jax.Array
+    acceptance_rate: jax.Array
+    log_evidence_increment: jax.Array
+
+
+def _terms_fn(target):
+    def terms(z):
+        log_prior, likelihood, _ = target._log_terms(z)
+        return log_prior, sum(likelihood.values(), jnp.zeros((), log_prior.dtype))
+
+    return terms
+
+
+def _tempered(log_prior, log_likelihood, temperature):
+    """``log p + λ log L`` with ``λ = 0`` contributing exactly 0 (even where log L = −∞)."""
+    return log_prior + jnp.where(temperature > 0, temperature * log_likelihood, 0.0)
+
+
+def _increments(log_likelihood, delta):
+    return jnp.where(delta > 0, delta * log_likelihood, 0.0)
+
+
+def init(positions, terms_fn, step_size):
+    """State at λ = 0 from ``positions`` (N, dim) drawn from the prior."""
+    log_prior, log_likelihood = jax.vmap(terms_fn)(positions)
+    n, dim = positions.shape
+    dtype = positions.dtype
+    return SMCState(
+        position=positions,
+        log_prior=log_prior,
+        log_likelihood=log_likelihood,
+        log_weights=jnp.zeros((n,), dtype),
+        temperature=jnp.zeros((), dtype),
+        log_evidence=jnp.zeros((), dtype),
+        step_size=jnp.asarray(step_size, dtype),
+        inverse_mass=jnp.ones((dim,), dtype),
+    )
+
+
+def next_temperature(state, target_ess, num_bisections=50):
+    """Largest ``λ' ≤ 1`` with conditional ESS ``≥ target_ess · N`` (bisection on Δ = λ' − λ)."""
+    n = state.log_weights.shape[0]
+    remaining = 1.0 - state.temperature
+
+    def cess(delta):
+        increments = _increments(state.log_likelihood, delta)
+        return resampling.conditional_ess(state.log_weights, increments) / n
+
+    def bisect(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        ok = cess(middle) >= target_ess
+        return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
+
+    low, _ = jax.lax.fori_loop(0, num_bisections, bisect, (jnp.zeros_like(remaining), remaining))
+    delta = jnp.where(cess(remaining) >= target_ess, remaining, low)
+    return jnp.minimum(state.temperature + delta, 1.0)
+
+
+def _weighted_variance(positions, log_weights):
+    weights = jnp.exp(resampling.normalise(log_weights))
+    mean = weights @ positions
+    variance = weights @ (positions - mean) ** 2
+    return jnp.where(variance > 0, variance, 1.0)
+
+
+def step(
+    key,
+    state,
+    terms_fn,
+    *,
+    kernel="hmc",
+    temperature=None,
+    target_ess=0.5,
+    resampling_scheme="systematic",
+    resample_threshold=0.5,
+    num_mcmc_steps=10,
+    num_integration_steps=10,
+    target_accept=None,
+):
+    """One tempering step: choose λ', reweight, maybe resample, move. Returns ``(state, info)``.
+
+    ``temperature``: the next λ for a fixed ladder (None: adaptive from ``target_ess``).
+    """
+    module, default_accept = _KERNELS[kernel]
+    target_accept = default_accept if target_accept is None else target_accept
+    n = state.position.shape[0]
+    key_resample, key_move = jax.random.split(key)
+    new_temperature = (
+        next_temperature(state, target_ess) if temperature is None else jnp.asarray(temperature)
+    )
+    increments = _increments(state.log_likelihood, new_temperature - state.temperature)
+    log_increment = logsumexp(resampling.normalise(state.log_weights) + increments)
+    log_weights = state.log_weights + increments
+    ess = resampling.ess(log_weights)
+    resample = ess < resample_threshold * n
+    ancestors = resampling.RESAMPLERS[resampling_scheme](key_resample, log_weights)
+    ancestors = jnp.where(resample, ancestors, jnp.arange(n))
+    log_weights = jnp.where(resample, jnp.zeros_like(log_weights), log_weights)
+    position = state.position[ancestors]
+    inverse_mass = _weighted_variance(position, log_weights)
+
+    def log_density(z):
+        log_prior, log_likelihood = terms_fn(z)
+        return _tempered(log_prior, log_likelihood, new_temperature)
+
+    kernel_step = module.step
+    if kernel == "hmc":
+        kernel_step = partial(hmc.step, num_integration_steps=num_integration_steps)
+
+    def move(key, z):
+        kernel_state = module.init(z, log_density)
+
+        def one(kernel_state, key):
+            kernel_state, info = kernel_step(
+                key, kernel_state, log_density, state.step_size, inverse_mass
+            )
+            return kernel_state, info.acceptance_rate
+
+        kernel_state, acceptance = jax.lax.scan(
+            one, kernel_state, jax.random.split(key, num_mcmc_steps)
+        )
+        return kernel_state.position, acceptance.mean()
+
+    position, acceptance = jax.vmap(move)(jax.random.split(key_move, n), position)
+    log_prior, log_likelihood = jax.vmap(terms_fn)(position)
+    acceptance_rate = jnp.mean(acceptance)
+    # Robbins–Monro on log ε towards the acceptance target, bounded per step.
+    step_size = state.step_size * jnp.exp(jnp.clip(2.0 * (acceptance_rate - target_accept), -1, 1))
+    new_state = SMCState(
+        position=position,
+        log_prior=log_prior,
+        log_likelihood=log_likelihood,
+        log_weights=log_weights,
+        temperature=new_temperature,
+        log_evidence=state.log_evidence + log_increment,
+        step_size=step_size,
+        inverse_mass=inverse_mass,
+    )
+    info = SMCInfo(new_temperature, ess, resample, acceptance_rate, log_increment)
+    return new_state, info
+
+
+def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
+    """Pure ``run(key) -> (state, trace, num_steps, error)``: the whole run in one while_loop."""
+    terms = _terms_fn(target)
+    kernel = step_kwargs["kernel"]
+    step_size = adaptation.initial_step_size(kernel, target.dim)
+    ladder = None if temperatures is None else jnp.asarray(temperatures)
+
+    def run(key):
+        key_init, key_loop = jax.random.split(key)
+        positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
+        state = init(positions, terms, step_size)
+        dtype = positions.dtype
+        trace = SMCInfo(
+            temperature=jnp.zeros((max_steps,), dtype),
+            ess=jnp.zeros((max_steps,), dtype),
+            resampled=jnp.zeros((max_steps,), bool),
+            acceptance_rate=jnp.zeros((max_steps,), dtype),
+            log_evidence_increment=jnp.zeros((max_steps,), dtype),
+        )
+
+        def cond(carry):
+            state, _, i, error = carry
+            return (state.temperature < 1.0) & (error == _OK) & (i < max_steps)
+
+        def body(carry):
+            state, trace, i, _ = carry
+            fixed = None if ladder is None else ladder[jnp.minimum(i + 1, ladder.shape[0] - 1)]
+            new_state, info = step(
+                jax.random.fold_in(key_loop, i), state, terms, temperature=fixed, **step_kwargs
+            )
+            # Every particle with weight has log L = −inf: any λ > 0 kills them all.
+            live = jnp.isfinite(state.log_weights) & jnp.isfinite(state.log_likelihood)
+            dead = ~jnp.any(live)
+            new_state = jax.tree.map(lambda old, new: jnp.where(dead, old, new), state, new_state)
+            trace = jax.tree.map(lambda t, v: t.at[i].set(v), trace, info)
+            error = jnp.where(dead, _ALL_IMPOSSIBLE, _OK)
+            stalled = (new_state.temperature - state.temperature) <= 1e-12
+            error = jnp.where((error == _OK) & stalled, _STALLED, error)
+            return new_state, trace, i + 1, error
+
+        state, trace, num_steps, error = jax.lax.while_loop(
+            cond, body, (state, trace, jnp.zeros((), jnp.int32), jnp.asarray(_OK))
+        )
+        error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
+        return state, trace, num_steps, error
+
+    return run
+
+
+def _check_settings(kernel, num_particles, target_ess, resampling_scheme, num_mcmc_steps):
+    if kernel not in _KERNELS:
+        raise ProbinferError(f"kernel must be one of {sorted(_KERNELS)}, got '{kernel}'.")
+    if int(num_particles) < 2:
+        raise ProbinferError(
+            f"SMC needs at least 2 particles (got {num_particles}); use a few hundred or more."
+        )
+    if not 0.0 < target_ess < 1.0:
+        raise ProbinferError(f"target_ess is a fraction in (0, 1), got {target_ess}.")
+    if resampling_scheme not in resampling.RESAMPLERS:
+        raise ProbinferError(
+            f"resampling must be one of {sorted(resampling.RESAMPLERS)}, got '{resampling_scheme}'."
+        )
+    if int(num_mcmc_steps) < 1:
+        raise ProbinferError(f"num_mcmc_steps must be ≥ 1, got {num_mcmc_steps}.")
+
+
+def smc(
+    target,
+    *,
+    key,
+    num_particles=1000,
+    kernel="hmc",
+    target_ess=0.5,
+    resampling="systematic",
+    resample_threshold=0.5,
+    num_mcmc_steps=10,
+    num_integration_steps=10,
+    target_accept=None,
+    temperatures=None,
+    max_steps=500,
+):
+    """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
+
+    Args:
+        target: compiled :class:`~probinfer.Target` (continuous latents, proper prior).
+        key: int seed or PRNG key.
+        num_particles: N.
+        kernel: mutation kernel ``"hmc"`` (default), ``"mala"`` or ``"rwm"``.
+        target_ess: conditional-ESS fraction each new temperature keeps (adaptive ladder).
+        resampling: ``"systematic"``, ``"stratified"``, ``"residual"`` or ``"multinomial"``.
+        resample_threshold: resample when ESS < threshold · N.
+        num_mcmc_steps: kernel steps per particle per temperature.
+        num_integration_steps: leapfrog steps per HMC step.
+        target_accept: acceptance the step size is steered to (0.65 HMC, 0.57 MALA, 0.234 RWM).
+        temperatures: a fixed increasing ladder from 0 to 1 instead of the adaptive one.
+        max_steps: bound on the number of temperatures.
+
+    Returns:
+        Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
+        ``log_evidence`` and diagnostics ``temperatures``, ``ess``, ``resampled``,
+        ``acceptance_rate``, ``num_steps``, ``step_size``.
+
+    Example:
+        >>> post = pi.smc(target, key=0, num_particles=2000)    # doctest: +SKIP
+        >>> post.log_evidence                                    # doctest: +SKIP
+    """
+    _check_settings(kernel, num_particles, target_ess, resampling, num_mcmc_steps)
+    target._check_continuous()
+    target._check_proper()
+    if temperatures is not None:
+        temperatures = np.asarray(temperatures, np.float64)
+        if temperatures[0] != 0.0 or temperatures[-1] != 1.0 or np.any(np.diff(temperatures) <= 0):
+            raise ProbinferError("temperatures must increase strictly from 0 to 1.")
+        max_steps = len(temperatures) - 1
+    key = as_key(key)
+    _check_initial_particles(target, key, int(num_particles))
+    run = _compiled(
+        target,
+        int(num_particles),
+        max_steps=int(max_steps),
+        temperatures=None if temperatures is None else tuple(temperatures.tolist()),
+        kernel=kernel,
+        target_ess=float(target_ess),
+        resampling_scheme=resampling,
+        resample_threshold=float(resample_threshold),
+        num_mcmc_steps=int(num_mcmc_steps),
+        num_integration_steps=int(num_integration_steps),
+        target_accept=target_accept,
+    )
+    state, trace, num_steps, error = run(key)
+    num_steps, error = int(num_steps), int(error)
+    trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
+    _raise_for(error, target, trace, num_steps, max_steps)
+    constrained = jax.vmap(target.constrain)(state.position)
+    diagnostics = {
+        "temperatures": np.concatenate([[0.0], trace.temperature]),
+        "ess": trace.ess,
+        "resampled": trace.resampled,
+        "acceptance_rate": trace.acceptance_rate,
+        "log_evidence_increments": trace.log_evidence_increment,
+        "num_steps": num_steps,
+        "step_size": float(state.step_size),
+    }
+    settings = {
+        "num_particles": int(num_particles),
+        "kernel": kernel,
+        "target_ess": target_ess,
+        "resampling": resampling,
+        "resample_threshold": resample_threshold,
+        "num_mcmc_steps": int(num_mcmc_steps),
+        "num_integration_steps": int(num_integration_steps) if kernel == "hmc" else None,
+        "fixed_ladder": temperatures is not None,
+    }
+    return Posterior(
+        jax.tree.map(lambda x: np.asarray(x)[None], constrained),
+        method="smc",
+        log_weights=np.asarray(state.log_weights)[None],
+        log_evidence=float(state.log_evidence),
+        diagnostics=diagnostics,
+        settings=settings,
+    )
+
+
+# Compiled programs per target and settings, so repeated runs (seeds, benchmarks) compile once.
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def _compiled(target, num_particles, **settings):
+    cache = _CACHE.setdefault(target, {})
+    signature = (num_particles, tuple(sorted(settings.items())))
+    if signature not in cache:
+        cache[signature] = jax.jit(_program(target, num_particles, **settings))
+    return cache[signature]
+
+
+def _first_particles(target, num_particles):
+    cache = _CACHE.setdefault(target, {})
+    if ("first", num_particles) not in cache:
+        terms = _terms_fn(target)
+
+        def first(key):
+            keys = jax.random.split(key, num_particles)
+            positions = jax.vmap(target._draw_unconstrained)(keys)
+            return positions, jax.vmap(terms)(positions)
+
+        cache[("first", num_particles)] = jax.jit(first)
+    return cache[("first", num_particles)]
+
+
+def _check_initial_particles(target, key, num_particles):
+    """NaN anywhere in the prior particles' log density is a model error: name the site."""
+    key_init, _ = jax.random.split(key)
+    positions, (log_prior, log_likelihood) = _first_particles(target, num_particles)(key_init)
+    bad = np.asarray(jnp.isnan(log_prior) | jnp.isnan(log_likelihood))
+    if bad.any():
+        particle = int(np.argmax(bad))
+        raise NonFiniteError(
+            f"SMC: the log density is NaN for prior particle {particle} at temperature 0; "
+            f"{target.explain_nonfinite(positions[particle])}"
+        )
+
+
+def _raise_for(error, target, trace, num_steps, max_steps):
+    temperature = float(trace.temperature[-1]) if num_steps else 0.0
+    if error == _ALL_IMPOSSIBLE:
+        raise NonFiniteError(
+            f"SMC on '{target.name}': every particle has zero likelihood (log L = −inf) at "
+            f"temperature {temperature:.3g} (step {num_steps}); the data are impossible under "
+            "all prior draws — check the data against the likelihood's support, or use a prior "
+            "that covers the region the data point to."
+        )
+    if error == _STALLED:
+        raise ProbinferError(
+            f"SMC on '{target.name}': the temperature stopped rising at {temperature:.3g} "
+            f"(step {num_steps}): the particle system is degenerate. Use more particles, more "
+            "MCMC steps per temperature (num_mcmc_steps) or a lower target_ess."
+        )
+    if error == _TOO_MANY_STEPS:
+        raise ProbinferError(
+            f"SMC on '{target.name}': reached temperature {temperature:.3g} after max_steps="
+            f"{max_steps} steps; raise max_steps or lower target_ess."
+        )
+
+
+def smc_draws(target, key, num_samples, *, num_particles=None, **settings):
+    """Pure, traceable core of :func:`smc`: ``num_samples`` constrained draws resampled from the
+    final weighted particles (no host checks; used by :func:`probinfer.calibrate`)."""
+    num_particles = int(num_particles or max(num_samples, 500))
+    kernel = settings.pop("kernel", "hmc")
+    run = _program(
+        target,
+        num_particles,
+        max_steps=int(settings.pop("max_steps", 500)),
+        temperatures=settings.pop("temperatures", None),
+        kernel=kernel,
+        target_ess=settings.pop("target_ess", 0.5),
+        resampling_scheme=settings.pop("resampling", "systematic"),
+        resample_threshold=settings.pop("resample_threshold", 0.5),
+        num_mcmc_steps=int(settings.pop("num_mcmc_steps", 10)),
+        num_integration_steps=int(settings.pop("num_integration_steps", 10)),
+        target_accept=settings.pop("target_accept", None),
+    )
+    if settings:
+        raise ProbinferError(f"unknown SMC setting(s): {sorted(settings)}.")
+    key_run, key_draw = jax.random.split(key)
+    state = run(key_run)[0]
+    index = resampling.multinomial(key_draw, state.log_weights, num_samples)
+    return target.constrain(state.position[index])

@@ -1,0 +1,128 @@
+"""SMC: resamplers, evidence and posteriors against exact answers, multimodality, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import logsumexp
+
+import probinfer as pi
+from probinfer import NonFiniteError, ProbinferError, dist
+from probinfer.inference.smc import resampling
+from probinfer.models import conjugate
+
+WEIGHTS = np.array([0.05, 0.3, 0.0, 0.15, 0.02, 0.28, 0.1, 0.1])
+NUM_DRAWS = 4000
+
+
+def _counts(scheme, key=0):
+    log_w = jnp.log(jnp.asarray(WEIGHTS, jnp.float32))
+    keys = jax.random.split(jax.random.PRNGKey(key), NUM_DRAWS)
+    ancestors = jax.vmap(lambda k: resampling.RESAMPLERS[scheme](k, log_w))(keys)
+    return np.asarray(jax.vmap(lambda a: jnp.bincount(a, length=WEIGHTS.size))(ancestors))
+
+
+@pytest.mark.parametrize("scheme", sorted(resampling.RESAMPLERS))
+def test_resamplers_are_unbiased(scheme):
+    counts = _counts(scheme)
+    n = WEIGHTS.size
+    assert counts.sum(1).tolist() == [n] * NUM_DRAWS
+    assert counts[:, 2].max() == 0  # a −inf log weight is never chosen
+    mean, se = counts.mean(0), counts.std(0) / np.sqrt(NUM_DRAWS)
+    # Where the count is deterministic (se = 0) the mean must be exact.
+    np.testing.assert_array_less(np.abs(mean - n * WEIGHTS), 4 * se + 1e-9)
+
+
+def test_low_variance_resamplers_beat_multinomial():
+    variance = {s: _counts(s).var(0).sum() for s in resampling.RESAMPLERS}
+    for scheme in ("systematic", "stratified", "residual"):
+        assert variance[scheme] < variance["multinomial"], variance
+
+
+def test_ess_helpers():
+    n = 16
+    assert float(resampling.ess(jnp.zeros(n))) == pytest.approx(n)
+    assert float(resampling.ess(jnp.array([0.0] + [-jnp.inf] * (n - 1)))) == pytest.approx(1.0)
+    log_w = jnp.linspace(-1.0, 1.0, n)
+    assert float(resampling.conditional_ess(log_w, jnp.zeros(n))) == pytest.approx(n, rel=1e-5)
+    assert float(resampling.conditional_ess(log_w, jnp.full(n, -jnp.inf))) == 0.0
+
+
+def _replicates(target, num_runs, **kwargs):
+    posts = [pi.smc(target, key=seed, **kwargs) for seed in range(num_runs)]
+    return posts, np.array([p.log_evidence for p in posts])
+
+
+@pytest.mark.parametrize(
+    ("example", "num_particles"),
+    [(conjugate.normal_normal_example(), 400), (conjugate.linear_regression_example(), 600)],
+)
+def test_log_evidence_matches_the_exact_value(example, num_particles):
+    posts, log_z = _replicates(example.compile(), 8, num_particles=num_particles)
+    se = log_z.std(ddof=1) / np.sqrt(log_z.size)
+    assert abs(log_z.mean() - example.exact["log_evidence"]) < 3 * se + 1e-3, (log_z, se)
+    assert all(p.diagnostics["temperatures"][-1] == 1.0 for p in posts)
+
+
+def test_posterior_moments_match_the_conjugate_posterior():
+    example = conjugate.normal_normal_example()
+    post = pi.smc(example.compile(), key=3, num_particles=2000)
+    draws = post.sample(key=0, n=4000)["mu"]
+    mean, sd = example.exact["mu_mean"], example.exact["mu_sd"]
+    ess = float(resampling.ess(jnp.asarray(post.log_weights.ravel())))
+    # MC error of the weighted particle mean; particles after MCMC moves are close to independent.
+    assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(ess)
+    assert abs(draws.std() / sd - 1) < 4 / np.sqrt(2 * ess)
+
+
+def _mixture(weights=(0.3, 0.7), centre=4.0):
+    means = jnp.array([[-centre, -centre], [centre, centre]])
+
+    def model():
+        z = pi.sample("z", dist.Normal(0.0, 5.0).expand([2]).to_event(1))
+        log_mix = jnp.log(jnp.asarray(weights)) + dist.Normal(means, 1.0).to_event(1).log_prob(z)
+        pi.factor("mixture", logsumexp(log_mix))
+
+    return model
+
+
+def test_both_modes_keep_their_weights():
+    """Prior N(0, 25 I) times a 0.3/0.7 mixture at ±(4, 4): the modes' posterior weights stay
+    0.3/0.7 (both components meet the prior at the same height)."""
+    post = pi.smc(pi.compile(_mixture()), key=0, num_particles=2000, kernel="rwm")
+    z = post.draws["z"][0]
+    weights = np.exp(post.log_weights[0])
+    upper = float(weights @ (z.sum(1) > 0))
+    ess = 1.0 / np.sum(weights**2)
+    assert abs(upper - 0.7) < 4 * np.sqrt(0.21 / ess), upper
+
+
+def test_fixed_ladder():
+    example = conjugate.normal_normal_example()
+    ladder = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, 12)])
+    post = pi.smc(example.compile(), key=0, num_particles=500, temperatures=ladder)
+    np.testing.assert_allclose(post.diagnostics["temperatures"], ladder, rtol=1e-6)
+    assert abs(post.log_evidence - example.exact["log_evidence"]) < 0.5
+
+
+def test_degenerate_and_bad_input():
+    def impossible():
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        pi.factor("never", jnp.where(mu > 100.0, 0.0, -jnp.inf))
+
+    with pytest.raises(NonFiniteError, match="zero likelihood.*temperature 0"):
+        pi.smc(pi.compile(impossible), key=0, num_particles=50)
+
+    def nan_model():
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        pi.factor("bad", jnp.log(mu))  # NaN for negative μ
+
+    with pytest.raises(NonFiniteError, match="NaN for prior particle"):
+        pi.smc(pi.compile(nan_model), key=0, num_particles=50)
+    target = conjugate.normal_normal_example().compile()
+    with pytest.raises(ProbinferError, match="at least 2 particles"):
+        pi.smc(target, key=0, num_particles=1)
+    with pytest.raises(ProbinferError, match="target_ess"):
+        pi.smc(target, key=0, target_ess=1.5)
+    with pytest.raises(ProbinferError, match="increase strictly"):
+        pi.smc(target, key=0, temperatures=[0.0, 0.5, 0.4, 1.0])
