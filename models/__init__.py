@@ -9,10 +9,25 @@ with exact posteriors and exact log evidences, which is how samplers are tested.
 ['banana', 'beta_binomial', 'eight_schools']
 """
 
-from probinfer.models import conjugate, eight_schools, energies, logistic_regression
+from probinfer.models import (
+    conjugate,
+    eight_schools,
+    energies,
+    logistic_regression,
+    state_space,
+)
 from probinfer.models._example import Example
 
-__all__ = ["Example", "ZOO", "get", "conjugate", "eight_schools", "energies", "logistic_regression"]
+__all__ = [
+    "Example",
+    "ZOO",
+    "get",
+    "conjugate",
+    "eight_schools",
+    "energies",
+    "logistic_regression",
+    "state_space",
+]
 
 ZOO = {
     "eight_schools": eight_schools.example_noncentered,

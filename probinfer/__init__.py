@@ -60,6 +60,7 @@ _LAZY_FUNCTIONS = {
     "sbc": "probinfer.inference.calibration",
     "calibrate": "probinfer.inference.calibration",
     "smc": "probinfer.inference.smc",
+    "particle_filter": "probinfer.inference.smc",
 }
 
 

@@ -7,8 +7,24 @@
 
 from probinfer import runners
 from probinfer.inference.smc import resampling
+from probinfer.inference.smc.particle_filter import (
+    FilterResult,
+    StateSpaceModel,
+    backward_sample,
+    particle_filter,
+)
 from probinfer.inference.smc.tempered import SMCInfo, SMCState, smc, smc_draws
 
-__all__ = ["resampling", "smc", "smc_draws", "SMCState", "SMCInfo"]
+__all__ = [
+    "resampling",
+    "smc",
+    "smc_draws",
+    "SMCState",
+    "SMCInfo",
+    "particle_filter",
+    "backward_sample",
+    "StateSpaceModel",
+    "FilterResult",
+]
 
 runners.register("smc", smc, smc_draws)

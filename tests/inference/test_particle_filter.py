@@ -1,0 +1,88 @@
+"""Particle filters against the Kalman filter and the RTS smoother on a linear-Gaussian model."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probinfer import NonFiniteError, ProbinferError
+from probinfer.inference.smc import StateSpaceModel, backward_sample, particle_filter
+from probinfer.models.state_space import LinearGaussian, NonlinearGrowth, StochasticVolatility
+
+MODEL = LinearGaussian.default()
+STATES, Y = MODEL.simulate(0, 40)
+EXACT, MEANS, COVS = MODEL.kalman(Y)
+SSM = MODEL.feynman_kac()
+
+
+def _likelihood_ratios(guided, num_runs=200, num_particles=100):
+    log_lik = np.array(
+        [
+            float(
+                particle_filter(
+                    SSM, Y, key=k, num_particles=num_particles, guided=guided
+                ).log_likelihood
+            )
+            for k in range(num_runs)
+        ]
+    )
+    return np.exp(log_lik - EXACT), log_lik
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_likelihood_is_unbiased_on_the_natural_scale(guided):
+    ratios, _ = _likelihood_ratios(guided)
+    se = ratios.std(ddof=1) / np.sqrt(ratios.size)
+    assert abs(ratios.mean() - 1.0) < 3 * se + 1e-3, (ratios.mean(), se)
+
+
+def test_optimal_proposal_reduces_the_variance():
+    _, bootstrap = _likelihood_ratios(False, num_runs=60)
+    _, guided = _likelihood_ratios(True, num_runs=60)
+    assert guided.var() < bootstrap.var()
+
+
+def test_filtering_means_match_the_kalman_filter():
+    # A filter's particles are correlated (resampling), so the MC error comes from replicates.
+    runs = [particle_filter(SSM, Y, key=k, num_particles=1000) for k in range(20)]
+    means = np.stack([np.asarray(r.filtering_mean) for r in runs])
+    se = means.std(0, ddof=1) / np.sqrt(len(runs))
+    z = (means.mean(0) - MEANS) / se
+    assert np.abs(z).max() < 5.0, np.abs(z).max()  # 80 comparisons, t with 19 dof
+    variances = np.stack([np.asarray(r.filtering_var) for r in runs]).mean(0)
+    np.testing.assert_allclose(variances, np.diagonal(COVS, axis1=1, axis2=2), rtol=0.1)
+
+
+def test_backward_sampling_matches_the_smoother():
+    result = particle_filter(SSM, Y, key=2, num_particles=2000)
+    paths = np.asarray(backward_sample(3, result, SSM.log_transition, num_paths=400))
+    assert paths.shape == (400, 40, 2)
+    means, covs = MODEL.smoother(Y)
+    sd = np.sqrt(np.diagonal(covs, axis1=1, axis2=2))
+    z = (paths.mean(0) - means) / (sd / np.sqrt(400))
+    assert np.abs(z).max() < 5.0, np.abs(z).max()
+
+
+@pytest.mark.parametrize("model", [StochasticVolatility(), NonlinearGrowth()])
+def test_nonlinear_models_run(model):
+    _, y = model.simulate(0, 30)
+    result = particle_filter(model.feynman_kac(), y, key=0, num_particles=500)
+    assert np.isfinite(float(result.log_likelihood))
+    assert result.filtering_mean.shape == (30, 1)
+
+
+def test_bad_input():
+    with pytest.raises(ProbinferError, match="at least 2 particles"):
+        particle_filter(SSM, Y, key=0, num_particles=1)
+    bootstrap_only = StateSpaceModel(SSM.initial, SSM.transition, SSM.log_potential)
+    with pytest.raises(ProbinferError, match="guided=True needs"):
+        particle_filter(bootstrap_only, Y, key=0, guided=True)
+    nan_model = StateSpaceModel(
+        SSM.initial, SSM.transition, lambda x, y, t: jnp.where(t == 3, jnp.nan, 0.0)
+    )
+    with pytest.raises(NonFiniteError, match="NaN at time step 3"):
+        particle_filter(nan_model, Y, key=0, num_particles=10)
+    dead = StateSpaceModel(
+        SSM.initial, SSM.transition, lambda x, y, t: jnp.where(t == 5, -jnp.inf, 0.0)
+    )
+    with pytest.raises(NonFiniteError, match="zero potential at time step 5"):
+        particle_filter(dead, Y, key=0, num_particles=10)
