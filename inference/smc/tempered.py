@@ -344,6 +344,7 @@ def smc(
         "log_evidence_increments": trace.log_evidence_increment,
         "num_steps": num_steps,
         "step_size": float(state.step_size),
+        "inverse_mass_matrix": np.asarray(state.inverse_mass),
     }
     settings = {
         "num_particles": int(num_particles),
