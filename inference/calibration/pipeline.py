@@ -17,6 +17,7 @@ How the method is run, fastest first:
   registered name without a draws function): one simulation at a time.
 """
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -252,7 +253,7 @@ def calibrate(
     target._check_continuous()
     num_sims, num_samples, batch_size = int(num_sims), int(num_samples), int(batch_size)
     batch_size = min(batch_size, num_sims)
-    show = progress is True or (progress == "auto" and __import__("sys").stderr.isatty())
+    show = progress is True or (progress == "auto" and sys.stderr.isatty())
     key_sim, key_run, key_map, key_scale, key_tarp, key_sbc = jax.random.split(as_key(key), 6)
     params, observations = target.simulate(key_sim, num_sims)
     theta = np.asarray(_flatten(target, params))
