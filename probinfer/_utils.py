@@ -60,3 +60,13 @@ def atomic_write_bytes(path, data: bytes):
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON to ``path`` atomically, creating the parent folders."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())

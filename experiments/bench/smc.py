@@ -23,7 +23,7 @@ import numpy as np
 
 import probinfer as pi
 from probinfer import dist
-from probinfer._utils import atomic_write_bytes
+from probinfer._utils import write_json
 from probinfer.models import conjugate
 
 NUM_MCMC_STEPS, NUM_LEAPFROG = 10, 10
@@ -167,10 +167,8 @@ def main():
             }
         )
     results["linear_regression_log_z_error_vs_time"] = rows
+    write_json(args.out, results)  # before printing: a closed pipe must not lose the results
     print(json.dumps(results, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

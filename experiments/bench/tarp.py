@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from probinfer._utils import atomic_write_bytes
+from probinfer._utils import write_json
 from probinfer.inference.calibration import tarp as pi_tarp
 
 
@@ -125,10 +125,8 @@ def main():
         results[f"speedup_device_input_{kind}"] = (
             results[f"package_{kind}_s"] / results[f"probinfer_device_input_{kind}_s"]
         )
+    write_json(args.out, results)  # before printing: a closed pipe must not lose the results
     print(json.dumps(results, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ than θ*. Writes ``experiments/tarp/figures/gaussian_toy.png`` and ``results.jso
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from probinfer._utils import atomic_write_bytes  # noqa: E402
+from probinfer._utils import write_json  # noqa: E402
 from probinfer.inference.calibration import tarp  # noqa: E402
 from probinfer.report import save_figure  # noqa: E402
 
@@ -87,7 +86,7 @@ def main():
         f"Gaussian toy: {args.sims} simulations × {args.samples} samples, {args.dim} dimensions",
         out / "gaussian_toy.png",
     )
-    atomic_write_bytes(out / "results.json", (json.dumps(results, indent=2) + "\n").encode())
+    write_json(out / "results.json", results)
     print(f"figure written to {out / 'gaussian_toy.png'}")
 
 

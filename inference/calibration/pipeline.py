@@ -46,6 +46,7 @@ class Calibration:
         sbc: SBC ranks per coordinate.
         names: coordinate labels, e.g. ``["mu", "theta[0]", …]``.
         theta: ``(num_sims, dim)`` true parameters; samples: ``(num_samples, num_sims, dim)``.
+        observations: ``{observed site: (num_sims, *shape)}`` the simulated data sets.
         method: the method's name; settings: what it was run with; seconds: wall time of the runs.
     """
 
@@ -55,6 +56,7 @@ class Calibration:
     names: list
     theta: np.ndarray = field(repr=False)
     samples: np.ndarray = field(repr=False)
+    observations: dict = field(default_factory=dict, repr=False)
     method: str = ""
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -95,10 +97,13 @@ class Calibration:
         fig.axes[1].set_title("random references", fontsize=9)
         axes = [fig.add_subplot(grid[2 + d]) for d in range(shown)]
         self.sbc.plot(axes, names=self.names[:shown])
-        label = "calibrated" if self.is_calibrated() else "NOT calibrated"
-        fig.suptitle(f"{self.method}: {label} ({self.theta.shape[0]} simulations)")
+        fig.suptitle(self._title())
         fig.tight_layout()
         return fig
+
+    def _title(self):
+        label = "calibrated" if self.is_calibrated() else "NOT calibrated"
+        return f"{self.method}: {label} ({self.theta.shape[0]} simulations)"
 
     def save(self, folder):
         """Write ``calibration.png`` and ``calibration.txt`` (the verdict) into ``folder``."""
@@ -110,7 +115,7 @@ class Calibration:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         fig = self.plot()
-        save_figure(fig.axes, fig._suptitle.get_text(), folder / "calibration.png")
+        save_figure(fig.axes, self._title(), folder / "calibration.png")
         atomic_write_bytes(folder / "calibration.txt", (self.verdict() + "\n").encode())
         return {
             "figure": str(folder / "calibration.png"),
@@ -304,6 +309,7 @@ def calibrate(
         names=_labels(target),
         theta=theta,
         samples=samples,
+        observations={k: np.asarray(v) for k, v in observations.items()},
         method=name,
         settings={"num_sims": num_sims, "num_samples": num_samples, **method_kwargs},
         seconds=seconds,

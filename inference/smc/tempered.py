@@ -36,7 +36,7 @@ __all__ = ["SMCState", "SMCInfo", "init", "step", "smc", "smc_draws"]
 
 _KERNELS = {"hmc": (hmc, 0.65), "mala": (mala, 0.57), "rwm": (rwm, 0.234)}
 # Error codes raised after the jitted loop (a while_loop cannot raise).
-_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS = 0, 1, 2, 3
+_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS, _NAN_AT_START = 0, 1, 2, 3, 4
 
 
 class SMCState(NamedTuple):
@@ -203,7 +203,9 @@ def step(
 
 
 def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
-    """Pure ``run(key) -> (state, trace, num_steps, error)``: the whole run in one while_loop."""
+    """Pure ``run(key) -> (state, trace, num_steps, error, (bad index, bad position))``: the
+    whole run in one while_loop. A NaN log density at a prior particle stops it before the first
+    step and reports that particle."""
     terms = _terms_fn(target)
     kernel = step_kwargs["kernel"]
     step_size = adaptation.initial_step_size(kernel, target.dim)
@@ -213,6 +215,8 @@ def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
         key_init, key_loop = jax.random.split(key)
         positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
         state = init(positions, terms, step_size)
+        nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood)
+        first_nan = jnp.argmax(nan)
         dtype = positions.dtype
         trace = SMCInfo(
             temperature=jnp.zeros((max_steps,), dtype),
@@ -242,11 +246,12 @@ def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
             error = jnp.where((error == _OK) & stalled, _STALLED, error)
             return new_state, trace, i + 1, error
 
+        start = jnp.where(jnp.any(nan), _NAN_AT_START, _OK)
         state, trace, num_steps, error = jax.lax.while_loop(
-            cond, body, (state, trace, jnp.zeros((), jnp.int32), jnp.asarray(_OK))
+            cond, body, (state, trace, jnp.zeros((), jnp.int32), start)
         )
         error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
-        return state, trace, num_steps, error
+        return state, trace, num_steps, error, (first_nan, positions[first_nan])
 
     return run
 
@@ -317,7 +322,6 @@ def smc(
             raise ProbinferError("temperatures must increase strictly from 0 to 1.")
         max_steps = len(temperatures) - 1
     key = as_key(key)
-    _check_initial_particles(target, key, int(num_particles))
     run = _compiled(
         target,
         int(num_particles),
@@ -331,10 +335,10 @@ def smc(
         num_integration_steps=int(num_integration_steps),
         target_accept=target_accept,
     )
-    state, trace, num_steps, error = run(key)
+    state, trace, num_steps, error, first_nan = run(key)
     num_steps, error = int(num_steps), int(error)
     trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
-    _raise_for(error, target, trace, num_steps, max_steps)
+    _raise_for(error, target, trace, num_steps, max_steps, first_nan)
     constrained = jax.vmap(target.constrain)(state.position)
     diagnostics = {
         "temperatures": np.concatenate([[0.0], trace.temperature]),
@@ -378,35 +382,14 @@ def _compiled(target, num_particles, **settings):
     return cache[signature]
 
 
-def _first_particles(target, num_particles):
-    cache = _CACHE.setdefault(target, {})
-    if ("first", num_particles) not in cache:
-        terms = _terms_fn(target)
-
-        def first(key):
-            keys = jax.random.split(key, num_particles)
-            positions = jax.vmap(target._draw_unconstrained)(keys)
-            return positions, jax.vmap(terms)(positions)
-
-        cache[("first", num_particles)] = jax.jit(first)
-    return cache[("first", num_particles)]
-
-
-def _check_initial_particles(target, key, num_particles):
-    """NaN anywhere in the prior particles' log density is a model error: name the site."""
-    key_init, _ = jax.random.split(key)
-    positions, (log_prior, log_likelihood) = _first_particles(target, num_particles)(key_init)
-    bad = np.asarray(jnp.isnan(log_prior) | jnp.isnan(log_likelihood))
-    if bad.any():
-        particle = int(np.argmax(bad))
-        raise NonFiniteError(
-            f"SMC: the log density is NaN for prior particle {particle} at temperature 0; "
-            f"{target.explain_nonfinite(positions[particle])}"
-        )
-
-
-def _raise_for(error, target, trace, num_steps, max_steps):
+def _raise_for(error, target, trace, num_steps, max_steps, first_nan):
     temperature = float(trace.temperature[-1]) if num_steps else 0.0
+    if error == _NAN_AT_START:
+        particle, position = first_nan
+        raise NonFiniteError(
+            f"SMC on '{target.name}': the log density is NaN for prior particle {int(particle)} "
+            f"at temperature 0; {target.explain_nonfinite(position)}"
+        )
     if error == _ALL_IMPOSSIBLE:
         raise NonFiniteError(
             f"SMC on '{target.name}': every particle has zero likelihood (log L = −inf) at "
