@@ -202,7 +202,20 @@ def step(
     return new_state, info
 
 
-def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
+def _particle_sharding(num_particles):
+    """Shard the particle axis over all devices when there are several and N divides evenly.
+
+    The program stays one global computation (GSPMD): resampling gathers with the global
+    weights, so N devices give the answer of one device up to float reduction order.
+    """
+    devices = jax.devices()
+    if len(devices) < 2 or num_particles % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("particles",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("particles"))
+
+
+def _program(target, num_particles, *, max_steps, temperatures, sharding=None, **step_kwargs):
     """Pure ``run(key) -> (state, trace, num_steps, error, (bad index, bad position))``: the
     whole run in one while_loop. A NaN log density at a prior particle stops it before the first
     step and reports that particle."""
@@ -214,6 +227,8 @@ def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
     def run(key):
         key_init, key_loop = jax.random.split(key)
         positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
+        if sharding is not None:
+            positions = jax.lax.with_sharding_constraint(positions, sharding)
         state = init(positions, terms, step_size)
         nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood)
         first_nan = jnp.argmax(nan)
@@ -240,6 +255,10 @@ def _program(target, num_particles, *, max_steps, temperatures, **step_kwargs):
             live = jnp.isfinite(state.log_weights) & jnp.isfinite(state.log_likelihood)
             dead = ~jnp.any(live)
             new_state = jax.tree.map(lambda old, new: jnp.where(dead, old, new), state, new_state)
+            if sharding is not None:
+                new_state = new_state._replace(
+                    position=jax.lax.with_sharding_constraint(new_state.position, sharding)
+                )
             trace = jax.tree.map(lambda t, v: t.at[i].set(v), trace, info)
             error = jnp.where(dead, _ALL_IMPOSSIBLE, _OK)
             stalled = (new_state.temperature - state.temperature) <= 1e-12
@@ -287,6 +306,7 @@ def smc(
     target_accept=None,
     temperatures=None,
     max_steps=500,
+    shard=True,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -303,6 +323,8 @@ def smc(
         target_accept: acceptance the step size is steered to (0.65 HMC, 0.57 MALA, 0.234 RWM).
         temperatures: a fixed increasing ladder from 0 to 1 instead of the adaptive one.
         max_steps: bound on the number of temperatures.
+        shard: split the particles over all devices when there are several (and N is a
+            multiple of their number); the result equals the one-device result for the same key.
 
     Returns:
         Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
@@ -334,6 +356,7 @@ def smc(
         num_mcmc_steps=int(num_mcmc_steps),
         num_integration_steps=int(num_integration_steps),
         target_accept=target_accept,
+        sharding=_particle_sharding(int(num_particles)) if shard else None,
     )
     state, trace, num_steps, error, first_nan = run(key)
     num_steps, error = int(num_steps), int(error)
@@ -359,6 +382,7 @@ def smc(
         "num_mcmc_steps": int(num_mcmc_steps),
         "num_integration_steps": int(num_integration_steps) if kernel == "hmc" else None,
         "fixed_ladder": temperatures is not None,
+        "devices": jax.device_count() if shard and _particle_sharding(int(num_particles)) else 1,
     }
     return Posterior(
         jax.tree.map(lambda x: np.asarray(x)[None], constrained),

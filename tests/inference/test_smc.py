@@ -1,5 +1,11 @@
 """SMC: resamplers, evidence and posteriors against exact answers, multimodality, bad input."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,3 +132,38 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, target_ess=1.5)
     with pytest.raises(ProbinferError, match="increase strictly"):
         pi.smc(target, key=0, temperatures=[0.0, 0.5, 0.4, 1.0])
+
+
+def test_eight_devices_give_the_one_device_answer():
+    """Particles sharded over 8 simulated CPU devices: same key, same ladder, same log Z — up to
+    float32 reduction order (sums over particles are split across devices), ~1e-5 relative."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import probinfer as pi
+        from probinfer.models import conjugate
+        target = conjugate.linear_regression_example().compile()
+        post = pi.smc(target, key=5, num_particles=256, shard=sys.argv[1] == "shard")
+        print(json.dumps({"log_z": post.log_evidence, "devices": post.settings["devices"],
+                          "temperatures": post.diagnostics["temperatures"].tolist(),
+                          "mean": post.mean()["w"].tolist()}))
+        """
+    )
+    runs = {}
+    for devices, mode in [(8, "shard"), (1, "single")]:
+        env = dict(
+            os.environ,
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+            JAX_PLATFORMS="cpu",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, mode], capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[mode] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert runs["shard"]["devices"] == 8 and runs["single"]["devices"] == 1
+    np.testing.assert_allclose(
+        runs["shard"]["temperatures"], runs["single"]["temperatures"], rtol=1e-4, atol=1e-7
+    )
+    assert runs["shard"]["log_z"] == pytest.approx(runs["single"]["log_z"], abs=1e-3)
+    np.testing.assert_allclose(runs["shard"]["mean"], runs["single"]["mean"], atol=1e-3)
