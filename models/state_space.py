@@ -57,17 +57,19 @@ class LinearGaussian:
 
     def kalman(self, observations):
         """Exact ``(log p(y_{0:T−1}), filtering means (T, dx), filtering covariances (T, dx, dx))``."""
-        m, P = self.m0.astype(np.float64), self.P0.astype(np.float64)
+        A, C, Q, R, m, P = (
+            np.asarray(a, np.float64) for a in (self.A, self.C, self.Q, self.R, self.m0, self.P0)
+        )
         log_lik, means, covs = 0.0, [], []
         for t, y in enumerate(np.asarray(observations, np.float64)):
             if t > 0:
-                m, P = self.A @ m, self.A @ P @ self.A.T + self.Q
-            S = self.C @ P @ self.C.T + self.R
-            residual = y - self.C @ m
+                m, P = A @ m, A @ P @ A.T + Q
+            S = C @ P @ C.T + R
+            residual = y - C @ m
             _, logdet = np.linalg.slogdet(2 * np.pi * S)
             log_lik += -0.5 * (logdet + residual @ np.linalg.solve(S, residual))
-            K = P @ self.C.T @ np.linalg.inv(S)
-            m, P = m + K @ residual, (np.eye(len(m)) - K @ self.C) @ P
+            K = P @ C.T @ np.linalg.inv(S)
+            m, P = m + K @ residual, (np.eye(len(m)) - K @ C) @ P
             means.append(m)
             covs.append(P)
         return log_lik, np.array(means), np.array(covs)

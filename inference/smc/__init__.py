@@ -13,6 +13,7 @@ from probinfer.inference.smc.particle_filter import (
     backward_sample,
     particle_filter,
 )
+from probinfer.inference.smc.pmmh import pmmh
 from probinfer.inference.smc.tempered import SMCInfo, SMCState, smc, smc_draws
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SMCInfo",
     "particle_filter",
     "backward_sample",
+    "pmmh",
     "StateSpaceModel",
     "FilterResult",
 ]
