@@ -138,8 +138,12 @@ def step(
     num_mcmc_steps=10,
     num_integration_steps=10,
     target_accept=None,
+    chain_length=None,
 ):
     """One tempering step: choose λ', reweight, maybe resample, move. Returns ``(state, info)``.
+
+    ``chain_length``: P for waste-free SMC (N / P chains of P states each; ``num_mcmc_steps``
+    and ``resample_threshold`` are then unused); None for the standard move.
 
     ``temperature``: the next λ for a fixed ladder (None: adaptive from ``target_ess``).
     """
@@ -154,12 +158,23 @@ def step(
     log_increment = logsumexp(resampling.normalise(state.log_weights) + increments)
     log_weights = state.log_weights + increments
     ess = resampling.ess(log_weights)
-    resample = ess < resample_threshold * n
-    ancestors = resampling.RESAMPLERS[resampling_scheme](key_resample, log_weights)
-    ancestors = jnp.where(resample, ancestors, jnp.arange(n))
-    log_weights = jnp.where(resample, jnp.zeros_like(log_weights), log_weights)
-    position = state.position[ancestors]
-    inverse_mass = _weighted_variance(position, log_weights)
+    resampler = resampling.RESAMPLERS[resampling_scheme]
+    if chain_length is None:
+        resample = ess < resample_threshold * n
+        ancestors = resampler(key_resample, log_weights)
+        ancestors = jnp.where(resample, ancestors, jnp.arange(n))
+        log_weights = jnp.where(resample, jnp.zeros_like(log_weights), log_weights)
+        starts = state.position[ancestors]
+        inverse_mass = _weighted_variance(starts, log_weights)
+        num_chains, num_moves = n, num_mcmc_steps
+    else:
+        # Waste-free (Dau & Chopin 2022): M = N / P ancestors, each runs P − 1 steps, and all
+        # N visited states are the new equally weighted particles.
+        resample = jnp.array(True)
+        inverse_mass = _weighted_variance(state.position, log_weights)
+        num_chains, num_moves = n // chain_length, chain_length - 1
+        starts = state.position[resampler(key_resample, log_weights, num_chains)]
+        log_weights = jnp.zeros_like(log_weights)
 
     def log_density(z):
         log_prior, log_likelihood = terms_fn(z)
@@ -176,14 +191,15 @@ def step(
             kernel_state, info = kernel_step(
                 key, kernel_state, log_density, state.step_size, inverse_mass
             )
-            return kernel_state, info.acceptance_rate
+            return kernel_state, (kernel_state.position, info.acceptance_rate)
 
-        kernel_state, acceptance = jax.lax.scan(
-            one, kernel_state, jax.random.split(key, num_mcmc_steps)
+        kernel_state, (path, acceptance) = jax.lax.scan(
+            one, kernel_state, jax.random.split(key, num_moves)
         )
-        return kernel_state.position, acceptance.mean()
+        return jnp.concatenate([z[None], path]), acceptance.mean()
 
-    position, acceptance = jax.vmap(move)(jax.random.split(key_move, n), position)
+    paths, acceptance = jax.vmap(move)(jax.random.split(key_move, num_chains), starts)
+    position = paths[:, -1] if chain_length is None else paths.reshape(n, -1)
     log_prior, log_likelihood = jax.vmap(terms_fn)(position)
     acceptance_rate = jnp.mean(acceptance)
     # Robbins–Monro on log ε towards the acceptance target, bounded per step.
@@ -307,6 +323,7 @@ def smc(
     temperatures=None,
     max_steps=500,
     shard=True,
+    waste_free=None,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -323,6 +340,9 @@ def smc(
         target_accept: acceptance the step size is steered to (0.65 HMC, 0.57 MALA, 0.234 RWM).
         temperatures: a fixed increasing ladder from 0 to 1 instead of the adaptive one.
         max_steps: bound on the number of temperatures.
+        waste_free: a chain length P to run waste-free SMC (Dau & Chopin 2022): N / P
+            resampled particles each run P − 1 kernel steps and all N states are kept; N must
+            be a multiple of P. None (default): resample-then-move with ``num_mcmc_steps``.
         shard: split the particles over all devices when there are several (and N is a
             multiple of their number); the result equals the one-device result for the same key.
 
@@ -336,6 +356,11 @@ def smc(
         >>> post.log_evidence                                    # doctest: +SKIP
     """
     _check_settings(kernel, num_particles, target_ess, resampling, num_mcmc_steps)
+    if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
+        raise ProbinferError(
+            f"waste_free is a chain length P ≥ 2 dividing num_particles; got P={waste_free} "
+            f"for N={num_particles}."
+        )
     target._check_continuous()
     target._check_proper()
     if temperatures is not None:
@@ -357,6 +382,7 @@ def smc(
         num_integration_steps=int(num_integration_steps),
         target_accept=target_accept,
         sharding=_particle_sharding(int(num_particles)) if shard else None,
+        chain_length=None if waste_free is None else int(waste_free),
     )
     state, trace, num_steps, error, first_nan = run(key)
     num_steps, error = int(num_steps), int(error)
@@ -382,6 +408,7 @@ def smc(
         "num_mcmc_steps": int(num_mcmc_steps),
         "num_integration_steps": int(num_integration_steps) if kernel == "hmc" else None,
         "fixed_ladder": temperatures is not None,
+        "waste_free": waste_free,
         "devices": jax.device_count() if shard and _particle_sharding(int(num_particles)) else 1,
     }
     return Posterior(
@@ -451,6 +478,7 @@ def smc_draws(target, key, num_samples, *, num_particles=None, **settings):
         num_mcmc_steps=int(settings.pop("num_mcmc_steps", 10)),
         num_integration_steps=int(settings.pop("num_integration_steps", 10)),
         target_accept=settings.pop("target_accept", None),
+        chain_length=settings.pop("waste_free", None),
     )
     if settings:
         raise ProbinferError(f"unknown SMC setting(s): {sorted(settings)}.")

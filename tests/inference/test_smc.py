@@ -60,11 +60,17 @@ def _replicates(target, num_runs, **kwargs):
 
 
 @pytest.mark.parametrize(
-    ("example", "num_particles"),
-    [(conjugate.normal_normal_example(), 400), (conjugate.linear_regression_example(), 600)],
+    ("example", "num_particles", "waste_free"),
+    [
+        (conjugate.normal_normal_example(), 400, None),
+        (conjugate.linear_regression_example(), 600, None),
+        (conjugate.linear_regression_example(), 600, 20),
+    ],
 )
-def test_log_evidence_matches_the_exact_value(example, num_particles):
-    posts, log_z = _replicates(example.compile(), 8, num_particles=num_particles)
+def test_log_evidence_matches_the_exact_value(example, num_particles, waste_free):
+    posts, log_z = _replicates(
+        example.compile(), 8, num_particles=num_particles, waste_free=waste_free
+    )
     se = log_z.std(ddof=1) / np.sqrt(log_z.size)
     assert abs(log_z.mean() - example.exact["log_evidence"]) < 3 * se + 1e-3, (log_z, se)
     assert all(p.diagnostics["temperatures"][-1] == 1.0 for p in posts)
@@ -130,6 +136,8 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, num_particles=1)
     with pytest.raises(ProbinferError, match="target_ess"):
         pi.smc(target, key=0, target_ess=1.5)
+    with pytest.raises(ProbinferError, match="waste_free is a chain length"):
+        pi.smc(target, key=0, num_particles=100, waste_free=7)
     with pytest.raises(ProbinferError, match="increase strictly"):
         pi.smc(target, key=0, temperatures=[0.0, 0.5, 0.4, 1.0])
 
