@@ -1,4 +1,5 @@
-"""Sequential Monte Carlo: resampling, adaptive tempered SMC samplers, particle filters.
+"""Sequential Monte Carlo: resampling, adaptive tempered SMC samplers, particle filters, PMMH,
+and SMC training of partial Bayesian neural networks.
 
 >>> import probinfer as pi
 >>> post = pi.smc(target, key=0, num_particles=2000)      # doctest: +SKIP
@@ -13,6 +14,7 @@ from probinfer.inference.smc.particle_filter import (
     backward_sample,
     particle_filter,
 )
+from probinfer.inference.smc.pbnn import PartialNetwork, map_network, mlp, pbnn_smc
 from probinfer.inference.smc.pmmh import pmmh
 from probinfer.inference.smc.tempered import SMCInfo, SMCState, smc, smc_draws
 
@@ -25,6 +27,10 @@ __all__ = [
     "particle_filter",
     "backward_sample",
     "pmmh",
+    "pbnn_smc",
+    "map_network",
+    "mlp",
+    "PartialNetwork",
     "StateSpaceModel",
     "FilterResult",
 ]
