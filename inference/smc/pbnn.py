@@ -175,6 +175,7 @@ def pbnn_smc(
     learning_rate=1e-2,
     move_scale=0.01,
     prior_sd=1.0,
+    weight_decay=0.0,
 ):
     """Train a partial BNN by open-horizon SMC (see the module docstring).
 
@@ -188,6 +189,7 @@ def pbnn_smc(
         learning_rate: Adam step size for ψ.
         move_scale: sd of the random-walk move of φ per minibatch.
         prior_sd: prior sd of φ (initial particles).
+        weight_decay: decoupled weight decay of ψ (AdamW; 0 for plain Adam, maximum likelihood).
 
     Returns:
         :class:`PBNNResult` with ``predict`` and ``nlpd``.
@@ -199,7 +201,7 @@ def pbnn_smc(
     psi = network.init(key_psi, x)
     phi = prior_sd * jax.random.normal(key_phi, (int(num_particles), network.phi_dim), x.dtype)
     batches = _batches(key_batches, x.shape[0], int(batch_size), int(num_epochs))
-    optimiser = optax.adam(learning_rate)
+    optimiser = optax.adamw(learning_rate, weight_decay=weight_decay)
     scale = x.shape[0] / int(batch_size)
     n = int(num_particles)
 
@@ -239,10 +241,19 @@ def pbnn_smc(
 
 
 def map_network(
-    network, x, y, *, key, batch_size=32, num_epochs=100, learning_rate=1e-2, prior_sd=1.0
+    network,
+    x,
+    y,
+    *,
+    key,
+    batch_size=32,
+    num_epochs=100,
+    learning_rate=1e-2,
+    prior_sd=1.0,
+    weight_decay=0.0,
 ):
     """The same network with φ as a point estimate: Adam on minibatches of the log joint
-    (N(0, s²) prior on φ). Returns a one-particle :class:`PBNNResult` — the MAP baseline."""
+    (N(0, s²) prior on φ; AdamW ``weight_decay`` on ψ as in :func:`pbnn_smc`). Returns a one-particle :class:`PBNNResult` — the MAP baseline."""
     x, y = _check(x, y, batch_size)
     key_psi, key_phi, key_batches = jax.random.split(as_key(key), 3)
     params = {
@@ -250,7 +261,9 @@ def map_network(
         "phi": prior_sd * jax.random.normal(key_phi, (network.phi_dim,), x.dtype),
     }
     batches = _batches(key_batches, x.shape[0], int(batch_size), int(num_epochs))
-    optimiser = optax.adam(learning_rate)
+    # Decay ψ only (φ has its Gaussian prior in the loss).
+    decay_mask = {"psi": jax.tree.map(lambda _: True, params["psi"]), "phi": False}
+    optimiser = optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
     scale = x.shape[0] / int(batch_size)
 
     def loss_fn(params, index):
