@@ -72,6 +72,14 @@ def _terms_fn(target):
     return terms
 
 
+def _map(fn, *args, batch_size=None):
+    """``vmap`` over the leading axis, or ``lax.map`` over blocks of ``batch_size`` particles
+    (bounded memory for very many particles; same result)."""
+    if batch_size is None:
+        return jax.vmap(fn)(*args)
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch_size)
+
+
 def _tempered(log_prior, log_likelihood, temperature):
     """``log p + λ log L`` with ``λ = 0`` contributing exactly 0 (even where log L = −∞)."""
     return log_prior + jnp.where(temperature > 0, temperature * log_likelihood, 0.0)
@@ -81,9 +89,9 @@ def _increments(log_likelihood, delta):
     return jnp.where(delta > 0, delta * log_likelihood, 0.0)
 
 
-def init(positions, terms_fn, step_size):
+def init(positions, terms_fn, step_size, batch_size=None):
     """State at λ = 0 from ``positions`` (N, dim) drawn from the prior."""
-    log_prior, log_likelihood = jax.vmap(terms_fn)(positions)
+    log_prior, log_likelihood = _map(terms_fn, positions, batch_size=batch_size)
     n, dim = positions.shape
     dtype = positions.dtype
     return SMCState(
@@ -139,11 +147,13 @@ def step(
     num_integration_steps=10,
     target_accept=None,
     chain_length=None,
+    batch_size=None,
 ):
     """One tempering step: choose λ', reweight, maybe resample, move. Returns ``(state, info)``.
 
     ``chain_length``: P for waste-free SMC (N / P chains of P states each; ``num_mcmc_steps``
-    and ``resample_threshold`` are then unused); None for the standard move.
+    and ``resample_threshold`` are then unused); None for the standard move. ``batch_size``: move
+    and evaluate particles in blocks of this size (``lax.map``) instead of all at once.
 
     ``temperature``: the next λ for a fixed ladder (None: adaptive from ``target_ess``).
     """
@@ -198,9 +208,11 @@ def step(
         )
         return jnp.concatenate([z[None], path]), acceptance.mean()
 
-    paths, acceptance = jax.vmap(move)(jax.random.split(key_move, num_chains), starts)
+    paths, acceptance = _map(
+        move, jax.random.split(key_move, num_chains), starts, batch_size=batch_size
+    )
     position = paths[:, -1] if chain_length is None else paths.reshape(n, -1)
-    log_prior, log_likelihood = jax.vmap(terms_fn)(position)
+    log_prior, log_likelihood = _map(terms_fn, position, batch_size=batch_size)
     acceptance_rate = jnp.mean(acceptance)
     # Robbins–Monro on log ε towards the acceptance target, bounded per step.
     step_size = state.step_size * jnp.exp(jnp.clip(2.0 * (acceptance_rate - target_accept), -1, 1))
@@ -245,7 +257,7 @@ def _program(target, num_particles, *, max_steps, temperatures, sharding=None, *
         positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
         if sharding is not None:
             positions = jax.lax.with_sharding_constraint(positions, sharding)
-        state = init(positions, terms, step_size)
+        state = init(positions, terms, step_size, step_kwargs.get("batch_size"))
         nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood)
         first_nan = jnp.argmax(nan)
         dtype = positions.dtype
@@ -324,6 +336,7 @@ def smc(
     max_steps=500,
     shard=True,
     waste_free=None,
+    batch_size=None,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -343,6 +356,8 @@ def smc(
         waste_free: a chain length P to run waste-free SMC (Dau & Chopin 2022): N / P
             resampled particles each run P − 1 kernel steps and all N states are kept; N must
             be a multiple of P. None (default): resample-then-move with ``num_mcmc_steps``.
+        batch_size: move and evaluate the particles in blocks of this many (``lax.map``), so a
+            million particles fit in memory; None (default) does all at once.
         shard: split the particles over all devices when there are several (and N is a
             multiple of their number); the result equals the one-device result for the same key.
 
@@ -383,6 +398,7 @@ def smc(
         target_accept=target_accept,
         sharding=_particle_sharding(int(num_particles)) if shard else None,
         chain_length=None if waste_free is None else int(waste_free),
+        batch_size=None if batch_size is None else int(batch_size),
     )
     state, trace, num_steps, error, first_nan = run(key)
     num_steps, error = int(num_steps), int(error)
@@ -409,6 +425,7 @@ def smc(
         "num_integration_steps": int(num_integration_steps) if kernel == "hmc" else None,
         "fixed_ladder": temperatures is not None,
         "waste_free": waste_free,
+        "batch_size": batch_size,
         "devices": jax.device_count() if shard and _particle_sharding(int(num_particles)) else 1,
     }
     return Posterior(
@@ -479,6 +496,7 @@ def smc_draws(target, key, num_samples, *, num_particles=None, **settings):
         num_integration_steps=int(settings.pop("num_integration_steps", 10)),
         target_accept=settings.pop("target_accept", None),
         chain_length=settings.pop("waste_free", None),
+        batch_size=settings.pop("batch_size", None),
     )
     if settings:
         raise ProbinferError(f"unknown SMC setting(s): {sorted(settings)}.")
