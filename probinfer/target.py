@@ -330,6 +330,33 @@ class Target:
             total = total + (scale * value if name in self._batched_sites else value)
         return total
 
+    def log_likelihood_per_datum(self, z):
+        """Log likelihood of each data point: ``z (dim,) -> (N,)``, summing to :meth:`log_likelihood`.
+
+        Needs data arguments and observed sites that all follow the data axis (a site without a
+        data axis cannot be split between data points). Used by data-annealed SMC.
+        """
+        self._check_data()
+        whole = (
+            set(self.observed_sites + self.factor_sites) - self._batched_sites - self._prior_sites
+        )
+        if whole:
+            raise ModelError(
+                f"site(s) {sorted(whole)} of '{self.name}' have no per-datum axis, so the likelihood "
+                "cannot be split by data point; data annealing needs every observed site inside "
+                "the data plate."
+            )
+        data = self.data
+
+        def one(index):
+            single = {
+                k: jax.lax.dynamic_slice_in_dim(jnp.asarray(v), index, 1) for k, v in data.items()
+            }
+            likelihood = self._log_terms(z, overrides=single)[1]
+            return sum(likelihood.values(), jnp.zeros((), self._dtype))
+
+        return jax.vmap(one)(jnp.arange(self.num_data))
+
     # -- named values ------------------------------------------------------------------------------
 
     def constrain(self, z):

@@ -309,3 +309,11 @@ def test_target_functions_work_in_float64():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_log_likelihood_per_datum_sums_to_the_likelihood():
+    target = pi.models.get("linear_regression").compile()
+    z = target.init(0, 3)
+    per_datum = jax.vmap(target.log_likelihood_per_datum)(z)
+    assert per_datum.shape == (3, target.num_data)
+    np.testing.assert_allclose(per_datum.sum(1), jax.vmap(target.log_likelihood)(z), rtol=1e-5)

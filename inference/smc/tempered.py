@@ -64,12 +64,37 @@ class SMCInfo(NamedTuple):
     log_evidence_increment: jax.Array
 
 
-def _terms_fn(target):
+def _terms_fn(target, schedule="temperature"):
+    """``z -> (log prior, log L)``; log L is a scalar, or ``(N_data,)`` per datum for the
+    data-annealing schedule."""
+    if schedule == "data":
+
+        def per_datum(z):
+            return target._log_terms(z)[0], target.log_likelihood_per_datum(z)
+
+        return per_datum
+
     def terms(z):
         log_prior, likelihood, _ = target._log_terms(z)
         return log_prior, sum(likelihood.values(), jnp.zeros((), log_prior.dtype))
 
     return terms
+
+
+def _exponents(log_likelihood, temperature):
+    """How much of each likelihood term π_λ holds: λ for a scalar log L (tempering); for per-datum
+    log L (N,), datum i enters linearly while λN passes from i to i + 1 (data annealing; a
+    fractional datum is tempered), so λ = k/N is the posterior of the first k data points."""
+    if log_likelihood.ndim == 0:
+        return temperature
+    num_data = log_likelihood.shape[-1]
+    return jnp.clip(temperature * num_data - jnp.arange(num_data), 0.0, 1.0)
+
+
+def _weighted(log_likelihood, exponents):
+    """Σ exponent · log L with a zero exponent contributing exactly 0 (even where log L = −∞)."""
+    terms = jnp.where(exponents > 0, exponents * log_likelihood, 0.0)
+    return terms if log_likelihood.ndim == 0 else jnp.sum(terms, -1)
 
 
 def _map(fn, *args, batch_size=None):
@@ -81,12 +106,17 @@ def _map(fn, *args, batch_size=None):
 
 
 def _tempered(log_prior, log_likelihood, temperature):
-    """``log p + λ log L`` with ``λ = 0`` contributing exactly 0 (even where log L = −∞)."""
-    return log_prior + jnp.where(temperature > 0, temperature * log_likelihood, 0.0)
+    """``log p + λ log L`` (per particle) with ``λ = 0`` contributing exactly 0."""
+    return log_prior + _weighted(log_likelihood, _exponents(log_likelihood, temperature))
 
 
-def _increments(log_likelihood, delta):
-    return jnp.where(delta > 0, delta * log_likelihood, 0.0)
+def _increments(log_likelihood, old, new):
+    """Incremental log weights from λ = old to new: (N_particles,) from log L (N_particles,) or
+    (N_particles, N_data)."""
+    if log_likelihood.ndim == 1:
+        return jnp.where(new - old > 0, (new - old) * log_likelihood, 0.0)
+    exponents = _exponents(log_likelihood, new) - _exponents(log_likelihood, old)
+    return _weighted(log_likelihood, exponents)
 
 
 def init(positions, terms_fn, step_size, batch_size=None):
@@ -112,7 +142,7 @@ def next_temperature(state, target_ess, num_bisections=50):
     remaining = 1.0 - state.temperature
 
     def cess(delta):
-        increments = _increments(state.log_likelihood, delta)
+        increments = _increments(state.log_likelihood, state.temperature, state.temperature + delta)
         return resampling.conditional_ess(state.log_weights, increments) / n
 
     def bisect(_, bounds):
@@ -164,7 +194,7 @@ def step(
     new_temperature = (
         next_temperature(state, target_ess) if temperature is None else jnp.asarray(temperature)
     )
-    increments = _increments(state.log_likelihood, new_temperature - state.temperature)
+    increments = _increments(state.log_likelihood, state.temperature, new_temperature)
     log_increment = logsumexp(resampling.normalise(state.log_weights) + increments)
     log_weights = state.log_weights + increments
     ess = resampling.ess(log_weights)
@@ -243,11 +273,20 @@ def _particle_sharding(num_particles):
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("particles"))
 
 
-def _program(target, num_particles, *, max_steps, temperatures, sharding=None, **step_kwargs):
+def _program(
+    target,
+    num_particles,
+    *,
+    max_steps,
+    temperatures,
+    sharding=None,
+    schedule="temperature",
+    **step_kwargs,
+):
     """Pure ``run(key) -> (state, trace, num_steps, error, (bad index, bad position))``: the
     whole run in one while_loop. A NaN log density at a prior particle stops it before the first
     step and reports that particle."""
-    terms = _terms_fn(target)
+    terms = _terms_fn(target, schedule)
     kernel = step_kwargs["kernel"]
     step_size = adaptation.initial_step_size(kernel, target.dim)
     ladder = None if temperatures is None else jnp.asarray(temperatures)
@@ -258,7 +297,9 @@ def _program(target, num_particles, *, max_steps, temperatures, sharding=None, *
         if sharding is not None:
             positions = jax.lax.with_sharding_constraint(positions, sharding)
         state = init(positions, terms, step_size, step_kwargs.get("batch_size"))
-        nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood)
+        nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood).reshape(
+            num_particles, -1
+        ).any(-1)
         first_nan = jnp.argmax(nan)
         dtype = positions.dtype
         trace = SMCInfo(
@@ -280,7 +321,9 @@ def _program(target, num_particles, *, max_steps, temperatures, sharding=None, *
                 jax.random.fold_in(key_loop, i), state, terms, temperature=fixed, **step_kwargs
             )
             # Every particle with weight has log L = −inf: any λ > 0 kills them all.
-            live = jnp.isfinite(state.log_weights) & jnp.isfinite(state.log_likelihood)
+            finite = jnp.isfinite(state.log_likelihood)
+            finite = finite if finite.ndim == 1 else jnp.all(finite, axis=-1)
+            live = jnp.isfinite(state.log_weights) & finite
             dead = ~jnp.any(live)
             new_state = jax.tree.map(lambda old, new: jnp.where(dead, old, new), state, new_state)
             if sharding is not None:
@@ -337,6 +380,7 @@ def smc(
     shard=True,
     waste_free=None,
     batch_size=None,
+    schedule="temperature",
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -356,6 +400,10 @@ def smc(
         waste_free: a chain length P to run waste-free SMC (Dau & Chopin 2022): N / P
             resampled particles each run P − 1 kernel steps and all N states are kept; N must
             be a multiple of P. None (default): resample-then-move with ``num_mcmc_steps``.
+        schedule: ``"temperature"`` (likelihood tempering, π_λ ∝ p(θ) p(D | θ)^λ) or ``"data"``
+            (data annealing: λ = k/N is the posterior of the first k data points, the datum in
+            between tempered; needs ``data`` marked and every observed site in the data plate).
+            The adaptive ladder and ``temperatures`` work with both.
         batch_size: move and evaluate the particles in blocks of this many (``lax.map``), so a
             million particles fit in memory; None (default) does all at once.
         shard: split the particles over all devices when there are several (and N is a
@@ -371,6 +419,10 @@ def smc(
         >>> post.log_evidence                                    # doctest: +SKIP
     """
     _check_settings(kernel, num_particles, target_ess, resampling, num_mcmc_steps)
+    if schedule not in ("temperature", "data"):
+        raise ProbinferError(f"schedule must be 'temperature' or 'data', got '{schedule}'.")
+    if schedule == "data":
+        target._check_data()
     if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
         raise ProbinferError(
             f"waste_free is a chain length P ≥ 2 dividing num_particles; got P={waste_free} "
@@ -399,6 +451,7 @@ def smc(
         sharding=_particle_sharding(int(num_particles)) if shard else None,
         chain_length=None if waste_free is None else int(waste_free),
         batch_size=None if batch_size is None else int(batch_size),
+        schedule=schedule,
     )
     state, trace, num_steps, error, first_nan = run(key)
     num_steps, error = int(num_steps), int(error)
@@ -426,6 +479,7 @@ def smc(
         "fixed_ladder": temperatures is not None,
         "waste_free": waste_free,
         "batch_size": batch_size,
+        "schedule": schedule,
         "devices": jax.device_count() if shard and _particle_sharding(int(num_particles)) else 1,
     }
     return Posterior(
@@ -497,6 +551,7 @@ def smc_draws(target, key, num_samples, *, num_particles=None, **settings):
         target_accept=settings.pop("target_accept", None),
         chain_length=settings.pop("waste_free", None),
         batch_size=settings.pop("batch_size", None),
+        schedule=settings.pop("schedule", "temperature"),
     )
     if settings:
         raise ProbinferError(f"unknown SMC setting(s): {sorted(settings)}.")

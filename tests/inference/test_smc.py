@@ -60,17 +60,16 @@ def _replicates(target, num_runs, **kwargs):
 
 
 @pytest.mark.parametrize(
-    ("example", "num_particles", "waste_free"),
+    ("example", "num_particles", "settings"),
     [
-        (conjugate.normal_normal_example(), 400, None),
-        (conjugate.linear_regression_example(), 600, None),
-        (conjugate.linear_regression_example(), 600, 20),
+        (conjugate.normal_normal_example(), 400, {}),
+        (conjugate.linear_regression_example(), 600, {}),
+        (conjugate.linear_regression_example(), 600, {"waste_free": 20}),
+        (conjugate.linear_regression_example(), 600, {"schedule": "data"}),
     ],
 )
-def test_log_evidence_matches_the_exact_value(example, num_particles, waste_free):
-    posts, log_z = _replicates(
-        example.compile(), 8, num_particles=num_particles, waste_free=waste_free
-    )
+def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
+    posts, log_z = _replicates(example.compile(), 8, num_particles=num_particles, **settings)
     se = log_z.std(ddof=1) / np.sqrt(log_z.size)
     assert abs(log_z.mean() - example.exact["log_evidence"]) < 3 * se + 1e-3, (log_z, se)
     assert all(p.diagnostics["temperatures"][-1] == 1.0 for p in posts)
@@ -136,6 +135,16 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, num_particles=1)
     with pytest.raises(ProbinferError, match="target_ess"):
         pi.smc(target, key=0, target_ess=1.5)
+    with pytest.raises(ProbinferError, match="schedule must be"):
+        pi.smc(target, key=0, schedule="sometimes")
+
+    def no_data_plate(y=None):
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        pi.sample("y", dist.Normal(mu, 1.0).expand([3]).to_event(1), obs=y)
+
+    whole = pi.compile(no_data_plate, y=jnp.zeros(3), data=("y",))
+    with pytest.raises(pi.ModelError, match="no per-datum axis"):
+        pi.smc(whole, key=0, num_particles=10, schedule="data")
     with pytest.raises(ProbinferError, match="waste_free is a chain length"):
         pi.smc(target, key=0, num_particles=100, waste_free=7)
     with pytest.raises(ProbinferError, match="increase strictly"):
