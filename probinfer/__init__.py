@@ -23,6 +23,7 @@ from probinfer.errors import (
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
 from probinfer.posterior import Posterior
+from probinfer.ssm import StateSpaceModel, state_space
 from probinfer.target import Target, compile
 
 __version__ = "0.1.0"
@@ -38,6 +39,8 @@ __all__ = [
     "compile",
     "Target",
     "Posterior",
+    "StateSpaceModel",
+    "state_space",
     "mcmc",
     "report",
     "runners",
