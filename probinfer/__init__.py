@@ -64,6 +64,7 @@ _LAZY_FUNCTIONS = {
     "calibrate": "probinfer.inference.calibration",
     "smc": "probinfer.inference.smc",
     "particle_filter": "probinfer.inference.smc",
+    "sgmcmc": "probinfer.inference.sgmcmc",
 }
 
 
