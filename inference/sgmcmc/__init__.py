@@ -6,12 +6,18 @@ runner with mode finding and Laplace preconditioning by default.
 
 from probinfer import runners
 from probinfer.inference.sgmcmc.kernels import KERNELS, psgld, sghmc, sgld, sgnht
-from probinfer.inference.sgmcmc.runner import find_mode, laplace_covariance, sgmcmc
+from probinfer.inference.sgmcmc.runner import (
+    find_mode,
+    gradient_estimator,
+    laplace_covariance,
+    sgmcmc,
+)
 
 __all__ = [
     "sgmcmc",
     "find_mode",
     "laplace_covariance",
+    "gradient_estimator",
     "KERNELS",
     "sgld",
     "sghmc",

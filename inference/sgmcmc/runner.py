@@ -17,7 +17,7 @@ from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.sgmcmc.kernels import KERNELS
 from probinfer.posterior import Posterior
 
-__all__ = ["sgmcmc", "find_mode", "laplace_covariance"]
+__all__ = ["sgmcmc", "find_mode", "laplace_covariance", "gradient_estimator"]
 
 
 def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
@@ -67,6 +67,25 @@ def laplace_covariance(target, mode, min_eigenvalue=1e-8):
     return (vectors / values) @ vectors.T
 
 
+def gradient_estimator(target, centre=None):
+    """``(z, index (B,)) -> ĝ``, an unbiased estimate of ∇ log π(z) from the minibatch ``index``.
+
+    Plain: ``∇U_B(z)`` (:meth:`Target.minibatch_log_density`, likelihood scaled by N/B). With a
+    ``centre`` θ̂ (control variates, SGLD-CV; Baker, Fearnhead, Fox & Nemeth 2019):
+    ``∇U_B(z) − ∇U_B(θ̂) + ∇U(θ̂)``, whose variance vanishes as z → θ̂.
+    """
+    minibatch_grad = jax.grad(target.minibatch_log_density)
+    if centre is None:
+        return lambda z, index: minibatch_grad(z, target.batch(index))
+    full_at_centre = jax.grad(target.log_density)(centre)
+
+    def estimate(z, index):
+        batch = target.batch(index)
+        return minibatch_grad(z, batch) - minibatch_grad(centre, batch) + full_at_centre
+
+    return estimate
+
+
 _DEFAULT_FRICTION = 0.1
 
 
@@ -83,6 +102,10 @@ def sgmcmc(
     burn_in=None,
     precondition=None,
     friction=_DEFAULT_FRICTION,
+    control_variates=False,
+    schedule="constant",
+    num_cycles=4,
+    exploration=0.5,
 ):
     """Stochastic-gradient MCMC with minibatches of the Target's data.
 
@@ -100,6 +123,11 @@ def sgmcmc(
         thinning: keep every ``thinning``-th step after ``burn_in`` (default num_steps // 10).
         precondition: ``"laplace"`` (SGLD only) or None; the default method uses ``"laplace"``.
         friction: SGHMC friction α.
+        control_variates: use the SGLD-CV gradient estimator (Baker et al. 2019) around the mode
+            θ̂: ``g(θ) = ∇U_B(θ) − ∇U_B(θ̂) + ∇U(θ̂)``, unbiased, with much smaller variance near θ̂.
+        schedule: ``"constant"`` or ``"cyclical"`` (cSGMCMC, Zhang et al. 2020: ``num_cycles``
+            cosine cycles ε_k = ε/2 (cos(π r_k) + 1), r_k the position within the cycle; draws
+            are kept only in the sampling phase r_k ≥ ``exploration``).
 
     Returns:
         Posterior with draws ``(num_chains, kept, *site_shape)`` and diagnostics ``mode``,
@@ -161,19 +189,35 @@ def sgmcmc(
             return {"friction": friction}
         return {}
 
-    def grad_estimate(z, index):
-        return jax.grad(target.minibatch_log_density)(z, target.batch(index))
+    grad_estimate = gradient_estimator(target, mode if control_variates else None)
+
+    if schedule not in ("constant", "cyclical"):
+        raise ProbinferError(f"schedule must be 'constant' or 'cyclical', got '{schedule}'.")
+    steps = np.arange(num_steps)
+    if schedule == "cyclical":
+        cycle = int(np.ceil(num_steps / int(num_cycles)))
+        phase = (steps % cycle) / cycle
+        step_sizes = step_size / 2 * (np.cos(np.pi * phase) + 1)
+        keep = (phase >= exploration) & (steps >= burn_in)
+    else:
+        step_sizes = np.full(num_steps, step_size)
+        keep = steps >= burn_in
+    kept = np.flatnonzero(keep)[thinning - 1 :: thinning]
+    if kept.size == 0:
+        raise ProbinferError("no draws are kept: lower thinning or burn_in, or run longer.")
 
     def chain(key, start):
-        def body(state, key):
+        def body(state, inputs):
+            key, epsilon = inputs
             key_batch, key_step = jax.random.split(key)
             index = jax.random.choice(key_batch, n, (batch_size,), replace=False)
             grad = grad_estimate(state.position, index)
-            state = kernel.step(key_step, state, grad, step_size, **settings())
+            state = kernel.step(key_step, state, grad, epsilon, **settings())
             return state, state.position
 
-        _, path = jax.lax.scan(body, kernel.init(start), jax.random.split(key, num_steps))
-        return path[burn_in + thinning - 1 :: thinning]
+        inputs = (jax.random.split(key, num_steps), jnp.asarray(step_sizes, mode.dtype))
+        _, path = jax.lax.scan(body, kernel.init(start), inputs)
+        return path[kept]
 
     @jax.jit
     def run(keys, starts):
@@ -203,5 +247,9 @@ def sgmcmc(
             "burn_in": burn_in,
             "precondition": precondition,
             "friction": friction if method == "sghmc" else None,
+            "control_variates": bool(control_variates),
+            "schedule": schedule,
+            "num_cycles": int(num_cycles) if schedule == "cyclical" else None,
+            "exploration": exploration if schedule == "cyclical" else None,
         },
     )

@@ -98,3 +98,51 @@ def test_bad_input():
     unmarked = pi.compile(model, y=jnp.zeros(3))
     with pytest.raises(DataError, match="no data marked"):
         pi.sgmcmc(unmarked, key=0)
+
+
+def test_control_variates_reduce_the_gradient_variance():
+    """Logistic regression on the breast-cancer data (31 dims): at posterior-typical points near
+    the mode, the SGLD-CV estimator's variance over minibatches is below the plain one's (measured
+    ≈ 0.57 of it one Laplace sd away from the mode in all 31 directions; exactly 0 at the mode),
+    and both average to the full gradient."""
+    import jax
+    import jax.numpy as jnp
+
+    from probinfer.inference.sgmcmc import find_mode, gradient_estimator, laplace_covariance
+
+    target = pi.models.get("logistic_regression").compile()
+    mode = find_mode(target, jax.random.PRNGKey(0), batch_size=64)
+    cov = laplace_covariance(target, mode)
+    z = mode + jnp.linalg.cholesky(cov) @ jax.random.normal(jax.random.PRNGKey(1), (target.dim,))
+    indices = jax.vmap(lambda k: jax.random.choice(k, target.num_data, (32,), replace=False))(
+        jax.random.split(jax.random.PRNGKey(2), 1000)
+    )
+    plain = jax.vmap(lambda i: gradient_estimator(target)(z, i))(indices)
+    cv = jax.vmap(lambda i: gradient_estimator(target, mode)(z, i))(indices)
+    exact = jax.grad(target.log_density)(z)
+    for draws in (plain, cv):  # unbiased: the mean over 1,000 minibatches is within 4.5 SE
+        se = draws.std(0) / np.sqrt(draws.shape[0])
+        assert np.all(np.abs(draws.mean(0) - exact) < 4.5 * se + 1e-4 * np.abs(exact))
+    # Each summed variance has a relative SE of about √(2/1000) ≈ 4.5 %: 0.85 is > 3 SE below 1.
+    ratio = float(cv.var(0).sum() / plain.var(0).sum())
+    assert ratio < 0.85, ratio
+    at_mode = jax.vmap(lambda i: gradient_estimator(target, mode)(mode, i))(indices[:50])
+    assert float(at_mode.var(0).sum()) < 1e-6 * float(plain.var(0).sum())
+
+
+def test_cyclical_schedule_keeps_sampling_phases_only():
+    post = pi.sgmcmc(
+        TARGET,
+        key=5,
+        method="sgld",
+        schedule="cyclical",
+        num_cycles=4,
+        num_steps=8_000,
+        thinning=1,
+        burn_in=0,
+        batch_size=10,
+    )
+    # 4 cycles of 2,000 steps, the second half of each kept: 4 × 1,000 draws per chain.
+    assert post.draws["w"].shape[:2] == (4, 4_000)
+    mean, _, ess = _moments(post)
+    assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN)
