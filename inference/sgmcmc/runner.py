@@ -106,13 +106,14 @@ def sgmcmc(
     schedule="constant",
     num_cycles=4,
     exploration=0.5,
+    coupling=1.0,
 ):
     """Stochastic-gradient MCMC with minibatches of the Target's data.
 
     Args:
         target: :class:`~probinfer.Target` compiled with ``data=(...)`` (minibatchable).
         key: int seed or PRNG key.
-        method: ``"sgld"``, ``"sghmc"``, ``"sgnht"``, ``"psgld"``; None: preconditioned SGLD with
+        method: ``"sgld"``, ``"sghmc"``, ``"sgnht"``, ``"psgld"``, ``"entropy"``; None: preconditioned SGLD with
             the defaults of the module docstring.
         batch_size: minibatch size B ≤ N (default min(N, 128)).
         num_steps: steps per chain.
@@ -123,6 +124,10 @@ def sgmcmc(
         thinning: keep every ``thinning``-th step after ``burn_in`` (default num_steps // 10).
         precondition: ``"laplace"`` (SGLD only) or None; the default method uses ``"laplace"``.
         friction: SGHMC friction α.
+        coupling: η of Entropy-MCMC (``method="entropy"``): SGLD on the joint
+            p(θ, θ_a) ∝ π(θ) exp(−‖θ − θ_a‖² / 2η) (unconstrained space); the draws are θ (whose
+            marginal is the posterior) and ``diagnostics["anchor_draws"]`` holds θ_a (the
+            posterior smoothed by N(0, η I), drawn to flat basins). Predict with both.
         control_variates: use the SGLD-CV gradient estimator (Baker et al. 2019) around the mode
             θ̂: ``g(θ) = ∇U_B(θ) − ∇U_B(θ̂) + ∇U(θ̂)``, unbiased, with much smaller variance near θ̂.
         schedule: ``"constant"`` or ``"cyclical"`` (cSGMCMC, Zhang et al. 2020: ``num_cycles``
@@ -147,8 +152,12 @@ def sgmcmc(
     n = target.num_data
     if method is None:
         method, precondition = "sgld", "laplace" if precondition is None else precondition
-    if method not in KERNELS:
-        raise ProbinferError(f"method must be one of {sorted(KERNELS)} or None, got '{method}'.")
+    if method not in KERNELS and method != "entropy":
+        raise ProbinferError(
+            f"method must be one of {sorted(KERNELS) + ['entropy']} or None, got '{method}'."
+        )
+    if method == "entropy" and not coupling > 0:
+        raise ProbinferError(f"coupling (η of Entropy-MCMC) must be positive, got {coupling}.")
     if precondition not in (None, "laplace") or (precondition and method != "sgld"):
         raise ProbinferError("precondition='laplace' is available for method 'sgld' only.")
     batch_size = min(n, 128) if batch_size is None else int(batch_size)
@@ -173,10 +182,12 @@ def sgmcmc(
             step_size = 0.1
         elif method == "sgnht":
             step_size = float(0.3 * jnp.sqrt(variances.min()))
+        elif method == "entropy":
+            step_size = float(0.1 * min(float(variances.min()), coupling))
         else:
             step_size = float(0.1 * variances.min())
     preconditioner = covariance if precondition == "laplace" else None
-    kernel = KERNELS[method]
+    kernel = KERNELS["sgld" if method == "entropy" else method]
     starts = (
         mode
         + jax.random.normal(key_start, (num_chains, target.dim)) @ jnp.linalg.cholesky(covariance).T
@@ -190,6 +201,15 @@ def sgmcmc(
         return {}
 
     grad_estimate = gradient_estimator(target, mode if control_variates else None)
+    if method == "entropy":
+        # Entropy-MCMC (Li & Zhang 2023): SGLD on the joint p(θ, θ_a) ∝ π(θ) exp(−‖θ − θ_a‖²/2η).
+        theta_grad = grad_estimate
+
+        def grad_estimate(pair, index):
+            pull = (pair["theta"] - pair["anchor"]) / coupling
+            return {"theta": theta_grad(pair["theta"], index) - pull, "anchor": pull}
+
+        starts = {"theta": starts, "anchor": starts}
 
     if schedule not in ("constant", "cyclical"):
         raise ProbinferError(f"schedule must be 'constant' or 'cyclical', got '{schedule}'.")
@@ -217,15 +237,19 @@ def sgmcmc(
 
         inputs = (jax.random.split(key, num_steps), jnp.asarray(step_sizes, mode.dtype))
         _, path = jax.lax.scan(body, kernel.init(start), inputs)
-        return path[kept]
+        return jax.tree.map(lambda p: p[kept], path)
 
     @jax.jit
     def run(keys, starts):
         paths = jax.vmap(chain)(keys, starts)
-        return jax.vmap(jax.vmap(target.constrain))(paths), paths
+        constrain = jax.vmap(jax.vmap(target.constrain))
+        return jax.tree.map(constrain, paths, is_leaf=lambda x: isinstance(x, jax.Array)), paths
 
     constrained, paths = run(jax.random.split(key_run, num_chains), starts)
-    if not bool(jnp.all(jnp.isfinite(paths))):
+    anchors = None
+    if method == "entropy":
+        constrained, anchors = constrained["theta"], constrained["anchor"]
+    if not all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(paths)):
         raise ProbinferError(
             f"SGMCMC ({method}) diverged (non-finite positions) with step_size={step_size:.3g}; "
             "use a smaller step size."
@@ -237,6 +261,11 @@ def sgmcmc(
             "mode": np.asarray(mode),
             "step_size": float(step_size),
             "preconditioned": precondition == "laplace",
+            **(
+                {"anchor_draws": {k: np.asarray(v) for k, v in anchors.items()}}
+                if anchors is not None
+                else {}
+            ),
         },
         settings={
             "method": method,
@@ -247,6 +276,7 @@ def sgmcmc(
             "burn_in": burn_in,
             "precondition": precondition,
             "friction": friction if method == "sghmc" else None,
+            "coupling": coupling if method == "entropy" else None,
             "control_variates": bool(control_variates),
             "schedule": schedule,
             "num_cycles": int(num_cycles) if schedule == "cyclical" else None,

@@ -146,3 +146,39 @@ def test_cyclical_schedule_keeps_sampling_phases_only():
     assert post.draws["w"].shape[:2] == (4, 4_000)
     mean, _, ess = _moments(post)
     assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN)
+
+
+def test_entropy_mcmc_marginals():
+    """Full-batch Entropy-MCMC on the Gaussian posterior is SGLD on the joint Gaussian with
+    precision [[Λ + I/η, −I/η], [−I/η, I/η]]: θ has the posterior marginal and θ_a the posterior
+    convolved with N(0, ηI), up to the discretisation — the exact stationary law of the discretised
+    chain (discrete Lyapunov) is what the draws are compared with."""
+    eta = 0.05
+    precision = np.linalg.inv(COV)
+    joint = np.block(
+        [[precision + np.eye(3) / eta, -np.eye(3) / eta], [-np.eye(3) / eta, np.eye(3) / eta]]
+    )
+    step = 0.1 / np.linalg.eigvalsh(joint).max()
+    post = pi.sgmcmc(
+        TARGET,
+        key=6,
+        method="entropy",
+        coupling=eta,
+        step_size=step,
+        batch_size=TARGET.num_data,
+        num_steps=20_000,
+        thinning=5,
+    )
+    a = np.eye(6) - 0.5 * step * joint
+    stationary = np.diag(scipy.linalg.solve_discrete_lyapunov(a, step * np.eye(6)))
+    # The continuous-time targets, for orientation: Σ and Σ + ηI.
+    np.testing.assert_allclose(stationary[:3], np.diag(COV), rtol=0.1)
+    np.testing.assert_allclose(stationary[3:], np.diag(COV) + eta, rtol=0.1)
+    anchors = post.diagnostics["anchor_draws"]["w"]
+    for draws, variance in [(post.draws["w"], stationary[:3]), (anchors, stationary[3:])]:
+        ess = np.array([float(az.ess(draws[..., d])) for d in range(3)])
+        flat = draws.reshape(-1, 3)
+        assert np.all(np.abs(flat.mean(0) - MEAN) < 4 * np.sqrt(variance / ess))
+        assert np.all(np.abs(flat.var(0) / variance - 1) < 4 * np.sqrt(2 / ess)), (
+            flat.var(0) / variance
+        )
