@@ -1,4 +1,4 @@
-"""Small helpers shared by the core: PRNG keys and atomic file writes."""
+"""Small helpers shared by the core: PRNG keys, atomic file writes, an L-BFGS loop."""
 
 import os
 import tempfile
@@ -6,7 +6,7 @@ import tempfile
 import jax
 import numpy as np
 
-__all__ = ["as_key", "atomic_write_bytes", "atomic_path"]
+__all__ = ["as_key", "atomic_write_bytes", "atomic_path", "lbfgs_minimise"]
 
 
 def as_key(key):
@@ -22,6 +22,27 @@ def as_key(key):
     if key is None:
         raise TypeError("key must be an int seed or a JAX PRNG key, got None")
     return key
+
+
+def lbfgs_minimise(loss, z0, num_steps):
+    """``num_steps`` steps of optax's L-BFGS (with its zoom line search) on ``loss`` from ``z0``;
+    traceable (one ``lax.scan``). Returns the final point, unchecked.
+
+    >>> z = lbfgs_minimise(lambda z: jnp.sum(z**2), jnp.ones(3), 20)  # doctest: +SKIP
+    """
+    import optax
+
+    optimiser = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry, _):
+        z, state = carry
+        value, grad = value_and_grad(z, state=state)
+        updates, state = optimiser.update(grad, state, z, value=value, grad=grad, value_fn=loss)
+        return (optax.apply_updates(z, updates), state), None
+
+    (z, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0)), None, length=num_steps)
+    return z
 
 
 class atomic_path:

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from probinfer import runners
-from probinfer._utils import as_key
+from probinfer._utils import as_key, lbfgs_minimise
 from probinfer.errors import ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
@@ -169,16 +168,7 @@ def _map_point(target, key, num_steps=200):
     def loss(z):
         return -target.log_density(z)
 
-    optimiser = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def step(carry, _):
-        z, state = carry
-        value, grad = value_and_grad(z, state=state)
-        updates, state = optimiser.update(grad, state, z, value=value, grad=grad, value_fn=loss)
-        return (optax.apply_updates(z, updates), state), None
-
-    (z, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0)), None, length=num_steps)
+    z = lbfgs_minimise(loss, z0, num_steps)
     z = jnp.where(jnp.all(jnp.isfinite(z)) & jnp.isfinite(loss(z)), z, z0)
     return _flatten(target, jax.tree.map(lambda v: v[None], target.constrain(z)))[0]
 

@@ -182,3 +182,88 @@ def test_entropy_mcmc_marginals():
         assert np.all(np.abs(flat.var(0) / variance - 1) < 4 * np.sqrt(2 / ess)), (
             flat.var(0) / variance
         )
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch):
+    """A run killed after its second checkpoint and started again resumes from the file (it
+    runs only the missing segments) and returns exactly the draws of one uninterrupted run."""
+    from probinfer.inference.sgmcmc import loop
+
+    kwargs = dict(
+        key=7, method="sghmc", step_size=1e-3, batch_size=10, num_steps=1_000, thinning=10
+    )
+    whole = pi.sgmcmc(TARGET, **kwargs)
+    path = tmp_path / "run.npz"
+    saves = []
+    real_save = loop._save
+
+    def dying_save(*args):
+        real_save(*args)
+        saves.append(args[2])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        pi.sgmcmc(TARGET, checkpoint=path, checkpoint_every=20, **kwargs)
+    assert path.exists() and saves == [20, 40]
+    resumed = pi.sgmcmc(TARGET, checkpoint=path, checkpoint_every=20, **kwargs)
+    assert saves == [20, 40, 60, 80, 100]  # the first two segments were not run again
+    np.testing.assert_array_equal(resumed.draws["w"], whole.draws["w"])
+    with pytest.raises(ProbinferError, match="different run"):
+        pi.sgmcmc(TARGET, checkpoint=path, **{**kwargs, "num_steps": 2_000})
+
+
+def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
+    """Four chains on four (simulated CPU) devices give the one-device draws: chains never
+    interact, so only float rounding of differently compiled programs could differ."""
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, jax, numpy as np
+        import probinfer as pi
+        from probinfer.models import conjugate
+        target = conjugate.linear_regression_example().compile()
+        post = pi.sgmcmc(target, key=0, method="sgld", step_size=1e-3, batch_size=10,
+                         num_steps=2_000, num_chains=4)
+        print(json.dumps({"devices": jax.device_count(), "w": post.draws["w"].tolist()}))
+        """
+    )
+    runs = {devices: on_cpu_devices(script, devices) for devices in (1, 4)}
+    assert runs[4]["devices"] == 4
+    np.testing.assert_allclose(runs[4]["w"], runs[1]["w"], rtol=1e-4, atol=1e-5)
+
+
+def test_polynomial_and_optax_schedules():
+    import optax
+
+    post = pi.sgmcmc(
+        TARGET,
+        key=8,
+        method="sgld",
+        schedule="polynomial",
+        batch_size=10,
+        num_steps=20_000,
+        thinning=5,
+    )
+    mean, _, ess = _moments(post)
+    assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
+    peak = 0.1 / np.linalg.eigvalsh(np.linalg.inv(COV)).max()
+    custom = pi.sgmcmc(
+        TARGET,
+        key=8,
+        method="sgld",
+        schedule=optax.exponential_decay(peak, 1_000, 0.5),
+        batch_size=10,
+        num_steps=2_000,
+    )
+    assert custom.settings["schedule"] == "custom"
+    assert custom.diagnostics["step_size"] == pytest.approx(peak, rel=1e-6)
+    with pytest.raises(ProbinferError, match="schedule must be"):
+        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, schedule="linear")
+
+
+def test_divergence_names_the_step():
+    with pytest.raises(ProbinferError, match=r"diverged .* by step \d+"):
+        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=10.0, batch_size=10, num_steps=500)

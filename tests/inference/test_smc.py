@@ -1,9 +1,5 @@
 """SMC: resamplers, evidence and posteriors against exact answers, multimodality, bad input."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -155,7 +151,7 @@ def test_degenerate_and_bad_input():
 INDEPENDENT_LOG_Z_SD, INDEPENDENT_MEAN_SD = 0.30, 0.010
 
 
-def test_eight_devices_give_the_one_device_answer():
+def test_eight_devices_give_the_one_device_answer(on_cpu_devices):
     """Particles sharded over 8 simulated CPU devices: same key, same ladder, same log Z — up to
     float32 reduction order (sums over particles are split across devices), which MH accept/reject
     decisions amplify. Required: the two runs agree to half the spread of independent runs at this
@@ -172,18 +168,10 @@ def test_eight_devices_give_the_one_device_answer():
                           "mean": post.mean()["w"].tolist()}))
         """
     )
-    runs = {}
-    for devices, mode in [(8, "shard"), (1, "single")]:
-        env = dict(
-            os.environ,
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-            JAX_PLATFORMS="cpu",
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", script, mode], capture_output=True, text=True, env=env
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        runs[mode] = json.loads(result.stdout.strip().splitlines()[-1])
+    runs = {
+        mode: on_cpu_devices(script, devices, mode)
+        for devices, mode in [(8, "shard"), (1, "single")]
+    }
     assert runs["shard"]["devices"] == 8 and runs["single"]["devices"] == 1
     # The first temperature depends on the prior particles only (no MH decision yet): float-close.
     assert runs["shard"]["temperatures"][1] == pytest.approx(
