@@ -10,6 +10,7 @@ with exact posteriors and exact log evidences, which is how samplers are tested.
 """
 
 from probinfer.models import (
+    bnn,
     conjugate,
     eight_schools,
     energies,
@@ -22,6 +23,7 @@ __all__ = [
     "Example",
     "ZOO",
     "get",
+    "bnn",
     "conjugate",
     "eight_schools",
     "energies",
@@ -36,6 +38,7 @@ ZOO = {
     "beta_binomial": conjugate.beta_binomial_example,
     "linear_regression": conjugate.linear_regression_example,
     "logistic_regression": logistic_regression.breast_cancer_example,
+    "digits_bnn": bnn.digits_example,
     "funnel": energies.funnel_example,
     "banana": energies.banana_example,
     "gaussian_mixture": energies.gaussian_mixture_example,

@@ -23,6 +23,7 @@ from probinfer.errors import (
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
 from probinfer.posterior import Posterior
+from probinfer.predictive import Prediction, predict
 from probinfer.ssm import StateSpaceModel, state_space
 from probinfer.target import Target, compile
 
@@ -39,6 +40,8 @@ __all__ = [
     "compile",
     "Target",
     "Posterior",
+    "predict",
+    "Prediction",
     "StateSpaceModel",
     "state_space",
     "mcmc",
@@ -47,6 +50,9 @@ __all__ = [
     "tarp",
     "sbc",
     "calibrate",
+    "smc",
+    "particle_filter",
+    "sgmcmc",
     "models",
     "inference",
     "ProbinferError",
