@@ -62,6 +62,72 @@ def _step_sizes(schedule, step_size, num_steps, burn_in, num_cycles, exploration
     return sizes, keep & ((steps % cycle) / cycle >= exploration)
 
 
+def _initial_positions(target, init, num_chains):
+    """``(num_chains, dim)`` starting points from a dict of constrained values (each
+    ``site_shape`` or ``(num_chains, *site_shape)``) or from unconstrained ``z``."""
+    if isinstance(init, dict):
+        missing = set(target.latent_sites) - set(init)
+        if missing:
+            raise DataError(f"init lacks latent site(s) {sorted(missing)}.")
+        z = target.unconstrain({k: jnp.asarray(init[k]) for k in target.latent_sites})
+    else:
+        z = jnp.asarray(init)
+    z = jnp.broadcast_to(z, (num_chains, target.dim)) if z.shape == (target.dim,) else z
+    if z.shape != (num_chains, target.dim) or not bool(jnp.all(jnp.isfinite(z))):
+        raise DataError(
+            f"init gives starting points of shape {z.shape}; need finite ({target.dim},) or "
+            f"({num_chains}, {target.dim}) unconstrained values, or a dict of site values."
+        )
+    return z
+
+
+def _geometry(
+    target,
+    key_mode,
+    key_start,
+    method,
+    precondition,
+    step_size,
+    schedule,
+    batch_size,
+    num_chains,
+    coupling,
+):
+    """The mode, the preconditioner (or None), starting points around the mode and the step."""
+    dim = target.dim
+    mode = find_mode(target, key_mode, batch_size=batch_size)
+    if precondition == "laplace" or (precondition is None and dim <= _DENSE_LIMIT):
+        covariance = laplace_covariance(target, mode)
+        start_noise = lambda z: jnp.linalg.cholesky(covariance) @ z  # noqa: E731
+        min_variance = float(jnp.linalg.eigvalsh(covariance).min())
+    else:
+        variances = 1.0 / fisher_diagonal(target, mode)
+        start_noise = lambda z: jnp.sqrt(variances) * z  # noqa: E731
+        min_variance = None
+    preconditioner = {"laplace": lambda: covariance, "fisher": lambda: variances}.get(
+        precondition, lambda: None
+    )()
+    if step_size is None and not callable(schedule):
+        if preconditioner is not None:
+            curvature = (
+                1.0
+                if precondition == "laplace"
+                else largest_eigenvalue(target, mode, preconditioner)
+            )
+            step_size = 0.1 / max(1.0, curvature)
+        else:
+            if min_variance is None:
+                min_variance = 1.0 / largest_eigenvalue(target, mode, jnp.ones(dim, mode.dtype))
+            step_size = {
+                "sgnht": 0.3 * np.sqrt(min_variance),
+                "entropy": 0.1 * min(min_variance, coupling),
+            }.get(method, 0.1 * min_variance)
+    starts = mode + jax.vmap(start_noise)(
+        jax.random.normal(key_start, (num_chains, dim), mode.dtype)
+    )
+    return mode, preconditioner, starts, step_size
+
+
 def sgmcmc(
     target,
     *,
@@ -90,6 +156,7 @@ def sgmcmc(
     progress="auto",
     checkpoint=None,
     checkpoint_every=None,
+    init=None,
 ):
     """Stochastic-gradient MCMC with minibatches of the Target's data.
 
@@ -125,6 +192,10 @@ def sgmcmc(
             grouping, the base kernel (``"sgld"``, ``"sghmc"``, ``"psgld"``), the ring buffer
             length K, and the dropout variant's activation probability and number of copies.
         progress: True, False or ``"auto"`` (a bar on a terminal for long runs).
+        init: starting points — a dict of constrained site values (``site_shape`` or
+            ``(num_chains, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or
+            ``(num_chains, dim)``). With a step size given, no preconditioning and no control
+            variates, the mode is then not searched for at all.
         checkpoint: path of an ``.npz`` file written atomically every ``checkpoint_every`` kept
             blocks (default a tenth of the run); when it exists, the run resumes from it and
             gives the same draws as an uninterrupted run.
@@ -186,34 +257,28 @@ def sgmcmc(
         raise ProbinferError("need burn_in < num_steps, thinning ≥ 1 and num_chains ≥ 1.")
     key_mode, key_start, key_run, key_groups = jax.random.split(as_key(key), 4)
 
-    # -- geometry at the mode ------------------------------------------------------------------
-    mode = find_mode(target, key_mode, batch_size=batch_size)
-    if precondition == "laplace" or (precondition is None and dim <= _DENSE_LIMIT):
-        covariance = laplace_covariance(target, mode)
-        start_noise = lambda z: jnp.linalg.cholesky(covariance) @ z  # noqa: E731
-        min_variance = float(jnp.linalg.eigvalsh(covariance).min())
-    else:
-        variances = 1.0 / fisher_diagonal(target, mode)
-        start_noise = lambda z: jnp.sqrt(variances) * z  # noqa: E731
-        min_variance = None
-    preconditioner = {"laplace": lambda: covariance, "fisher": lambda: variances}.get(
-        precondition, lambda: None
-    )()
-    if step_size is None and not callable(schedule):
-        if preconditioner is not None:
-            curvature = (
-                1.0
-                if precondition == "laplace"
-                else largest_eigenvalue(target, mode, preconditioner)
-            )
-            step_size = 0.1 / max(1.0, curvature)
-        else:
-            if min_variance is None:
-                min_variance = 1.0 / largest_eigenvalue(target, mode, jnp.ones(dim, mode.dtype))
-            step_size = {
-                "sgnht": 0.3 * np.sqrt(min_variance),
-                "entropy": 0.1 * min(min_variance, coupling),
-            }.get(method, 0.1 * min_variance)
+    needs_mode = (
+        init is None
+        or precondition is not None
+        or control_variates
+        or (step_size is None and not callable(schedule))
+    )
+    mode, preconditioner = None, None
+    if needs_mode:
+        mode, preconditioner, starts, step_size = _geometry(
+            target,
+            key_mode,
+            key_start,
+            method,
+            precondition,
+            step_size,
+            schedule,
+            batch_size,
+            num_chains,
+            coupling,
+        )
+    if init is not None:
+        starts = _initial_positions(target, init, num_chains)
     step_sizes, keep = _step_sizes(
         schedule, step_size, num_steps, burn_in, num_cycles, exploration, decay_power
     )
@@ -227,9 +292,6 @@ def sgmcmc(
         "sghmc": {"friction": friction},
     }.get(kernel_name, {})
     plain = gradient_estimator(target, mode if control_variates else None)
-    starts = mode + jax.vmap(start_noise)(
-        jax.random.normal(key_start, (num_chains, dim), mode.dtype)
-    )
     labels, m = None, None
     if method == "structured":
         labels, m = _structured.group_index(target, groups, num_groups=num_groups, key=key_groups)
@@ -315,7 +377,7 @@ def sgmcmc(
         {k: np.asarray(v) for k, v in constrained.items()},
         method=method,
         diagnostics={
-            "mode": np.asarray(mode),
+            "mode": None if mode is None else np.asarray(mode),
             "step_size": float(step_sizes.max()),
             "preconditioned": precondition is not None,
             **({"num_groups": m} if m is not None else {}),

@@ -295,3 +295,31 @@ def test_fisher_preconditioned_sgld_keeps_the_mean():
     assert post.settings["precondition"] == "fisher"
     mean, _, ess = _moments(post)
     assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
+
+
+def test_init_skips_the_mode_search_and_starts_there(monkeypatch):
+    from probinfer.inference.sgmcmc import runner
+
+    def no_mode(*args, **kwargs):
+        raise AssertionError("the mode was searched for")
+
+    monkeypatch.setattr(runner, "find_mode", no_mode)
+    start = {"w": np.full((2, 3), 5.0, np.float32)}
+    post = pi.sgmcmc(
+        TARGET,
+        key=0,
+        method="sgld",
+        step_size=1e-6,
+        init=start,
+        num_steps=20,
+        thinning=1,
+        burn_in=0,
+        num_chains=2,
+        batch_size=10,
+    )
+    assert post.diagnostics["mode"] is None
+    np.testing.assert_allclose(post.draws["w"][:, 0], 5.0, atol=0.05)  # one tiny step away
+    with pytest.raises(DataError, match="init lacks"):
+        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init={"v": 0.0})
+    with pytest.raises(DataError, match="init gives"):
+        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init=np.zeros(4))
