@@ -2,7 +2,10 @@
 
 Each kernel is ``init(position) -> State`` and ``step(key, state, grad, step_size, ...) -> State``
 where ``grad`` is an estimate of ∇ log π at ``state.position`` (a pytree like the position; the
-runner computes it from a minibatch, scaled by N/B). ``ε`` is the step size.
+runner computes it from a minibatch, scaled by N/B). ``ε`` is the step size. Every step also takes
+an optional ``noise`` (standard normal, shaped like the position): the runner draws it for a block
+of steps at once, which is 2.5× cheaper per number than one draw per step on a CPU; without it the
+kernel draws its own from ``key``.
 
 * SGLD (Welling & Teh 2011): ``θ ← θ + (ε/2) g + √ε ξ``; with a preconditioner P (a matrix
   for flat positions or a pytree of diagonals), ``θ ← θ + (ε/2) P g + √ε P^{1/2} ξ``.
@@ -27,12 +30,12 @@ import jax.numpy as jnp
 __all__ = ["SGLDState", "SGHMCState", "SGNHTState", "PSGLDState", "KERNELS", "tree_normal"]
 
 
-def tree_normal(key, tree):
-    """Standard normal noise shaped like ``tree``."""
+def tree_normal(key, tree, leading=()):
+    """Standard normal noise shaped like ``tree`` (each leaf with extra ``leading`` axes)."""
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(key, len(leaves))
     noise = [
-        jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
+        jax.random.normal(k, tuple(leading) + jnp.shape(x), jnp.result_type(x))
         for k, x in zip(keys, leaves, strict=True)
     ]
     return jax.tree.unflatten(treedef, noise)
@@ -68,10 +71,10 @@ class _SGLD:
         return SGLDState(position)
 
     @staticmethod
-    def step(key, state, grad, step_size, preconditioner=None, temperature=1.0):
+    def step(key, state, grad, step_size, preconditioner=None, temperature=1.0, noise=None):
         """``preconditioner``: None, a (d, d) matrix for a flat (d,) position, or a pytree of
         positive diagonals shaped like the position."""
-        noise = tree_normal(key, state.position)
+        noise = tree_normal(key, state.position) if noise is None else noise
         scale = jnp.sqrt(step_size * temperature)
         if preconditioner is None:
             drift, diffusion = grad, noise
@@ -93,8 +96,8 @@ class _SGHMC:
         return SGHMCState(position, jax.tree.map(jnp.zeros_like, position))
 
     @staticmethod
-    def step(key, state, grad, step_size, friction=0.1, noise_estimate=0.0):
-        noise = tree_normal(key, state.position)
+    def step(key, state, grad, step_size, friction=0.1, noise_estimate=0.0, noise=None):
+        noise = tree_normal(key, state.position) if noise is None else noise
         scale = jnp.sqrt(2.0 * (friction - noise_estimate) * step_size)
         momentum = jax.tree.map(
             lambda v, g, n: (1.0 - friction) * v + step_size * g + scale * n,
@@ -112,8 +115,8 @@ class _SGNHT:
         return SGNHTState(position, zeros, jnp.asarray(diffusion, jnp.result_type(float)))
 
     @staticmethod
-    def step(key, state, grad, step_size, diffusion=1.0):
-        noise = tree_normal(key, state.position)
+    def step(key, state, grad, step_size, diffusion=1.0, noise=None):
+        noise = tree_normal(key, state.position) if noise is None else noise
         scale = jnp.sqrt(2.0 * diffusion * step_size)
         momentum = jax.tree.map(
             lambda p, g, n: p + step_size * g - state.thermostat * p * step_size + scale * n,
@@ -134,12 +137,12 @@ class _PSGLD:
         return PSGLDState(position, jax.tree.map(jnp.zeros_like, position))
 
     @staticmethod
-    def step(key, state, grad, step_size, decay=0.99, epsilon=1e-5):
+    def step(key, state, grad, step_size, decay=0.99, epsilon=1e-5, noise=None):
         square_avg = jax.tree.map(
             lambda v, g: decay * v + (1.0 - decay) * g**2, state.square_avg, grad
         )
         preconditioner = jax.tree.map(lambda v: 1.0 / (epsilon + jnp.sqrt(v)), square_avg)
-        noise = tree_normal(key, state.position)
+        noise = tree_normal(key, state.position) if noise is None else noise
         position = jax.tree.map(
             lambda x, p, g, n: x + 0.5 * step_size * p * g + jnp.sqrt(step_size * p) * n,
             state.position,

@@ -18,6 +18,7 @@ import numpy as np
 
 from probinfer._utils import atomic_write_bytes
 from probinfer.errors import ProbinferError
+from probinfer.inference.sgmcmc.kernels import tree_normal
 from probinfer.progress import ProgressBar
 
 __all__ = ["run_blocks", "shard_chains"]
@@ -85,7 +86,8 @@ def run_blocks(
     """Run ``len(step_sizes)`` steps of every chain.
 
     Args:
-        step: ``(key, state, t, ε) -> state`` for one chain (t the step number).
+        step: ``(key, state, t, ε, noise) -> state`` for one chain (t the step number, noise
+            standard normal shaped like ``observe(state)``, or None: draw it from key).
         states: the chains' states, leading axis ``num_chains``.
         chain_keys: ``(num_chains,)`` PRNG keys.
         step_sizes: ``(num_steps,)`` host array, ε of every step.
@@ -105,19 +107,34 @@ def run_blocks(
     step_sizes = jnp.asarray(step_sizes)
     bar = ProgressBar(num_blocks, "sgmcmc", enabled=bool(progress))
 
+    # The kernels' Gaussian noise for a whole block is drawn at once (much cheaper per number on
+    # a CPU) unless that block of noise would be large.
+    size = sum(x.size for x in jax.tree.leaves(jax.eval_shape(jax.vmap(observe), states)))
+    bulk = thinning * size <= 2**24
+
     def block(states, b):
-        def one_step(states, j):
+        def draw(key, state):
+            noise_key = jax.random.fold_in(jax.random.fold_in(key, 2**31 - 1), b)
+            return tree_normal(noise_key, observe(state), (thinning,))
+
+        noise = jax.vmap(draw)(chain_keys, states) if bulk else None
+
+        def one_step(states, inputs):
+            j, noise = inputs
             t = b * thinning + j
             epsilon = step_sizes[jnp.minimum(t, num_steps - 1)]
 
-            def one_chain(key, state):
-                new = step(jax.random.fold_in(key, t), state, t, epsilon)
+            def one_chain(key, state, noise):
+                new = step(jax.random.fold_in(key, t), state, t, epsilon, noise)
                 # The last block may run past num_steps: those steps leave the state alone.
                 return jax.tree.map(lambda a, c: jnp.where(t < num_steps, a, c), new, state)
 
-            return jax.vmap(one_chain)(chain_keys, states), None
+            return jax.vmap(one_chain)(chain_keys, states, noise), None
 
-        states, _ = jax.lax.scan(one_step, states, jnp.arange(thinning))
+        steps_noise = (
+            None if noise is None else jax.tree.map(lambda e: jnp.swapaxes(e, 0, 1), noise)
+        )
+        states, _ = jax.lax.scan(one_step, states, (jnp.arange(thinning), steps_noise))
         bar.tick(b)
         return states, jax.vmap(observe)(states)
 

@@ -309,7 +309,7 @@ def sgmcmc(
     else:
         states = jax.vmap(kernel.init)(starts)
 
-    def step(key, state, t, epsilon):
+    def step(key, state, t, epsilon, noise):
         key_batch, key_step = jax.random.split(key)
         if batch_size == n:
             index = jnp.arange(n)
@@ -318,10 +318,10 @@ def sgmcmc(
         if method == "structured":
             kstate, buffer = state
             grad = grad_structured(kstate.position, index, buffer, jax.random.fold_in(key_batch, 1))
-            kstate = kernel.step(key_step, kstate, grad, epsilon, **settings)
+            kstate = kernel.step(key_step, kstate, grad, epsilon, noise=noise, **settings)
             return kstate, _structured.ring_push(buffer, kstate.position)
         grad = (grad_pair if method == "entropy" else plain)(state.position, index)
-        return kernel.step(key_step, state, grad, epsilon, **settings)
+        return kernel.step(key_step, state, grad, epsilon, noise=noise, **settings)
 
     def observe(state):
         return (state[0] if method == "structured" else state).position
