@@ -8,7 +8,9 @@ With draws θ_1..θ_S and test points (x_n, y_n), the posterior predictive is th
   ``accuracy`` of argmax p̄, and the expected calibration error
   ``ece = Σ_b (|B_b| / N) |acc(B_b) − conf(B_b)|`` over ``bins`` equal-width bins of the
   confidence max_c p̄_nc (Guo et al. 2017);
-* regression: the predictive mean and its ``rmse``.
+* regression: the predictive mean and its ``rmse``;
+* ``draw_log_likelihood``: each draw's mean test log-likelihood, in the posterior's (chain,
+  draw) order — a scalar summary whose ESS measures how well the predictive mixes.
 
 Entropy-MCMC posteriors carry the anchor chain θ_a in ``diagnostics["anchor_draws"]``;
 ``anchors=True`` predicts with the ensemble of θ and θ_a (Li & Zhang 2023).
@@ -42,6 +44,7 @@ class Prediction(NamedTuple):
     ece: float | None
     rmse: float | None
     num_draws: int
+    draw_log_likelihood: np.ndarray  # (S,) mean test log-likelihood of each draw, in draw order
 
 
 def expected_calibration_error(probs, labels, bins=15):
@@ -148,4 +151,5 @@ def predict(
         ece=expected_calibration_error(outputs, y, bins) if classification else None,
         rmse=None if classification else float(np.sqrt(np.mean((outputs - y) ** 2))),
         num_draws=s,
+        draw_log_likelihood=log_probs.mean(1),
     )

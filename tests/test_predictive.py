@@ -47,6 +47,9 @@ def test_bernoulli_predictive_probabilities_are_the_ensemble_average():
     np.testing.assert_allclose(pred.log_predictive, np.log(np.where(y == 1, p, 1 - p)), rtol=1e-4)
     assert pred.accuracy == pytest.approx(np.mean((p > 0.5) == y))
     assert pred.ece == pytest.approx(expected_calibration_error(np.stack([1 - p, p], 1), y))
+    per_draw = expit(w[0] @ x.T + b[0][:, None])
+    mean_log_lik = np.mean(np.log(np.where(y == 1, per_draw, 1 - per_draw)), axis=1)
+    np.testing.assert_allclose(pred.draw_log_likelihood, mean_log_lik, rtol=1e-4)
 
 
 def test_expected_calibration_error():
