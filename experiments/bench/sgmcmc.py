@@ -141,13 +141,17 @@ def floor_runner(x, y, params, log_prior, log_likelihood, noise=False):
             def body(params, inputs):
                 key, e = inputs
                 g = grad(params, _minibatch(key, x, y))
+                if e is None:
+                    return jax.tree.map(lambda p, d: p + STEP * d, params, g), None
                 return jax.tree.map(lambda p, d, e: p + STEP * d + 1e-2 * e, params, g, e), None
 
             def block(params, key):
                 key_batch, key_noise = jax.random.split(key)
-                e = jax.tree.map(
-                    lambda p: jax.random.normal(key_noise, (100,) + p.shape) * noise, params
-                )
+                e = None
+                if noise:
+                    e = jax.tree.map(
+                        lambda p: jax.random.normal(key_noise, (100,) + p.shape), params
+                    )
                 inputs = (jax.random.split(key_batch, 100), e)
                 return jax.lax.scan(body, params, inputs)[0], None
 

@@ -337,6 +337,17 @@ def sgmcmc(
         "thinning": thinning,
         "batch_size": batch_size,
         "step_size": float(step_sizes[0]),
+        "schedule": schedule if isinstance(schedule, str) else "custom",
+        "precondition": precondition,
+        "control_variates": bool(control_variates),
+        "friction": float(friction),
+        "coupling": float(coupling),
+        "groups": groups if isinstance(groups, str) else np.asarray(groups).tolist(),
+        "num_groups": num_groups,
+        "base": base,
+        "buffer_size": int(buffer_size),
+        "dropout": dropout,
+        "num_copies": int(num_copies),
     }
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)

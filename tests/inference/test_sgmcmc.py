@@ -235,7 +235,7 @@ def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
     np.testing.assert_allclose(runs[4]["w"], runs[1]["w"], rtol=1e-4, atol=1e-5)
 
 
-def test_polynomial_and_optax_schedules():
+def test_polynomial_and_optax_schedules(capfd):
     import optax
 
     post = pi.sgmcmc(
@@ -257,9 +257,11 @@ def test_polynomial_and_optax_schedules():
         schedule=optax.exponential_decay(peak, 1_000, 0.5),
         batch_size=10,
         num_steps=2_000,
+        progress=True,
     )
     assert custom.settings["schedule"] == "custom"
     assert custom.diagnostics["step_size"] == pytest.approx(peak, rel=1e-6)
+    assert "sgmcmc" in capfd.readouterr().err  # the progress bar ran
     with pytest.raises(ProbinferError, match="schedule must be"):
         pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, schedule="linear")
 
