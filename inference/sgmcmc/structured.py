@@ -136,8 +136,6 @@ def structured_gradient(grad_fn, labels, num_groups, *, dropout=None, num_copies
         return jnp.where(active[labels], z, past)
 
     if dropout is None:
-        if m == 1:
-            return lambda z, index, buffer, key: grad_fn(z, index)
 
         def estimate(z, index, buffer, key):
             def one(inputs):
