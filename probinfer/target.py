@@ -429,7 +429,9 @@ class Target:
         so heavy-tailed priors (Cauchy) cannot break initialisation. Raises
         :class:`~probinfer.errors.NonFiniteError` naming the offending site otherwise.
         """
-        z, ok = jax.jit(self.init_fn, static_argnums=(1, 2))(as_key(key), num_points, max_tries)
+        if getattr(self, "_init_jit", None) is None:  # compiled once per Target
+            self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2))
+        z, ok = self._init_jit(as_key(key), num_points, max_tries)
         ok = np.asarray(ok)
         if not ok.all():
             bad = int(np.argmin(ok))

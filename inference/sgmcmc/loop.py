@@ -11,6 +11,7 @@ checkpoint between them, or resumed from one — gives the same draws as one uni
 import io
 import json
 import os
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +71,54 @@ def _load(path, fingerprint, state):
         return int(saved["block"]), jax.tree.unflatten(treedef, restored), outputs
 
 
+_PROGRAMS = weakref.WeakKeyDictionary()  # owner (the Target) -> {static key: (segment, holder)}
+
+
+def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, progress):
+    """The jitted ``segment(states, blocks, chain_keys, step_sizes, params)``; every array
+    reaches it as an argument, so one compiled program serves every call with the same static
+    settings. The progress bar is looked up in ``holder`` when the callback runs."""
+    holder = {}
+
+    def segment(states, blocks, chain_keys, step_sizes, params):
+        def block(states, b):
+            def draw(key, state):
+                noise_key = jax.random.fold_in(jax.random.fold_in(key, 2**31 - 1), b)
+                return tree_normal(noise_key, observe(state), (thinning,))
+
+            noise = jax.vmap(draw)(chain_keys, states) if bulk else None
+
+            def one_step(states, inputs):
+                j, noise = inputs
+                t = b * thinning + j
+                epsilon = step_sizes[jnp.minimum(t, num_steps - 1)]
+
+                def one_chain(key, state, noise):
+                    new = step(jax.random.fold_in(key, t), state, t, epsilon, noise, params)
+                    # The last block may run past num_steps: those steps leave the state alone.
+                    return jax.tree.map(lambda a, c: jnp.where(t < num_steps, a, c), new, state)
+
+                return jax.vmap(one_chain)(chain_keys, states, noise), None
+
+            steps_noise = (
+                None if noise is None else jax.tree.map(lambda e: jnp.swapaxes(e, 0, 1), noise)
+            )
+            states, _ = jax.lax.scan(one_step, states, (jnp.arange(thinning), steps_noise))
+            if progress:
+                every = max(1, num_blocks // 100)
+                hit = ((b + 1) % every == 0) | (b == num_blocks - 1)
+                jax.lax.cond(
+                    hit,
+                    lambda: jax.debug.callback(lambda i: holder["bar"]._update(i), b),
+                    lambda: None,
+                )
+            return states, jax.vmap(observe)(states)
+
+        return jax.lax.scan(block, states, blocks)
+
+    return jax.jit(segment), holder
+
+
 def run_blocks(
     step,
     states,
@@ -78,6 +127,8 @@ def run_blocks(
     *,
     thinning,
     observe,
+    params=None,
+    cache=None,
     progress=False,
     checkpoint=None,
     checkpoint_every=None,
@@ -86,13 +137,17 @@ def run_blocks(
     """Run ``len(step_sizes)`` steps of every chain.
 
     Args:
-        step: ``(key, state, t, ε, noise) -> state`` for one chain (t the step number, noise
-            standard normal shaped like ``observe(state)``, or None: draw it from key).
+        step: ``(key, state, t, ε, noise, params) -> state`` for one chain (t the step number,
+            noise standard normal shaped like ``observe(state)`` or None: draw it from key).
         states: the chains' states, leading axis ``num_chains``.
         chain_keys: ``(num_chains,)`` PRNG keys.
         step_sizes: ``(num_steps,)`` host array, ε of every step.
         thinning: steps per block; one output per block.
         observe: ``state -> pytree`` stored at the end of every block.
+        params: a pytree of arrays ``step`` reads (passed to the compiled program as an argument).
+        cache: ``(owner, key)`` — reuse the program compiled for the same weakly referenced owner
+            and hashable key; ``step`` and ``observe`` must then depend on nothing else but
+            ``params`` (the first call's closures are the ones compiled).
         progress: show a bar (one tick per block).
         checkpoint: path of an ``.npz`` checkpoint, written atomically every ``checkpoint_every``
             blocks; a run started with an existing checkpoint of the same ``fingerprint``
@@ -105,42 +160,26 @@ def run_blocks(
     num_steps = len(step_sizes)
     num_blocks = -(-num_steps // thinning)
     step_sizes = jnp.asarray(step_sizes)
-    bar = ProgressBar(num_blocks, "sgmcmc", enabled=bool(progress))
-
     # The kernels' Gaussian noise for a whole block is drawn at once (much cheaper per number on
     # a CPU) unless that block of noise would be large.
     size = sum(x.size for x in jax.tree.leaves(jax.eval_shape(jax.vmap(observe), states)))
-    bulk = thinning * size <= 2**24
-
-    def block(states, b):
-        def draw(key, state):
-            noise_key = jax.random.fold_in(jax.random.fold_in(key, 2**31 - 1), b)
-            return tree_normal(noise_key, observe(state), (thinning,))
-
-        noise = jax.vmap(draw)(chain_keys, states) if bulk else None
-
-        def one_step(states, inputs):
-            j, noise = inputs
-            t = b * thinning + j
-            epsilon = step_sizes[jnp.minimum(t, num_steps - 1)]
-
-            def one_chain(key, state, noise):
-                new = step(jax.random.fold_in(key, t), state, t, epsilon, noise)
-                # The last block may run past num_steps: those steps leave the state alone.
-                return jax.tree.map(lambda a, c: jnp.where(t < num_steps, a, c), new, state)
-
-            return jax.vmap(one_chain)(chain_keys, states, noise), None
-
-        steps_noise = (
-            None if noise is None else jax.tree.map(lambda e: jnp.swapaxes(e, 0, 1), noise)
-        )
-        states, _ = jax.lax.scan(one_step, states, (jnp.arange(thinning), steps_noise))
-        bar.tick(b)
-        return states, jax.vmap(observe)(states)
-
-    @jax.jit
-    def segment(states, blocks):
-        return jax.lax.scan(block, states, blocks)
+    static = dict(
+        thinning=thinning,
+        num_steps=num_steps,
+        num_blocks=num_blocks,
+        bulk=thinning * size <= 2**24,
+        progress=bool(progress),
+    )
+    if cache is None:
+        segment, holder = _build_segment(step, observe, **static)
+    else:
+        owner, key = cache
+        programs = _PROGRAMS.setdefault(owner, {})
+        full_key = (key, tuple(sorted(static.items())))
+        if full_key not in programs:
+            programs[full_key] = _build_segment(step, observe, **static)
+        segment, holder = programs[full_key]
+    holder["bar"] = ProgressBar(num_blocks, "sgmcmc", enabled=bool(progress))
 
     states = shard_chains(states, len(chain_keys))
     chain_keys = shard_chains(chain_keys, len(chain_keys))
@@ -153,7 +192,7 @@ def run_blocks(
     treedef = None
     while start < num_blocks:
         stop = min(num_blocks, start + every)
-        states, out = segment(states, jnp.arange(start, stop))
+        states, out = segment(states, jnp.arange(start, stop), chain_keys, step_sizes, params)
         leaves, treedef = jax.tree.flatten(out)
         outputs.append([np.asarray(x) for x in leaves])
         start = stop

@@ -14,6 +14,8 @@ the minibatch gradient estimators.
 >>> precision = fisher_diagonal(target, mode)                    # doctest: +SKIP
 """
 
+import weakref
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -29,10 +31,21 @@ __all__ = [
 ]
 
 
+_MODE_PROGRAMS = weakref.WeakKeyDictionary()  # target -> {(batch, steps, rate): jitted search}
+
+
 def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
     """Maximum a posteriori point on the unconstrained space: Adam on minibatches, then 100
-    full-batch L-BFGS steps. Returns ``z (dim,)``."""
-    z0 = target.init(key, 1)[0]
+    full-batch L-BFGS steps. Returns ``z (dim,)``. The compiled search is cached per target and
+    settings."""
+    programs = _MODE_PROGRAMS.setdefault(target, {})
+    settings = (int(batch_size), int(num_steps), float(learning_rate))
+    if settings not in programs:
+        programs[settings] = _mode_search(target, *settings)
+    return programs[settings](target.init(key, 1)[0], jax.random.fold_in(key, 1))
+
+
+def _mode_search(target, batch_size, num_steps, learning_rate):
     adam = optax.adam(learning_rate)
     n = target.num_data
 
@@ -55,7 +68,7 @@ def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
         (z, _), _ = jax.lax.scan(adam_step, (z0, adam.init(z0)), jax.random.split(key, num_steps))
         return polish(z)
 
-    return run(z0, jax.random.fold_in(key, 1))
+    return run
 
 
 def laplace_covariance(target, mode, min_eigenvalue=1e-8):
@@ -131,17 +144,18 @@ def largest_eigenvalue(target, mode, preconditioner, *, key=None, num_iterations
     return float(run(key))
 
 
-def gradient_estimator(target, centre=None):
+def gradient_estimator(target, centre=None, centre_grad=None):
     """``(z, index (B,)) -> ĝ``, an unbiased estimate of ∇ log π(z) from the minibatch ``index``.
 
     Plain: ``∇U_B(z)`` (:meth:`Target.minibatch_log_density`, likelihood scaled by N/B). With a
     ``centre`` θ̂ (control variates, SGLD-CV; Baker, Fearnhead, Fox & Nemeth 2019):
-    ``∇U_B(z) − ∇U_B(θ̂) + ∇U(θ̂)``, whose variance vanishes as z → θ̂.
+    ``∇U_B(z) − ∇U_B(θ̂) + ∇U(θ̂)``, whose variance vanishes as z → θ̂. ``centre_grad``: the
+    full-data ``∇U(θ̂)`` if already computed (computed here otherwise).
     """
     minibatch_grad = jax.grad(target.minibatch_log_density)
     if centre is None:
         return lambda z, index: minibatch_grad(z, target.batch(index))
-    full_at_centre = jax.grad(target.log_density)(centre)
+    full_at_centre = jax.grad(target.log_density)(centre) if centre_grad is None else centre_grad
 
     def estimate(z, index):
         batch = target.batch(index)

@@ -286,30 +286,32 @@ def sgmcmc(
         raise ProbinferError("the step-size schedule gives negative or non-finite step sizes.")
 
     # -- one step of one chain -----------------------------------------------------------------
+    # Every array the step reads travels in `params`, so the compiled loop is cached per target
+    # and static settings (see loop.run_blocks) and repeated calls do not recompile.
     kernel = KERNELS[kernel_name]
-    settings = {
-        "sgld": {"preconditioner": preconditioner},
-        "sghmc": {"friction": friction},
-    }.get(kernel_name, {})
-    plain = gradient_estimator(target, mode if control_variates else None)
+    params = {
+        "preconditioner": preconditioner,
+        "friction": jnp.asarray(friction, jnp.float32),
+        "coupling": jnp.asarray(coupling, jnp.float32),
+        "centre": mode if control_variates else None,
+        "centre_grad": jax.grad(target.log_density)(mode) if control_variates else None,
+    }
     labels, m = None, None
     if method == "structured":
         labels, m = _structured.group_index(target, groups, num_groups=num_groups, key=key_groups)
-        grad_structured = _structured.structured_gradient(
-            plain, labels, m, dropout=dropout, num_copies=num_copies
-        )
+        params["labels"] = jnp.asarray(labels)
         states = jax.vmap(lambda z: (kernel.init(z), _structured.ring_init(z, buffer_size)))(starts)
     elif method == "entropy":
-        # Entropy-MCMC (Li & Zhang 2023): SGLD on the joint p(θ, θ_a) ∝ π(θ) exp(−‖θ − θ_a‖²/2η).
-        def grad_pair(pair, index):
-            pull = (pair["theta"] - pair["anchor"]) / coupling
-            return {"theta": plain(pair["theta"], index) - pull, "anchor": pull}
-
         states = jax.vmap(kernel.init)({"theta": starts, "anchor": starts})
     else:
         states = jax.vmap(kernel.init)(starts)
 
-    def step(key, state, t, epsilon, noise):
+    def step(key, state, t, epsilon, noise, params):
+        settings = {
+            "sgld": {"preconditioner": params["preconditioner"]},
+            "sghmc": {"friction": params["friction"]},
+        }.get(kernel_name, {})
+        plain = gradient_estimator(target, params["centre"], params["centre_grad"])
         key_batch, key_step = jax.random.split(key)
         if batch_size == n:
             index = jnp.arange(n)
@@ -317,10 +319,19 @@ def sgmcmc(
             index = jax.random.randint(key_batch, (batch_size,), 0, n)
         if method == "structured":
             kstate, buffer = state
+            grad_structured = _structured.structured_gradient(
+                plain, params["labels"], m, dropout=dropout, num_copies=num_copies
+            )
             grad = grad_structured(kstate.position, index, buffer, jax.random.fold_in(key_batch, 1))
             kstate = kernel.step(key_step, kstate, grad, epsilon, noise=noise, **settings)
             return kstate, _structured.ring_push(buffer, kstate.position)
-        grad = (grad_pair if method == "entropy" else plain)(state.position, index)
+        if method == "entropy":
+            # Entropy-MCMC (Li & Zhang 2023): SGLD on p(θ, θ_a) ∝ π(θ) exp(−‖θ − θ_a‖²/2η).
+            pair = state.position
+            pull = (pair["theta"] - pair["anchor"]) / params["coupling"]
+            grad = {"theta": plain(pair["theta"], index) - pull, "anchor": pull}
+        else:
+            grad = plain(state.position, index)
         return kernel.step(key_step, state, grad, epsilon, noise=noise, **settings)
 
     def observe(state):
@@ -358,6 +369,8 @@ def sgmcmc(
         step_sizes,
         thinning=thinning,
         observe=observe,
+        params=params,
+        cache=(target, (method, kernel_name, batch_size, m, dropout, int(num_copies))),
         progress=should_show(progress, num_steps),
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,

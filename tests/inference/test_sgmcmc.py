@@ -325,3 +325,23 @@ def test_init_skips_the_mode_search_and_starts_there(monkeypatch):
         pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init={"v": 0.0})
     with pytest.raises(DataError, match="init gives"):
         pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init=np.zeros(4))
+
+
+def test_repeated_calls_reuse_the_compiled_loop(monkeypatch):
+    """Arrays (step sizes, preconditioner, friction, keys) reach the compiled loop as arguments,
+    so a second call with other values of them compiles nothing new; a new method does."""
+    from probinfer import compile as compile_model
+    from probinfer.inference.sgmcmc import loop
+
+    built = []
+    real = loop._build_segment
+    monkeypatch.setattr(loop, "_build_segment", lambda *a, **k: built.append(1) or real(*a, **k))
+    target = compile_model(EXAMPLE.model, *EXAMPLE.args, data=EXAMPLE.data, **EXAMPLE.kwargs)
+    common = dict(batch_size=10, num_steps=200, method="sghmc")
+    first = pi.sgmcmc(target, key=0, step_size=1e-3, friction=0.1, **common)
+    second = pi.sgmcmc(target, key=0, step_size=1e-3, friction=0.2, **common)
+    assert len(built) == 1
+    assert not np.allclose(first.draws["w"], second.draws["w"])  # the new friction was used
+    assert second.settings["friction"] == 0.2
+    pi.sgmcmc(target, key=0, step_size=1e-3, **{**common, "method": "sgld"})
+    assert len(built) == 2
