@@ -9,8 +9,9 @@ Rates are gradient evaluations per second of one chain, from the difference of t
 T₁ and T₂ steps (so compilation and fixed per-call work cancel): ``(T₂ − T₁) / (t₂ − t₁)``.
 BlackJAX's and SGMCMCJax's SGHMC take 10 integration steps per call (10 gradients, one minibatch
 per call for BlackJAX, one per gradient for SGMCMCJax); their rates count gradients. probinfer's
-whole ``pi.sgmcmc`` call is timed (it recompiles on every call, which the difference removes; the
-first-call wall time is reported separately). The floor is a bare jitted ``lax.scan`` of the same
+whole ``pi.sgmcmc`` call is timed (its compiled loop is cached per target and settings; the
+difference removes the per-call set-up, and the first-call wall time, with compilation, is
+reported separately). The floor is a bare jitted ``lax.scan`` of the same
 minibatch gradients (index draw, gather, gradient, ``θ += ε g``), on the hand-written network;
 "floor + noise" adds the N(0, I) draw every Langevin step needs (3,760 normals a step, which on a
 CPU cost about as much as this small network's minibatch gradient).
