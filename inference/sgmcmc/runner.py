@@ -196,9 +196,10 @@ def sgmcmc(
             ``(num_chains, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or
             ``(num_chains, dim)``). With a step size given, no preconditioning and no control
             variates, the mode is then not searched for at all.
-        checkpoint: path of an ``.npz`` file written atomically every ``checkpoint_every`` kept
-            blocks (default a tenth of the run); when it exists, the run resumes from it and
-            gives the same draws as an uninterrupted run.
+        checkpoint: path of an ``.npz`` file written atomically every ``checkpoint_every`` blocks
+            of ``thinning`` steps (default a tenth of the run); when it exists, the run resumes
+            from it and gives the same draws as an uninterrupted run (a finished run's file
+            returns its draws at once; a file from other settings is refused).
 
     Returns:
         Posterior with draws ``(num_chains, kept, *site_shape)`` and diagnostics ``mode``,
