@@ -9,7 +9,7 @@ here (mode search, step size from the curvature at the mode, 10 % burn-in), mini
 * MAP: the runner's mode search alone (Adam on minibatches, then full-batch L-BFGS);
 * SGLD (default step 0.1/λ_max of the Hessian at the mode);
 * cSGHMC: SGHMC with 4 cosine cycles, draws from the sampling half of each cycle;
-* S-SGLD: Structured SGLD, one group per layer parameter (4 groups, 4 gradients a step), and
+* S-SGLD: Structured SGLD, one group per layer (kernel and bias: 2 groups, 2 gradients a step), and
   S-SGLD dropout (p = 0.5, 2 copies: 2 gradients a step);
 * Entropy-MCMC (η = 10⁻³, about the smallest posterior variance at the mode; cyclical),
   predicting with θ and θ_a together.

@@ -21,10 +21,10 @@ inactive ones past samples), and coordinate c of group i gets
 ``ĝ_c = (1 / (L p)) Σ_l 1[i active in l] ∂_c log p̃(θ_l)`` — L gradient evaluations, unbiased for
 the expected gradient given that group i is active.
 
-Groupings (:func:`group_index`): ``"layer"`` (one group per latent site, the layers of a BNN
-written site by site), ``"neuron"`` (per site and index of its last axis: the incoming weights of
-one unit of a ``(in, out)`` kernel), ``"random"`` (each coordinate uniformly in one of
-``num_groups``), ``"permuted"`` (a random permutation cut into ``num_groups`` equal parts),
+Groupings (:func:`group_index`): ``"layer"`` (one group per latent site, flax's
+``<layer>.kernel`` and ``<layer>.bias`` together), ``"neuron"`` (per layer and index of the last
+axis: the incoming weights of one unit of an ``(in, out)`` kernel with its bias), ``"random"``
+(each coordinate uniformly in one of ``num_groups``), ``"permuted"`` (a random permutation cut into ``num_groups`` equal parts),
 ``"all"`` (one group per coordinate), or an integer array ``(dim,)`` of group labels.
 
 >>> post = pi.sgmcmc(target, key=0, method="structured", groups="layer")   # doctest: +SKIP
@@ -85,19 +85,34 @@ def group_index(target, groups="layer", *, num_groups=None, key=None):
         return labels.astype(np.int32), int(labels.max()) + 1
     # "layer" / "neuron": read each coordinate's site (and last-axis index) off the flat layout.
     positions = target.unravel(jnp.arange(dim, dtype=jnp.float32))
-    labels, next_label = np.empty(dim, np.int32), 0
+    labels, bases = np.empty(dim, np.int32), {}
+
+    def base(key, width=1):  # first label of a block of `width` labels, allocated once per key
+        if key not in bases:
+            bases[key] = sum(w for _, w in bases.values()), width
+        return bases[key][0]
+
     for name in target.latent_sites:
         where = np.asarray(positions[name]).astype(np.int64)
-        if groups == "layer" or where.ndim == 0:
-            labels[where.ravel()] = next_label
-            next_label += 1
+        layer = _layer_of(name)
+        if groups == "layer":
+            labels[where.ravel()] = base((layer,))
+        elif where.ndim == 0:
+            labels[where.ravel()] = base((name,))
         else:
             width = where.shape[-1]
-            labels[where.ravel()] = (
-                next_label + np.broadcast_to(np.arange(width), where.shape).ravel()
-            )
-            next_label += width
-    return labels, next_label
+            columns = np.broadcast_to(np.arange(width), where.shape).ravel()
+            labels[where.ravel()] = base((layer, width), width) + columns
+    return labels, sum(w for _, w in bases.values())
+
+
+def _layer_of(name):
+    """flax parameters ``<layer>.kernel`` and ``<layer>.bias`` (numpyro's ``random_flax_module``
+    names) belong to one layer; unit j of a layer is kernel column j with bias j."""
+    for suffix in (".kernel", ".bias", "/kernel", "/bias"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 class RingBuffer(NamedTuple):

@@ -127,6 +127,22 @@ def test_groupings():
     labels, m = group_index(target, "random", num_groups=4)
     assert m <= 4 and set(labels) == set(range(m))
     assert group_index(target, "all")[1] == 9
+    # A flax network (numpyro's random_flax_module): a layer is <layer>.kernel with <layer>.bias,
+    # a unit is one kernel column with its bias entry.
+    from probinfer.models import bnn
+
+    net = pi.compile(
+        bnn.mlp_classifier,
+        np.ones((5, 2), np.float32),
+        y=np.zeros(5, np.int32),
+        hidden=(4,),
+        num_classes=3,
+        data=("x", "y"),
+    )
+    labels, m = group_index(net, "layer")
+    assert m == 2 and sorted(np.bincount(labels).tolist()) == [2 * 4 + 4, 4 * 3 + 3]
+    labels, m = group_index(net, "neuron")
+    assert m == 4 + 3 and sorted(np.bincount(labels).tolist()) == [3] * 4 + [5] * 3
     with pytest.raises(ProbinferError, match="num_groups"):
         group_index(target, "random")
     with pytest.raises(ProbinferError, match="groups must be"):
