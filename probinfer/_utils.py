@@ -6,7 +6,7 @@ import tempfile
 import jax
 import numpy as np
 
-__all__ = ["as_key", "atomic_write_bytes", "atomic_path", "lbfgs_minimise"]
+__all__ = ["as_key", "renamed", "atomic_write_bytes", "atomic_path", "lbfgs_minimise"]
 
 
 def as_key(key):
@@ -22,6 +22,27 @@ def as_key(key):
     if key is None:
         raise TypeError("key must be an int seed or a JAX PRNG key, got None")
     return key
+
+
+def renamed(value, old_value, old, new, where, default=None):
+    """The value of argument ``new``, taking a deprecated ``old`` spelling for one release.
+
+    ``value``/``old_value``: what the caller passed under each name (None when not given).
+    Passing both is an error; passing only the old one warns with a ``DeprecationWarning``.
+    """
+    import warnings
+
+    if old_value is None:
+        return default if value is None else value
+    if value is not None:
+        raise TypeError(f"{where} got both {new}= and its old name {old}=; pass {new}= only.")
+    warnings.warn(
+        f"{where}: {old}= is renamed {new}= (DESIGN's calling convention); the old name goes in "
+        "the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
 
 
 def lbfgs_minimise(loss, z0, num_steps):

@@ -88,7 +88,7 @@ def mcmc(
         raise ProbinferError(f"num_warmup must be ≥ 0, got {num_warmup}.")
     if step_size is not None and not step_size > 0:
         raise ProbinferError(f"step_size must be positive, got {step_size}.")
-    target._check_continuous()
+    target.check_continuous()
     key = as_key(key)
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
     if init_positions is None:

@@ -9,77 +9,33 @@ unconstrained flat vector ``z`` of length ``target.dim``:
   the user's ``factor`` sites, each multiplied by its plate scale. The sum equals
   ``numpyro.infer.util.log_density`` at the constrained values plus the Jacobian terms, so tempering
   (which needs the split) and minibatching (which scales only the likelihood) are right.
-* ``minibatch_log_density(z, batch)``: the prior plus ``N / B`` times the likelihood of a batch of
-  ``B`` of the ``N`` data points, where the data are the model arguments named by ``data=``.
+* ``minibatch_log_density(z, batch)``: the prior plus ``N / B`` times the likelihood of the sites
+  inside the data plates for a batch of ``B`` of the ``N`` data points (the model arguments named
+  by ``data=``; see :mod:`probinfer.tracing` for how data plates are found).
 * ``constrain``, ``unconstrain``, ``ravel``, ``unravel``, ``init``, ``sample_prior`` and
   ``simulate`` (the prior predictive).
 
-The model is traced with NumPyro's effect handlers (``trace``, ``seed``, ``substitute``,
-``uncondition``); no tracer of our own.
+A Target is immutable: :meth:`Target.condition` returns a new one. The model is read once
+(:func:`probinfer.tracing.analyse`) with NumPyro's effect handlers; no tracer of our own.
 """
 
-import copy
 import inspect
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
-from numpyro.distributions import ImproperUniform, Unit
 from numpyro.distributions.transforms import biject_to
 from numpyro.distributions.util import sum_rightmost
 
-from probinfer._utils import as_key
+from probinfer._utils import as_key, renamed
 from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
+from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
 
 __all__ = ["compile", "Target", "SiteInfo"]
-
-
-@dataclass(frozen=True)
-class SiteInfo:
-    """Static description of one latent site.
-
-    Attributes:
-        name: site name.
-        shape: constrained value shape (batch + event).
-        unconstrained_shape: shape of the site in the unconstrained space.
-        support: the distribution's support (a NumPyro constraint).
-        discrete: whether the support is discrete.
-        improper: whether the prior is ``ImproperUniform`` (cannot be sampled).
-    """
-
-    name: str
-    shape: tuple
-    unconstrained_shape: tuple
-    support: object
-    discrete: bool
-    improper: bool
-
-
-def _base_dist(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
-
-
-def _is_factor(site):
-    return isinstance(site["fn"], Unit) or site["infer"].get("is_auxiliary", False)
-
-
-def _site_log_prob(site):
-    """Sum of the site's log probability times its plate scale (as NumPyro's ``log_density``)."""
-    value, fn = site["value"], site["fn"]
-    if site["intermediates"]:
-        log_prob = fn.log_prob(value, site["intermediates"])
-    else:
-        log_prob = fn.log_prob(value)
-    if site["scale"] is not None:
-        log_prob = site["scale"] * log_prob
-    return jnp.sum(log_prob)
 
 
 class Target:
@@ -96,115 +52,38 @@ class Target:
         num_data: their common leading dimension ``N`` (``None`` without data).
     """
 
-    def __init__(self, model, signature, arguments, data_names, prior_sites, name):
+    def __init__(self, model, signature, arguments, data_names, structure, name):
         self.model = model
         self.name = name
         self._signature = signature
-        self._arguments = arguments
+        self._arguments = OrderedDict(arguments)
         self.data_names = tuple(data_names)
-        self._prior_sites = frozenset(prior_sites)
+        self._structure = structure
         self.num_data = None
         if self.data_names:
             self.num_data = int(jnp.shape(arguments[self.data_names[0]])[0])
-        self._build()
+        self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2))  # compiled once per Target
 
-    # -- tracing ---------------------------------------------------------------------------------
-
-    def _call_args(self, overrides=None):
-        arguments = OrderedDict(self._arguments)
-        if overrides:
-            arguments.update(overrides)
-        bound = inspect.BoundArguments(self._signature, arguments)
-        return bound.args, bound.kwargs
+    # Static facts of the model, read once by probinfer.tracing.analyse.
+    latent_sites = property(lambda self: self._structure.latent_sites)
+    discrete_sites = property(lambda self: self._structure.discrete_sites)
+    observed_sites = property(lambda self: self._structure.observed_sites)
+    factor_sites = property(lambda self: self._structure.factor_sites)
+    deterministic_sites = property(lambda self: self._structure.deterministic_sites)
+    param_values = property(lambda self: self._structure.param_values)
+    data_plates = property(lambda self: self._structure.data_plates)
+    dim = property(lambda self: self._structure.dim)
+    dtype = property(lambda self: self._structure.dtype)
 
     def _trace(self, key, substitute_fn=None, overrides=None, uncondition=False):
-        fn = handlers.seed(self.model, rng_seed=key)
-        if substitute_fn is not None:
-            fn = handlers.substitute(fn, substitute_fn=substitute_fn)
-        if uncondition:
-            fn = handlers.uncondition(fn)
-        args, kwargs = self._call_args(overrides)
-        return handlers.trace(fn).get_trace(*args, **kwargs)
-
-    def _build(self):
-        try:
-            prototype = self._trace(jax.random.PRNGKey(0), substitute_fn=_improper_init_fn)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the model named
-            raise ModelError(
-                f"Tracing model '{self.name}' with its arguments failed: {exc}. Check that the "
-                "arguments passed to compile() are the ones the model expects."
-            ) from exc
-        self.latent_sites = OrderedDict()
-        self.discrete_sites = ()
-        self.observed_sites = ()
-        self.factor_sites = ()
-        self.deterministic_sites = ()
-        self.param_values = {}
-        self._observed_shapes = {}
-        unconstrained = OrderedDict()
-        for site in prototype.values():
-            kind = site["type"]
-            if kind == "param":
-                self.param_values[site["name"]] = site["value"]
-            elif kind == "deterministic":
-                self.deterministic_sites += (site["name"],)
-            elif kind != "sample":
-                continue
-            elif site["is_observed"]:
-                if _is_factor(site):
-                    self.factor_sites += (site["name"],)
-                else:
-                    self.observed_sites += (site["name"],)
-                    self._observed_shapes[site["name"]] = tuple(jnp.shape(site["value"]))
-            elif site["fn"].support.is_discrete:
-                self.discrete_sites += (site["name"],)
-            else:
-                name, value = site["name"], site["value"]
-                transform = biject_to(site["fn"].support)
-                free = transform.inv(value)
-                unconstrained[name] = free
-                self.latent_sites[name] = SiteInfo(
-                    name=name,
-                    shape=tuple(jnp.shape(value)),
-                    unconstrained_shape=tuple(jnp.shape(free)),
-                    support=site["fn"].support,
-                    discrete=False,
-                    improper=isinstance(_base_dist(site["fn"]), ImproperUniform),
-                )
-        unknown = self._prior_sites - set(self.observed_sites) - set(self.factor_sites)
-        if unknown:
-            raise ModelError(
-                f"prior_sites names {sorted(unknown)}, which are not observed or factor sites of "
-                f"'{self.name}' (those are {sorted(self.observed_sites + self.factor_sites)})."
-            )
-        flat, self._unravel = ravel_pytree(dict(unconstrained))
-        self.dim = int(flat.shape[0])
-        self._dtype = flat.dtype if flat.size else jnp.result_type(float)
-        self._per_datum_latent = None
-        self._batched_sites = self._find_batched_sites(prototype)
-
-    def _find_batched_sites(self, full_trace):
-        """Observed/factor sites whose shape follows the data's leading axis get the N/B scale."""
-        if not self.data_names or self.num_data < 2:
-            return frozenset(self.observed_sites + self.factor_sites)
-        small = {k: self._arguments[k][:1] for k in self.data_names}
-        small_trace = self._trace(
-            jax.random.PRNGKey(0), substitute_fn=_improper_init_fn, overrides=small
+        return trace_model(
+            self.model, self._signature, self._arguments, key, substitute_fn, overrides, uncondition
         )
-        batched = set()
-        for name in self.observed_sites + self.factor_sites:
-            if jnp.shape(small_trace[name]["fn"].log_prob(small_trace[name]["value"])) != jnp.shape(
-                full_trace[name]["fn"].log_prob(full_trace[name]["value"])
-            ):
-                batched.add(name)
-        for name, info in self.latent_sites.items():
-            if tuple(jnp.shape(small_trace[name]["value"])) != info.shape:
-                self._per_datum_latent = name
-        return frozenset(batched)
 
     # -- the flat space ----------------------------------------------------------------------------
 
-    def _check_continuous(self):
+    def check_continuous(self):
+        """Raise :class:`DiscreteLatentError` naming the discrete latent sites, if any."""
         if self.discrete_sites:
             raise DiscreteLatentError(
                 f"Model '{self.name}' has discrete latent site(s) {list(self.discrete_sites)}; "
@@ -219,10 +98,10 @@ class Target:
 
     def unravel(self, z):
         """Split ``z`` of shape ``(dim,)`` into a dict of unconstrained site values."""
-        return self._unravel(z)
+        return self._structure.unravel(z)
 
     def _substitute_fn(self, z):
-        free = self._unravel(z)
+        free = self._structure.unravel(z)
 
         def substitute_fn(site):
             if site["type"] == "sample" and not site["is_observed"] and site["name"] in free:
@@ -233,23 +112,23 @@ class Target:
 
     def _log_terms(self, z, overrides=None):
         """Return (log prior incl. Jacobians, dict of per-site likelihood terms, trace)."""
-        self._check_continuous()
+        self.check_continuous()
         z = jnp.asarray(z)
         if z.shape != (self.dim,):
             raise DataError(
-                f"z has shape {z.shape} but target '{self.name}' expects ({self.dim},); "
-                "vmap the function over leading axes."
+                f"z has shape {z.shape} but target '{self.name}' expects (..., {self.dim}): "
+                f"one unconstrained vector of length {self.dim} per point."
             )
         free, substitute_fn = self._substitute_fn(z)
         tr = self._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn, overrides=overrides)
-        log_prior = jnp.zeros((), self._dtype)
+        log_prior = jnp.zeros((), self.dtype)
         likelihood = {}
         for site in tr.values():
             if site["type"] != "sample":
                 continue
             name = site["name"]
             if name in self.latent_sites:
-                log_prior = log_prior + _site_log_prob(site)
+                log_prior = log_prior + site_log_prob(site)
                 transform = biject_to(site["fn"].support)
                 log_det = transform.log_abs_det_jacobian(free[name], site["value"])
                 log_det = sum_rightmost(
@@ -259,32 +138,41 @@ class Target:
                 if site["scale"] is not None:
                     log_det = site["scale"] * log_det
                 log_prior = log_prior + jnp.sum(log_det)
-            elif name in self._prior_sites:
-                log_prior = log_prior + _site_log_prob(site)
+            elif name in self._structure.prior_sites:
+                log_prior = log_prior + site_log_prob(site)
             elif site["is_observed"]:
-                likelihood[name] = _site_log_prob(site)
+                likelihood[name] = site_log_prob(site)
         return log_prior, likelihood, tr
 
+    def log_terms(self, z):
+        """``(log prior with Jacobians, log likelihood)`` at ``z``: ``(..., dim)`` → two ``(...)``
+        arrays (tempering needs them apart)."""
+        if jnp.ndim(z) > 1:
+            return jax.vmap(self.log_terms)(z)
+        log_prior, likelihood, _ = self._log_terms(z)
+        return log_prior, sum(likelihood.values(), jnp.zeros((), self.dtype))
+
     def log_prior(self, z):
-        """Log prior density of ``z`` (unconstrained), Jacobians included. ``z: (dim,)`` → scalar."""
-        return self._log_terms(z)[0]
+        """Log prior density of ``z`` (unconstrained), Jacobians included: ``(..., dim)`` → ``(...)``."""
+        return self.log_terms(z)[0]
 
     def log_likelihood(self, z):
-        """Log likelihood: observed and ``factor`` sites, plate-scaled. ``z: (dim,)`` → scalar."""
-        return sum(self._log_terms(z)[1].values(), jnp.zeros((), self._dtype))
+        """Log likelihood (observed and ``factor`` sites, plate-scaled): ``(..., dim)`` → ``(...)``."""
+        return self.log_terms(z)[1]
 
     def log_density(self, z):
-        """Unnormalised log posterior density on the unconstrained space. ``z: (dim,)`` → scalar.
+        """Unnormalised log posterior density on the unconstrained space: ``(..., dim)`` → ``(...)``
+        (leading axes are mapped over, as in :meth:`constrain`).
 
         >>> target = compile(model, y)                      # doctest: +SKIP
         >>> jax.jit(jax.grad(target.log_density))(z)        # doctest: +SKIP
         """
-        log_prior, likelihood, _ = self._log_terms(z)
-        return log_prior + sum(likelihood.values(), jnp.zeros((), self._dtype))
+        log_prior, log_likelihood = self.log_terms(z)
+        return log_prior + log_likelihood
 
     def batch(self, indices):
         """The data arguments at ``indices`` (shape ``(B,)``), as a dict ready for minibatching."""
-        self._check_data()
+        self.check_minibatchable()
         return {k: jnp.asarray(self._arguments[k])[indices] for k in self.data_names}
 
     @property
@@ -292,13 +180,14 @@ class Target:
         """The full data arguments as a dict ``{name: array (N, ...)}``."""
         return {k: self._arguments[k] for k in self.data_names}
 
-    def _check_data(self):
+    def check_minibatchable(self):
+        """Raise unless data are marked and every latent site is global (minibatches need both)."""
         if not self.data_names:
             raise DataError(
                 f"Target '{self.name}' has no data arguments marked; compile with "
                 "data=('x', 'y') naming the model arguments whose leading axis indexes data points."
             )
-        per_datum = self._per_datum_latent
+        per_datum = self._structure.per_datum_latent
         if per_datum is not None:
             raise ModelError(
                 f"Latent site '{per_datum}' has one value per data point, so a minibatch changes "
@@ -313,7 +202,7 @@ class Target:
         ``N / B``; sites that do not depend on the data axis are counted once. Averaged over a
         partition of the data into equal batches it equals :meth:`log_density`.
         """
-        self._check_data()
+        self.check_minibatchable()
         if not isinstance(batch, dict):
             batch = dict(zip(self.data_names, batch, strict=True))
         missing = set(self.data_names) - set(batch)
@@ -327,7 +216,7 @@ class Target:
         scale = self.num_data / batch_size
         total = log_prior
         for name, value in likelihood.items():
-            total = total + (scale * value if name in self._batched_sites else value)
+            total = total + (scale * value if name in self._structure.batched_sites else value)
         return total
 
     def log_likelihood_per_datum(self, z):
@@ -336,9 +225,9 @@ class Target:
         Needs data arguments and observed sites that all follow the data axis (a site without a
         data axis cannot be split between data points). Used by data-annealed SMC.
         """
-        self._check_data()
+        self.check_minibatchable()
         whole = (
-            set(self.observed_sites + self.factor_sites) - self._batched_sites - self._prior_sites
+            set(self.observed_sites + self.factor_sites) - self._structure.batched_sites - self._structure.prior_sites
         )
         if whole:
             raise ModelError(
@@ -353,7 +242,7 @@ class Target:
                 k: jax.lax.dynamic_slice_in_dim(jnp.asarray(v), index, 1) for k, v in data.items()
             }
             likelihood = self._log_terms(z, overrides=single)[1]
-            return sum(likelihood.values(), jnp.zeros((), self._dtype))
+            return sum(likelihood.values(), jnp.zeros((), self.dtype))
 
         return jax.vmap(one)(jnp.arange(self.num_data))
 
@@ -367,7 +256,7 @@ class Target:
         z = jnp.asarray(z)
         if z.ndim > 1:
             return jax.vmap(self.constrain)(z)
-        self._check_continuous()
+        self.check_continuous()
         _, substitute_fn = self._substitute_fn(z)
         tr = self._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn)
         names = tuple(self.latent_sites) + self.deterministic_sites
@@ -378,27 +267,27 @@ class Target:
 
         Leading batch axes (beyond each site's shape) are mapped over.
         """
-        self._check_continuous()
+        self.check_continuous()
         first = next(iter(self.latent_sites.values()), None)
         if first is not None and jnp.ndim(values[first.name]) > len(first.shape):
             return jax.vmap(self.unconstrain)({k: values[k] for k in self.latent_sites})
         data = {k: values[k] for k in self.latent_sites}
-        tr = handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=data))
-        args, kwargs = self._call_args()
-        tr = tr.get_trace(*args, **kwargs)
+        tr = self._trace(jax.random.PRNGKey(0), substitute_fn=lambda site: data.get(site["name"]))
         free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
 
     # -- initial points and the prior ---------------------------------------------------------------
 
-    def _draw_unconstrained(self, key):
-        tr = self._trace(key, substitute_fn=_improper_init_fn)
+    def draw_z(self, key):
+        """One prior draw on the unconstrained space, ``(dim,)`` (uniform on (−2, 2) for
+        improper sites); unchecked — :meth:`init` keeps only finite points."""
+        tr = self._trace(key, substitute_fn=improper_init_fn)
         free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
 
-    def init_fn(self, key, num_points, max_tries=100):
+    def init_fn(self, key, n, max_tries=100):
         """Pure, jittable core of :meth:`init`: returns ``(z (n, dim), ok (n,))``."""
-        self._check_continuous()
+        self.check_continuous()
 
         def valid(z):
             value, grad = jax.value_and_grad(self.log_density)(z)
@@ -412,26 +301,25 @@ class Target:
             def body(state):
                 tries, key, _, _ = state
                 key, sub = jax.random.split(key)
-                z = self._draw_unconstrained(sub)
+                z = self.draw_z(sub)
                 return tries + 1, key, z, valid(z)
 
-            z0 = jnp.zeros((self.dim,), self._dtype)
+            z0 = jnp.zeros((self.dim,), self.dtype)
             _, _, z, ok = jax.lax.while_loop(cond, body, (0, key, z0, jnp.array(False)))
             return z, ok
 
-        return jax.vmap(one)(jax.random.split(key, num_points))
+        return jax.vmap(one)(jax.random.split(key, n))
 
-    def init(self, key, num_points, max_tries=100):
-        """``num_points`` starting points ``(num_points, dim)`` with finite density and gradient.
+    def init(self, key, n=None, max_tries=100, *, num_points=None):
+        """``n`` starting points ``(n, dim)`` with finite density and gradient.
 
         Each point is a prior draw (uniform on (-2, 2) in unconstrained space for improper sites);
         a draw whose log density or gradient is not finite is redrawn, up to ``max_tries`` times,
         so heavy-tailed priors (Cauchy) cannot break initialisation. Raises
         :class:`~probinfer.errors.NonFiniteError` naming the offending site otherwise.
         """
-        if getattr(self, "_init_jit", None) is None:  # compiled once per Target
-            self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2))
-        z, ok = self._init_jit(as_key(key), num_points, max_tries)
+        n = renamed(n, num_points, "num_points", "n", "Target.init")
+        z, ok = self._init_jit(as_key(key), int(n), int(max_tries))
         ok = np.asarray(ok)
         if not ok.all():
             bad = int(np.argmin(ok))
@@ -448,7 +336,7 @@ class Target:
         terms = {}
         for site in tr.values():
             if site["type"] == "sample":
-                terms[site["name"]] = _site_log_prob(site)
+                terms[site["name"]] = site_log_prob(site)
                 if site["name"] in free:
                     transform = biject_to(site["fn"].support)
                     terms[f"_{site['name']}_log_det"] = jnp.sum(
@@ -477,26 +365,28 @@ class Target:
             "observed distributions and that the priors' parameters are valid."
         )
 
-    def sample_prior(self, key, num_samples):
-        """``num_samples`` prior draws: ``{site: (num_samples, *shape)}`` for latent and
-        deterministic sites (constrained). Observed sites stay at their data."""
-        self._check_proper()
+    def sample_prior(self, key, n=None, *, num_samples=None):
+        """``n`` prior draws: ``{site: (n, *shape)}`` for latent and deterministic sites
+        (constrained). Observed sites stay at their data."""
+        n = renamed(n, num_samples, "num_samples", "n", "Target.sample_prior")
+        self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 
         def one(key):
             tr = self._trace(key)
             return {name: tr[name]["value"] for name in names}
 
-        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), num_samples))
+        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
-    def simulate(self, key, num_samples):
-        """Draws from the prior predictive: ``(params, observations)``.
+    def simulate(self, key, n=None, *, num_samples=None):
+        """``n`` draws from the prior predictive: ``(params, observations)``.
 
-        ``params``: ``{latent or deterministic site: (num_samples, *shape)}``; ``observations``:
-        ``{observed site: (num_samples, *shape)}`` simulated from the likelihood given ``params``
+        ``params``: ``{latent or deterministic site: (n, *shape)}``; ``observations``:
+        ``{observed site: (n, *shape)}`` simulated from the likelihood given ``params``
         (the model's non-data arguments, such as covariates, stay fixed).
         """
-        self._check_proper()
+        n = renamed(n, num_samples, "num_samples", "n", "Target.simulate")
+        self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 
         def one(key):
@@ -505,7 +395,7 @@ class Target:
             observations = {name: tr[name]["value"] for name in self.observed_sites}
             return params, observations
 
-        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), num_samples))
+        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
     def condition(self, observations):
         """The same model with new values for its observed sites (e.g. a simulated data set).
@@ -528,22 +418,22 @@ class Target:
             )
         arguments, sites = dict(self._arguments), {}
         for name, value in observations.items():
-            if jnp.shape(value) != self._observed_shapes[name]:
+            if jnp.shape(value) != self._structure.observed_shapes[name]:
                 raise DataError(
                     f"observed site '{name}' of '{self.name}' has shape "
-                    f"{self._observed_shapes[name]}, but condition() got {jnp.shape(value)}."
+                    f"{self._structure.observed_shapes[name]}, but condition() got {jnp.shape(value)}."
                 )
             if name in self.data_names and jnp.shape(arguments[name]) == jnp.shape(value):
                 arguments[name] = value
             else:
                 sites[name] = value
-        new = copy.copy(self)
-        new._arguments = arguments
-        if sites:
-            new.model = handlers.condition(self.model, data=sites)
-        return new
+        model = handlers.condition(self.model, data=sites) if sites else self.model
+        # Same sites and data plates (shapes are unchanged): a new Target with its own compiled
+        # functions, nothing shared with this one but the static structure.
+        return Target(model, self._signature, arguments, self.data_names, self._structure, self.name)
 
-    def _check_proper(self):
+    def check_proper(self):
+        """Raise :class:`ModelError` when a latent site has an improper prior (cannot be sampled)."""
         improper = [k for k, v in self.latent_sites.items() if v.improper]
         if improper:
             raise ModelError(
@@ -557,20 +447,6 @@ class Target:
             f"Target({self.name}: dim={self.dim}, latent=[{sites}], "
             f"observed={list(self.observed_sites)}, data={list(self.data_names)})"
         )
-
-
-def _improper_init_fn(site):
-    """Substitute uniform(-2, 2) unconstrained draws for improper latent sites (as NumPyro)."""
-    if site["type"] != "sample" or site["is_observed"]:
-        return None
-    if not isinstance(_base_dist(site["fn"]), ImproperUniform):
-        return None
-    transform = biject_to(site["fn"].support)
-    shape = transform.inverse_shape(site["fn"].shape())
-    key = site["kwargs"]["rng_key"]
-    if key is None:
-        key = jax.random.PRNGKey(0)
-    return transform(jax.random.uniform(key, shape, minval=-2.0, maxval=2.0))
 
 
 def compile(model, *args, data=(), prior_sites=(), name=None, **kwargs):  # noqa: A001
@@ -635,4 +511,5 @@ def compile(model, *args, data=(), prior_sites=(), name=None, **kwargs):  # noqa
     arguments = OrderedDict(
         (k, jnp.asarray(v) if k in data else v) for k, v in bound.arguments.items()
     )
-    return Target(model, signature, arguments, data, prior_sites, name)
+    structure = analyse(model, signature, arguments, tuple(data), prior_sites, name)
+    return Target(model, signature, arguments, data, structure, name)

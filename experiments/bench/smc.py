@@ -67,7 +67,7 @@ def blackjax_run(target, num_particles, step_size, inverse_mass):
     @jax.jit
     def run(key):
         key_init, key = jax.random.split(key)
-        positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
+        positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
         state = smc.init(positions)
 
         def cond(carry):

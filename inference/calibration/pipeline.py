@@ -245,7 +245,7 @@ def calibrate(
     if int(batch_size) < 1:
         raise ProbinferError(f"batch_size must be a positive integer, got {batch_size}.")
     target = _as_target(model, model_args, model_kwargs, data)
-    target._check_continuous()
+    target.check_continuous()
     num_sims, num_samples, batch_size = int(num_sims), int(num_samples), int(batch_size)
     batch_size = min(batch_size, num_sims)
     show = progress is True or (progress == "auto" and sys.stderr.isatty())

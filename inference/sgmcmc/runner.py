@@ -211,13 +211,13 @@ def sgmcmc(
         >>> post = pi.sgmcmc(target, key=0, method="sghmc", step_size=1e-4, batch_size=64)  # doctest: +SKIP
         >>> post = pi.sgmcmc(target, key=0, method="structured", groups="layer")  # doctest: +SKIP
     """
-    target._check_continuous()
+    target.check_continuous()
     if not target.data_names:
         raise DataError(
             f"Target '{target.name}' has no data marked; SGMCMC needs minibatches: compile with "
             "data=('x', 'y') naming the arguments whose leading axis indexes data points."
         )
-    target._check_data()
+    target.check_minibatchable()
     n, dim = target.num_data, target.dim
     default = method is None
     if default:

@@ -46,34 +46,34 @@ def _cumulative(log_weights):
     return cumulative.at[-1].set(jnp.inf)
 
 
-def multinomial(key, log_weights, num_samples=None):
+def multinomial(key, log_weights, n=None):
     """i.i.d. draws from the categorical distribution of the weights."""
-    n = log_weights.shape[0] if num_samples is None else num_samples
+    n = log_weights.shape[0] if n is None else n
     uniforms = jnp.sort(jax.random.uniform(key, (n,), log_weights.dtype))
     return _invert(_cumulative(log_weights), uniforms)
 
 
-def systematic(key, log_weights, num_samples=None):
+def systematic(key, log_weights, n=None):
     """One uniform shared by all strata: ``u_k = (k + U) / N``."""
-    n = log_weights.shape[0] if num_samples is None else num_samples
+    n = log_weights.shape[0] if n is None else n
     uniforms = (
         jnp.arange(n, dtype=log_weights.dtype) + jax.random.uniform(key, (), log_weights.dtype)
     ) / n
     return _invert(_cumulative(log_weights), uniforms)
 
 
-def stratified(key, log_weights, num_samples=None):
+def stratified(key, log_weights, n=None):
     """One uniform per stratum: ``u_k = (k + U_k) / N``."""
-    n = log_weights.shape[0] if num_samples is None else num_samples
+    n = log_weights.shape[0] if n is None else n
     uniforms = (
         jnp.arange(n, dtype=log_weights.dtype) + jax.random.uniform(key, (n,), log_weights.dtype)
     ) / n
     return _invert(_cumulative(log_weights), uniforms)
 
 
-def residual(key, log_weights, num_samples=None):
+def residual(key, log_weights, n=None):
     """``⌊N w_i⌋`` deterministic copies, the remaining ``R`` drawn multinomially from the residuals."""
-    n = log_weights.shape[0] if num_samples is None else num_samples
+    n = log_weights.shape[0] if n is None else n
     scaled = n * _weights(log_weights)
     copies = jnp.floor(scaled).astype(jnp.int32)
     # Deterministic part: particle i repeated copies_i times (positions 0 … Σ copies − 1).

@@ -70,15 +70,11 @@ def _terms_fn(target, schedule="temperature"):
     if schedule == "data":
 
         def per_datum(z):
-            return target._log_terms(z)[0], target.log_likelihood_per_datum(z)
+            return target.log_prior(z), target.log_likelihood_per_datum(z)
 
         return per_datum
 
-    def terms(z):
-        log_prior, likelihood, _ = target._log_terms(z)
-        return log_prior, sum(likelihood.values(), jnp.zeros((), log_prior.dtype))
-
-    return terms
+    return target.log_terms
 
 
 def _exponents(log_likelihood, temperature):
@@ -293,7 +289,7 @@ def _program(
 
     def run(key):
         key_init, key_loop = jax.random.split(key)
-        positions = jax.vmap(target._draw_unconstrained)(jax.random.split(key_init, num_particles))
+        positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
         if sharding is not None:
             positions = jax.lax.with_sharding_constraint(positions, sharding)
         state = init(positions, terms, step_size, step_kwargs.get("batch_size"))
@@ -422,14 +418,14 @@ def smc(
     if schedule not in ("temperature", "data"):
         raise ProbinferError(f"schedule must be 'temperature' or 'data', got '{schedule}'.")
     if schedule == "data":
-        target._check_data()
+        target.check_minibatchable()
     if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
         raise ProbinferError(
             f"waste_free is a chain length P ≥ 2 dividing num_particles; got P={waste_free} "
             f"for N={num_particles}."
         )
-    target._check_continuous()
-    target._check_proper()
+    target.check_continuous()
+    target.check_proper()
     if temperatures is not None:
         temperatures = np.asarray(temperatures, np.float64)
         if temperatures[0] != 0.0 or temperatures[-1] != 1.0 or np.any(np.diff(temperatures) <= 0):

@@ -134,11 +134,13 @@ def test_degenerate_and_bad_input():
     with pytest.raises(ProbinferError, match="schedule must be"):
         pi.smc(target, key=0, schedule="sometimes")
 
-    def no_data_plate(y=None):
+    def global_observation(y=None):
         mu = pi.sample("mu", dist.Normal(0.0, 1.0))
-        pi.sample("y", dist.Normal(mu, 1.0).expand([3]).to_event(1), obs=y)
+        pi.sample("g", dist.Normal(mu, 1.0), obs=0.3)  # no data axis: cannot be split by datum
+        with pi.plate("data", y.shape[0]):
+            pi.sample("y", dist.Normal(mu, 1.0), obs=y)
 
-    whole = pi.compile(no_data_plate, y=jnp.zeros(3), data=("y",))
+    whole = pi.compile(global_observation, y=jnp.zeros(3), data=("y",))
     with pytest.raises(pi.ModelError, match="no per-datum axis"):
         pi.smc(whole, key=0, num_particles=10, schedule="data")
     with pytest.raises(ProbinferError, match="waste_free is a chain length"):
