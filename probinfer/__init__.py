@@ -12,7 +12,7 @@
 
 import importlib
 
-from probinfer import report, runners
+from probinfer import devices, kernels, report, runners
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -45,6 +45,8 @@ __all__ = [
     "StateSpaceModel",
     "state_space",
     "mcmc",
+    "kernels",
+    "devices",
     "report",
     "runners",
     "tarp",

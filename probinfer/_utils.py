@@ -2,11 +2,20 @@
 
 import os
 import tempfile
+import weakref
 
 import jax
 import numpy as np
 
-__all__ = ["as_key", "renamed", "atomic_write_bytes", "atomic_path", "lbfgs_minimise"]
+__all__ = [
+    "as_key",
+    "renamed",
+    "map_blocks",
+    "cached_program",
+    "atomic_write_bytes",
+    "atomic_path",
+    "lbfgs_minimise",
+]
 
 
 def as_key(key):
@@ -43,6 +52,33 @@ def renamed(value, old_value, old, new, where, default=None):
         stacklevel=3,
     )
     return old_value
+
+
+_PROGRAMS = weakref.WeakKeyDictionary()  # owner (a Target) -> {static settings: program}
+
+
+def cached_program(owner, key, build):
+    """``build()`` once per weakly referenced ``owner`` and hashable ``key``; later calls return the
+    same object. Runners cache their compiled programs here so repeated runs (seeds, benchmarks,
+    calibration one simulation at a time) compile once; the cache dies with the Target.
+
+    >>> run = cached_program(target, ("smc", settings), lambda: jax.jit(program))  # doctest: +SKIP
+    """
+    programs = _PROGRAMS.setdefault(owner, {})
+    if key not in programs:
+        programs[key] = build()
+    return programs[key]
+
+
+def map_blocks(fn, *args, block_size=None):
+    """``vmap(fn)`` over the leading axis of ``args``, or ``lax.map`` over blocks of
+    ``block_size`` items (particles, simulations) so memory is bounded; the same result.
+
+    >>> values = map_blocks(log_density, particles, block_size=4096)   # doctest: +SKIP
+    """
+    if block_size is None:
+        return jax.vmap(fn)(*args)
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=int(block_size))
 
 
 def lbfgs_minimise(loss, z0, num_steps):

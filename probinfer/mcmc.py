@@ -6,77 +6,88 @@ Gelman 2014), and a diagonal inverse mass matrix is estimated from the chain in 
 ``lax.scan`` each. The kernels are the shared ones in :mod:`probinfer.kernels`.
 """
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key
+from probinfer import devices as _devices
+from probinfer import kernels
+from probinfer._utils import as_key, renamed
 from probinfer.errors import ProbinferError
-from probinfer.kernels import adaptation, hmc, mala, rwm
+from probinfer.kernels import adaptation
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["mcmc", "mcmc_draws"]
 
-_KERNELS = {
-    "hmc": (hmc, 0.8),
-    "mala": (mala, 0.57),
-    "rwm": (rwm, 0.234),
-}
 
-
-def _kernel_step(name, num_integration_steps):
-    module = _KERNELS[name][0]
-    if name == "hmc":
-        return partial(module.step, num_integration_steps=num_integration_steps)
-    return module.step
+def _kernel(kernel, num_integration_steps):
+    if num_integration_steps is None:
+        return kernels.get(kernel)
+    if kernel != "hmc":
+        raise ProbinferError(
+            "num_integration_steps= is an option of the HMC kernel: pass "
+            "kernel=probinfer.kernels.hmc(num_integration_steps=...)."
+        )
+    return kernels.hmc(num_integration_steps=num_integration_steps)
 
 
 def mcmc(
     target,
     *,
     key,
+    kernel="hmc",
     num_chains=4,
     num_draws=1000,
     num_warmup=1000,
-    kernel="hmc",
     step_size=None,
-    num_integration_steps=16,
     target_accept=None,
     thinning=1,
-    init_positions=None,
+    init=None,
     progress="auto",
+    devices=None,
+    num_integration_steps=None,
+    init_positions=None,
 ):
     """Run ``num_chains`` adaptive MCMC chains and return a :class:`~probinfer.Posterior`.
 
     Args:
         target: a compiled :class:`~probinfer.Target` (continuous latents).
         key: int seed or JAX PRNG key.
-        num_chains: independent chains (vmapped; the R-hat needs ≥ 2).
+        kernel: ``"hmc"`` (default, 16 leapfrog steps), ``"mala"``, ``"rwm"`` or a
+            :class:`~probinfer.kernels.Kernel` (``probinfer.kernels.hmc(num_integration_steps=32)``,
+            or your own).
+        num_chains: independent chains (vmapped; sharded over ``devices``; R-hat needs ≥ 2).
         num_draws: kept draws per chain (after thinning).
         num_warmup: adaptation steps per chain (discarded).
-        kernel: ``"hmc"`` (default), ``"mala"`` or ``"rwm"``.
         step_size: initial step size; adapted during warm-up (a dimension-based guess if None).
-        num_integration_steps: leapfrog steps per HMC transition.
-        target_accept: acceptance rate the step size is tuned to (0.8 HMC, 0.57 MALA, 0.234 RWM).
+        target_accept: acceptance rate the step size is tuned to (the kernel's own by default:
+            0.8 HMC, 0.57 MALA, 0.234 RWM).
         thinning: keep every ``thinning``-th draw.
-        init_positions: optional ``(num_chains, dim)`` unconstrained starting points; prior draws
-            with finite density otherwise (:meth:`Target.init`).
+        init: starting points — a dict of constrained site values (``site_shape`` or
+            ``(num_chains, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or
+            ``(num_chains, dim)``); prior draws with finite density otherwise (:meth:`Target.init`).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
+        devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
+        num_integration_steps, init_positions: deprecated spellings of
+            ``kernel=kernels.hmc(num_integration_steps=...)`` and ``init``.
 
     Returns:
         Posterior with draws ``(num_chains, num_draws, *site_shape)`` and diagnostics
-        ``acceptance_rate``, ``step_size``, ``inverse_mass_matrix``, ``num_divergent``,
-        ``log_density`` (per draw) and ``is_divergent`` (per draw).
+        ``acceptance_rate`` (per chain), ``step_size`` (per chain), ``inverse_mass_matrix``
+        ``(num_chains, dim)``, ``num_divergent`` (per chain), ``log_density`` and
+        ``is_divergent`` (per draw).
 
     Example:
         >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
         >>> post = pi.mcmc(target, key=0, num_chains=4)                                             # doctest: +SKIP
     """
-    if kernel not in _KERNELS:
-        raise ProbinferError(f"kernel must be one of {sorted(_KERNELS)}, got '{kernel}'.")
+    kernel = _kernel(kernel, num_integration_steps)
+    if num_integration_steps is not None:
+        _warn_moved(
+            "num_integration_steps", "kernel=probinfer.kernels.hmc(num_integration_steps=...)"
+        )
+    init = renamed(init, init_positions, "init_positions", "init", "mcmc")
     for label, value in [
         ("num_chains", num_chains),
         ("num_draws", num_draws),
@@ -91,29 +102,23 @@ def mcmc(
     target.check_continuous()
     key = as_key(key)
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
-    if init_positions is None:
-        init_positions = target.init(key_init, num_chains)
-    init_positions = jnp.asarray(init_positions)
-    if init_positions.shape != (num_chains, target.dim):
-        raise ProbinferError(
-            f"init_positions has shape {init_positions.shape}, expected ({num_chains}, {target.dim})."
-        )
+    positions = target.starting_points(init, num_chains, key=key_init)
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     show = should_show(progress, num_warmup + num_draws * thinning)
     run = _program(
         target,
-        init_positions.dtype,
+        positions.dtype,
         kernel=kernel,
         num_chains=num_chains,
         num_draws=num_draws,
         num_warmup=num_warmup,
         step_size=step_size,
-        num_integration_steps=num_integration_steps,
         target_accept=target_accept,
         thinning=thinning,
         show=show,
     )
-    outputs = jax.jit(run)(key_warmup, key_sample, init_positions)
+    positions = _devices.shard_leading(positions, devices)
+    outputs = jax.jit(run)(key_warmup, key_sample, positions)
     constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs
     acceptance = np.asarray(acceptance)
     diagnostics = {
@@ -125,42 +130,56 @@ def mcmc(
         "is_divergent": np.asarray(divergent),
     }
     settings = {
-        "kernel": kernel,
+        "kernel": kernel.name,
+        **dict(kernel.options),
         "num_chains": num_chains,
         "num_draws": num_draws,
         "num_warmup": num_warmup,
-        "num_integration_steps": num_integration_steps if kernel == "hmc" else None,
         "target_accept": target_accept,
         "thinning": thinning,
+        "devices": _devices.num_devices(devices)
+        if _devices.leading_sharding(num_chains, devices)
+        else 1,
     }
-    return Posterior(constrained, method=kernel, diagnostics=diagnostics, settings=settings)
+    return Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
+
+
+def _warn_moved(old, new):
+    import warnings
+
+    warnings.warn(
+        f"mcmc: {old}= moved into the kernel's constructor: pass {new}; the old argument goes in "
+        "the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def mcmc_draws(
     target,
     key,
-    num_samples,
+    n,
     *,
     kernel="hmc",
     num_chains=4,
     num_warmup=500,
     step_size=None,
-    num_integration_steps=16,
     target_accept=None,
     thinning=1,
 ):
-    """Pure, traceable core of :func:`mcmc`: ``num_samples`` pooled constrained draws.
+    """Pure, traceable core of :func:`mcmc`: ``n`` pooled constrained draws.
 
     No host-side checks and no progress bar, so it can run under ``jit`` and ``vmap`` — the
     calibration layer vmaps it over simulated data sets (``target`` from
     :meth:`Target.condition`). Chains start at prior draws (:meth:`Target.init_fn`).
 
-    Returns ``{site: (num_samples, *site_shape)}``: the first ``num_samples`` of the
-    ``num_chains × ceil(num_samples / num_chains)`` kept draws.
+    Returns ``{site: (n, *site_shape)}``: the first ``n`` of the
+    ``num_chains × ceil(n / num_chains)`` kept draws.
 
     >>> draws = jax.jit(lambda k: mcmc_draws(target, k, 1000))(key)   # doctest: +SKIP
     """
-    num_draws = -(-int(num_samples) // int(num_chains))
+    kernel = kernels.get(kernel)
+    num_draws = -(-int(n) // int(num_chains))
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
     positions, _ = target.init_fn(key_init, num_chains)
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
@@ -172,20 +191,19 @@ def mcmc_draws(
         num_draws=num_draws,
         num_warmup=num_warmup,
         step_size=step_size,
-        num_integration_steps=num_integration_steps,
         target_accept=target_accept,
         thinning=thinning,
         show=False,
     )
     constrained = run(key_warmup, key_sample, positions)[0]
     return jax.tree.map(
-        lambda x: x.reshape((num_chains * num_draws,) + x.shape[2:])[:num_samples], constrained
+        lambda x: x.reshape((num_chains * num_draws,) + x.shape[2:])[:n], constrained
     )
 
 
 def _defaults(kernel, dim, target_accept, step_size):
-    target_accept = _KERNELS[kernel][1] if target_accept is None else target_accept
-    step_size = adaptation.initial_step_size(kernel, dim) if step_size is None else step_size
+    target_accept = kernel.target_accept if target_accept is None else target_accept
+    step_size = kernel.initial_step_size(dim) if step_size is None else step_size
     return target_accept, step_size
 
 
@@ -198,7 +216,6 @@ def _program(
     num_draws,
     num_warmup,
     step_size,
-    num_integration_steps,
     target_accept,
     thinning,
     show,
@@ -208,8 +225,7 @@ def _program(
     Pure JAX (no host checks), so it can be jitted, or vmapped over data sets by the calibration
     layer through :func:`mcmc_draws`.
     """
-    module = _KERNELS[kernel][0]
-    step = _kernel_step(kernel, num_integration_steps)
+    step = kernel.step
     log_density_fn, dim, constrain = target.log_density, target.dim, target.constrain
     warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
     sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
@@ -242,7 +258,7 @@ def _program(
         return (kernel_state, da, welford, inverse_mass), info
 
     def run(key_warmup, key_sample, positions):
-        states = jax.vmap(module.init, in_axes=(0, None))(positions, log_density_fn)
+        states = jax.vmap(kernel.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
         welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
         inverse_mass = jnp.ones((num_chains, dim), dtype)

@@ -227,7 +227,9 @@ class Target:
         """
         self.check_minibatchable()
         whole = (
-            set(self.observed_sites + self.factor_sites) - self._structure.batched_sites - self._structure.prior_sites
+            set(self.observed_sites + self.factor_sites)
+            - self._structure.batched_sites
+            - self._structure.prior_sites
         )
         if whole:
             raise ModelError(
@@ -326,6 +328,27 @@ class Target:
             raise NonFiniteError(
                 f"No finite log density (or gradient) for point {bad} of '{self.name}' after "
                 f"{max_tries} prior draws; {self.explain_nonfinite(z[bad])}"
+            )
+        return z
+
+    def starting_points(self, init, n, *, key=None):
+        """``(n, dim)`` starting points: prior draws with finite density (:meth:`init`) when
+        ``init`` is None, else ``init`` — a dict of constrained site values (each ``site_shape``
+        or ``(n, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or ``(n, dim)``) — checked."""
+        if init is None:
+            return self.init(key, n)
+        if isinstance(init, dict):
+            missing = set(self.latent_sites) - set(init)
+            if missing:
+                raise DataError(f"init lacks latent site(s) {sorted(missing)} of '{self.name}'.")
+            z = self.unconstrain({k: jnp.asarray(init[k]) for k in self.latent_sites})
+        else:
+            z = jnp.asarray(init, self.dtype)
+        z = jnp.broadcast_to(z, (n, self.dim)) if z.shape == (self.dim,) else z
+        if z.shape != (n, self.dim) or not bool(jnp.all(jnp.isfinite(z))):
+            raise DataError(
+                f"init gives starting points of shape {z.shape}; need finite ({self.dim},) or "
+                f"({n}, {self.dim}) unconstrained values, or a dict of constrained site values."
             )
         return z
 
@@ -430,7 +453,9 @@ class Target:
         model = handlers.condition(self.model, data=sites) if sites else self.model
         # Same sites and data plates (shapes are unchanged): a new Target with its own compiled
         # functions, nothing shared with this one but the static structure.
-        return Target(model, self._signature, arguments, self.data_names, self._structure, self.name)
+        return Target(
+            model, self._signature, arguments, self.data_names, self._structure, self.name
+        )
 
     def check_proper(self):
         """Raise :class:`ModelError` when a latent site has an improper prior (cannot be sampled)."""

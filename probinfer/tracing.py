@@ -247,11 +247,11 @@ def _data_axis(model, signature, arguments, data_names, name, full, latent, like
                 "x.shape[0])), not from constants."
             )
         raise DataError(
-                f"Site '{site_name}' of '{name}' depends on the data arguments "
-                f"{list(data_names)} outside every plate over the data, so a minibatch cannot "
-                "be scaled to the whole data set; put it in a plate over the data "
-                f"(with pi.plate('data', {num_data}): ...) or leave it out of data=."
-            )
+            f"Site '{site_name}' of '{name}' depends on the data arguments "
+            f"{list(data_names)} outside every plate over the data, so a minibatch cannot "
+            "be scaled to the whole data set; put it in a plate over the data "
+            f"(with pi.plate('data', {num_data}): ...) or leave it out of data=."
+        )
     per_datum = next(
         (k for k, info in latent.items() if tuple(jnp.shape(small[k]["value"])) != info.shape),
         None,

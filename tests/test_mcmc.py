@@ -66,7 +66,8 @@ def test_same_key_gives_identical_draws_and_different_keys_differ(normal_normal)
     assert not np.array_equal(first, third)
 
 
-def test_nan_log_density_is_rejected_not_propagated():
+@pytest.mark.parametrize("kernel", ["hmc", "mala", "rwm"])
+def test_nan_log_density_is_rejected_not_propagated(kernel):
     def model():
         x = pi.sample("x", pi.dist.Normal(0.0, 1.0))
         pi.factor("hole", jnp.where(x > 1.5, jnp.nan, 0.0))
@@ -77,7 +78,8 @@ def test_nan_log_density_is_rejected_not_propagated():
         num_chains=2,
         num_draws=300,
         num_warmup=200,
-        init_positions=jnp.zeros((2, 1)),
+        kernel=kernel,
+        init=jnp.zeros((2, 1)),
     )
     assert np.all(np.isfinite(post.draws["x"]))
     assert np.all(post.draws["x"] <= 1.5)
@@ -89,9 +91,24 @@ def test_nan_log_density_is_rejected_not_propagated():
         ({"kernel": "nuts"}, "kernel"),
         ({"step_size": -1.0}, "step_size"),
         ({"num_chains": 0}, "num_chains"),
-        ({"init_positions": jnp.zeros((3, 1))}, "init_positions"),
+        ({"init": jnp.zeros((3, 1))}, "init"),
+        ({"kernel": "hcm"}, "did you mean 'hmc'"),
+        ({"kernel": pi.kernels.mala(), "num_integration_steps": 4}, "HMC kernel"),
     ],
 )
 def test_bad_runner_arguments_are_reported(kwargs, message, normal_normal):
     with pytest.raises(pi.ProbinferError, match=message):
         pi.mcmc(normal_normal.compile(), key=0, num_draws=5, num_warmup=5, **kwargs)
+
+
+def test_old_argument_names_still_work_with_a_deprecation_warning(normal_normal):
+    target = normal_normal.compile()
+    run = dict(key=0, num_chains=2, num_draws=20, num_warmup=20)
+    new = pi.mcmc(target, init=jnp.zeros((2, 1)), kernel=pi.kernels.hmc(4), **run)
+    with pytest.warns(DeprecationWarning) as caught:
+        old = pi.mcmc(target, init_positions=jnp.zeros((2, 1)), num_integration_steps=4, **run)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "init_positions= is renamed init=" in messages and "kernels.hmc(" in messages
+    np.testing.assert_array_equal(old.draws["mu"], new.draws["mu"])
+    assert old.method == "mcmc" and old.settings["kernel"] == "hmc"
+    assert old.settings["num_integration_steps"] == 4

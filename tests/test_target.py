@@ -215,7 +215,8 @@ def test_minibatch_with_two_plates_scales_only_the_data_plate():
     mu, offset = 0.3, np.array([-0.4, 0.1, 0.8])
     batch = np.arange(12)[0::4]
     expected = (
-        stats.norm.logpdf(mu) + stats.norm.logpdf(offset).sum()
+        stats.norm.logpdf(mu)
+        + stats.norm.logpdf(offset).sum()
         + stats.norm.logpdf([0.5, -0.2, 1.0], mu + offset, 2.0).sum()
         + 4 * stats.norm.logpdf(np.asarray(y)[batch], mu + offset[batch % 3], 1.0).sum()
     )

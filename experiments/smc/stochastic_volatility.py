@@ -48,7 +48,7 @@ def main():
         y,
         key=1,
         init=jnp.array([1.5]),
-        num_samples=1500,
+        num_draws=1500,
         num_warmup=500,
         num_particles=200,
     )

@@ -16,7 +16,8 @@ from probinfer.inference.smc.particle_filter import (
 )
 from probinfer.inference.smc.pbnn import PartialNetwork, map_network, mlp, pbnn_smc
 from probinfer.inference.smc.pmmh import pmmh
-from probinfer.inference.smc.tempered import SMCInfo, SMCState, smc, smc_draws
+from probinfer.inference.smc.runner import smc, smc_draws
+from probinfer.inference.smc.tempered import SMCInfo, SMCState
 
 __all__ = [
     "resampling",

@@ -15,11 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key
+from probinfer import devices as _devices
+from probinfer import kernels
+from probinfer._utils import as_key, renamed
 from probinfer.errors import NonFiniteError, ProbinferError
-from probinfer.inference.smc import resampling
+from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.particle_filter import _filter
 from probinfer.posterior import Posterior
+from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["pmmh"]
 
@@ -31,14 +34,18 @@ def pmmh(
     *,
     key,
     init,
-    num_samples=2000,
+    num_draws=2000,
     num_warmup=1000,
     num_chains=4,
     num_particles=200,
     scale=None,
     target_accept=0.25,
-    resampling_scheme="systematic",
+    resampling="systematic",
     names=None,
+    progress="auto",
+    devices=None,
+    num_samples=None,
+    resampling_scheme=None,
 ):
     """Sample static parameters of a state-space model by particle-marginal MH.
 
@@ -49,71 +56,85 @@ def pmmh(
         observations: time-leading array or pytree for the filter.
         key: int seed or PRNG key.
         init: ``(d,)`` starting point (shared by all chains, which then diverge).
-        num_samples, num_warmup: kept draws and warm-up steps per chain.
-        num_chains: independent chains (vmapped).
+        num_draws, num_warmup: kept draws and warm-up steps per chain.
+        num_chains: independent chains (vmapped; sharded over ``devices``).
         num_particles: particles per likelihood estimate.
         scale: initial random-walk scale, scalar or (d,) (default 2.38 / √d × 0.1).
         target_accept: acceptance rate the warm-up steers the scale to.
-        resampling_scheme: resampler of the filter.
+        resampling: resampler of the filter.
         names: optional list of d names for the draws (default ``theta``, shape (d,)).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
+        devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
+        num_samples, resampling_scheme: deprecated spellings of ``num_draws``, ``resampling``.
 
     Returns:
-        Posterior with draws ``(num_chains, num_samples, …)`` and diagnostics
+        Posterior with draws ``(num_chains, num_draws, …)`` and diagnostics
         ``acceptance_rate`` (per chain), ``scale`` and ``log_likelihood`` (the kept estimates).
+
+    The proposal is the shared random-walk kernel (:func:`probinfer.kernels.rwm`) on the
+    log target ``log p(θ) + log p̂(y | θ)``, a fresh filter run (its own key) for each proposal;
+    the kernel's state keeps the current estimate.
     """
+    num_draws = renamed(num_draws, num_samples, "num_samples", "num_draws", "pmmh", 2000)
+    resampling = renamed(
+        resampling, resampling_scheme, "resampling_scheme", "resampling", "pmmh", "systematic"
+    )
     init = jnp.atleast_1d(jnp.asarray(init, jnp.result_type(float)))
     dim = init.shape[0]
     if int(num_particles) < 2:
         raise ProbinferError(f"PMMH needs at least 2 particles, got {num_particles}.")
-    if int(num_samples) < 1 or int(num_warmup) < 0 or int(num_chains) < 1:
-        raise ProbinferError("num_samples and num_chains must be ≥ 1 and num_warmup ≥ 0.")
-    if resampling_scheme not in resampling.RESAMPLERS:
-        raise ProbinferError(f"unknown resampling scheme '{resampling_scheme}'.")
-    resampler = resampling.RESAMPLERS[resampling_scheme]
+    if int(num_draws) < 1 or int(num_warmup) < 0 or int(num_chains) < 1:
+        raise ProbinferError("num_draws and num_chains must be ≥ 1 and num_warmup ≥ 0.")
+    if resampling not in resampling_module.RESAMPLERS:
+        raise ProbinferError(
+            f"resampling must be one of {sorted(resampling_module.RESAMPLERS)}, got '{resampling}'."
+        )
+    resampler = resampling_module.RESAMPLERS[resampling]
     observations = jax.tree.map(jnp.asarray, observations)
     scale0 = (0.1 * 2.38 / np.sqrt(dim)) if scale is None else scale
     scale0 = jnp.broadcast_to(jnp.asarray(scale0, init.dtype), (dim,))
+
+    kernel = kernels.rwm()
+    ones = jnp.ones((dim,), init.dtype)
 
     def log_target(key, theta):
         log_lik = _filter(
             model_fn(theta), observations, key, int(num_particles), resampler, 0.5, False
         )
-        log_lik = log_lik.log_likelihood
-        value = log_prior(theta) + log_lik
-        return jnp.where(jnp.isnan(value), -jnp.inf, value), log_lik
+        value = log_prior(theta) + log_lik.log_likelihood
+        return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+    total = int(num_warmup) + int(num_draws)
+    bar = ProgressBar(total, "pmmh", enabled=should_show(progress, total))
 
     def transition(carry, inputs):
-        theta, log_post, log_lik, log_scale = carry
+        state, log_scale = carry
         key, adapting, step = inputs
-        key_move, key_filter, key_accept = jax.random.split(key, 3)
-        proposal = theta + jnp.exp(log_scale) * jax.random.normal(key_move, (dim,), theta.dtype)
-        new_log_post, new_log_lik = log_target(key_filter, proposal)
-        log_ratio = new_log_post - log_post
-        accept_prob = jnp.exp(
-            jnp.minimum(0.0, jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio))
+        key_move, key_filter = jax.random.split(key)
+        state, info = kernel.step(
+            key_move, state, lambda theta: log_target(key_filter, theta), jnp.exp(log_scale), ones
         )
-        accept = jax.random.uniform(key_accept) < accept_prob
-        theta = jnp.where(accept, proposal, theta)
-        log_post = jnp.where(accept, new_log_post, log_post)
-        log_lik = jnp.where(accept, new_log_lik, log_lik)
         gain = jnp.where(adapting, 1.0 / jnp.sqrt(step + 1.0), 0.0)
-        log_scale = log_scale + gain * (accept_prob - target_accept)
-        return (theta, log_post, log_lik, log_scale), (theta, log_lik, accept_prob)
+        log_scale = log_scale + gain * (info.acceptance_rate - target_accept)
+        log_lik = state.log_density - log_prior(state.position)
+        return (state, log_scale), (state.position, log_lik, info.acceptance_rate)
 
-    total = int(num_warmup) + int(num_samples)
+    def run(keys):
+        starts = jax.vmap(lambda key: kernel.init(init, lambda t: log_target(key, t)))(keys)
+        carry = (starts, jnp.broadcast_to(jnp.log(scale0), (keys.shape[0], dim)))
 
-    def chain(key):
-        key_start, key_steps = jax.random.split(key)
-        log_post, log_lik = log_target(key_start, init)
-        steps = jnp.arange(total)
-        inputs = (jax.random.split(key_steps, total), steps < num_warmup, steps.astype(init.dtype))
-        carry = (init, log_post, log_lik, jnp.log(scale0))
-        (_, _, _, log_scale), trace = jax.lax.scan(transition, carry, inputs)
-        start_ok = jnp.isfinite(log_post)
-        return jax.tree.map(lambda x: x[num_warmup:], trace), jnp.exp(log_scale), start_ok
+        def body(carry, i):
+            bar.tick(i)
+            step_keys = jax.vmap(lambda key: jax.random.fold_in(key, i))(keys)
+            inputs = (step_keys, i < num_warmup, i.astype(init.dtype))
+            return jax.vmap(transition, in_axes=(0, (0, None, None)))(carry, inputs)
 
-    keys = jax.random.split(as_key(key), int(num_chains))
-    (thetas, log_liks, accepts), scales, start_ok = jax.jit(jax.vmap(chain))(keys)
+        (_, log_scale), trace = jax.lax.scan(body, carry, jnp.arange(total))
+        trace = jax.tree.map(lambda x: jnp.swapaxes(x[num_warmup:], 0, 1), trace)
+        return trace, jnp.exp(log_scale), jnp.isfinite(starts.log_density)
+
+    keys = _devices.shard_leading(jax.random.split(as_key(key), int(num_chains)), devices)
+    (thetas, log_liks, accepts), scales, start_ok = jax.jit(run)(keys)
     if not bool(np.all(np.asarray(start_ok))):
         raise NonFiniteError(
             "PMMH: the log prior plus the estimated log likelihood is not finite at `init`; start "
@@ -137,7 +158,9 @@ def pmmh(
         },
         settings={
             "num_particles": int(num_particles),
-            "num_samples": int(num_samples),
+            "resampling": resampling,
+            "kernel": kernel.name,
+            "num_draws": int(num_draws),
             "num_warmup": int(num_warmup),
             "num_chains": int(num_chains),
             "target_accept": target_accept,

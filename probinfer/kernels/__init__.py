@@ -1,11 +1,111 @@
-"""Shared MCMC kernels (init/step pairs over flat positions) and their adaptation pieces.
+"""Shared MCMC kernels and their adaptation pieces, for every family to compose.
 
-These live in the core so every family composes them: SMC mutates particles with them, the MCMC
-runner chains them, and others reuse the adaptation. Each kernel is BlackJAX-style:
-``init(position, log_density_fn) -> State`` and ``step(key, state, log_density_fn, ...) ->
-(State, Info)``; pure functions, no Python control flow on traced values.
+A kernel is a :class:`Kernel`: a NamedTuple of pure functions (as optax's
+``GradientTransformation``) with the transition's own options fixed by its constructor —
+
+* ``init(position, log_density_fn) -> State``
+* ``step(key, state, log_density_fn, step_size, inverse_mass_matrix) -> (State, Info)``
+
+``State`` has ``position`` (dim,) and ``log_density``; ``Info`` has ``acceptance_rate``,
+``is_accepted`` and ``is_divergent``. The MCMC runner chains kernels, SMC mutates particles with
+them, PMMH proposes with the random walk. A user's own kernel of this shape works everywhere a
+name does.
+
+>>> kernel = hmc(num_integration_steps=10)
+>>> state = kernel.init(jnp.zeros(2), log_density_fn)                        # doctest: +SKIP
+>>> state, info = kernel.step(key, state, log_density_fn, 0.1, jnp.ones(2))  # doctest: +SKIP
 """
 
-from probinfer.kernels import adaptation, hmc, mala, rwm
+import difflib
+from collections.abc import Callable
+from functools import cache, partial
+from typing import NamedTuple
 
-__all__ = ["adaptation", "hmc", "mala", "rwm"]
+from probinfer.errors import ProbinferError
+from probinfer.kernels import adaptation
+from probinfer.kernels import hmc as _hmc
+from probinfer.kernels import mala as _mala
+from probinfer.kernels import rwm as _rwm
+
+__all__ = ["Kernel", "hmc", "mala", "rwm", "get", "NAMES", "adaptation"]
+
+
+class Kernel(NamedTuple):
+    """A Markov transition (see the module docstring).
+
+    Attributes:
+        name: label stored in ``Posterior.settings["kernel"]``.
+        init: ``(position (dim,), log_density_fn) -> State``.
+        step: ``(key, state, log_density_fn, step_size, inverse_mass_matrix (dim,)) ->
+            (State, Info)``.
+        target_accept: acceptance rate a runner tunes the step size to.
+        initial_step_size: ``dim -> float``, a first step size for a unit-scale target.
+        options: the constructor's settings (recorded with the run).
+    """
+
+    name: str
+    init: Callable
+    step: Callable
+    target_accept: float
+    initial_step_size: Callable
+    options: tuple = ()
+
+
+@cache  # one object per options: programs cache on it
+def hmc(num_integration_steps=16, divergence_threshold=1000.0):
+    """Hamiltonian Monte Carlo with ``num_integration_steps`` leapfrog steps
+    (:mod:`probinfer.kernels.hmc`); its step size is tuned to 0.8 acceptance by default."""
+    if int(num_integration_steps) < 1:
+        raise ProbinferError(f"num_integration_steps must be ≥ 1, got {num_integration_steps}.")
+    step = partial(
+        _hmc.step,
+        num_integration_steps=int(num_integration_steps),
+        divergence_threshold=float(divergence_threshold),
+    )
+    return Kernel(
+        "hmc",
+        _hmc.init,
+        step,
+        0.8,
+        partial(adaptation.initial_step_size, "hmc"),
+        (("num_integration_steps", int(num_integration_steps)),),
+    )
+
+
+@cache  # one object per options: programs cache on it
+def mala():
+    """Metropolis-adjusted Langevin (:mod:`probinfer.kernels.mala`), tuned to 0.57 acceptance."""
+    return Kernel(
+        "mala", _mala.init, _mala.step, 0.57, partial(adaptation.initial_step_size, "mala")
+    )
+
+
+@cache  # one object per options: programs cache on it
+def rwm():
+    """Gaussian random-walk Metropolis (:mod:`probinfer.kernels.rwm`), tuned to 0.234."""
+    return Kernel("rwm", _rwm.init, _rwm.step, 0.234, partial(adaptation.initial_step_size, "rwm"))
+
+
+NAMES = {"hmc": hmc, "mala": mala, "rwm": rwm}
+
+
+def get(kernel, **options):
+    """A :class:`Kernel` from a registered name (built with ``options``) or a kernel object
+    (returned as is). Unknown names get the closest valid one in the error."""
+    if isinstance(kernel, Kernel):
+        if options:
+            raise ProbinferError(
+                f"options {sorted(options)} belong in the kernel's constructor; pass "
+                f"probinfer.kernels.{kernel.name}(...) with them instead."
+            )
+        return kernel
+    if isinstance(kernel, str) and kernel in NAMES:
+        return NAMES[kernel](**options)
+    if hasattr(kernel, "init") and hasattr(kernel, "step"):
+        raise ProbinferError(
+            "a kernel object must be a probinfer.kernels.Kernel (name, init, step, "
+            "target_accept, initial_step_size); wrap your init/step pair in one."
+        )
+    close = difflib.get_close_matches(str(kernel), list(NAMES), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ProbinferError(f"unknown kernel '{kernel}'{hint}; choose one of {sorted(NAMES)}.")

@@ -39,7 +39,7 @@ def test_pmmh_matches_the_exact_posterior():
         Y,
         key=0,
         init=jnp.zeros(1),
-        num_samples=1500,
+        num_draws=1500,
         num_warmup=500,
         num_particles=100,
     )

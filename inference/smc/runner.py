@@ -1,0 +1,369 @@
+"""``smc``: the adaptive tempered SMC runner (the whole run in one jitted ``while_loop``), and
+``smc_draws``, its pure form for the calibration layer. Both read their defaults from ``smc``'s
+signature, so they cannot drift apart.
+
+Kernel layer: :mod:`~probinfer.inference.smc.tempered`; the path of distributions:
+:mod:`~probinfer.inference.smc.tempering`.
+"""
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probinfer import devices as _devices
+from probinfer import kernels
+from probinfer._utils import as_key, cached_program, renamed
+from probinfer.errors import NonFiniteError, ProbinferError
+from probinfer.inference.smc import resampling as resampling_module
+from probinfer.inference.smc.tempered import SMCInfo, init, step
+from probinfer.inference.smc.tempering import terms_fn
+from probinfer.posterior import Posterior
+from probinfer.progress import ProgressBar, should_show
+
+__all__ = ["smc", "smc_draws"]
+
+# Error codes raised after the jitted loop (a while_loop cannot raise).
+_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS, _NAN_AT_START = 0, 1, 2, 3, 4
+# SMC's own defaults for named kernels: shorter HMC trajectories than a long MCMC chain needs
+# (each temperature only has to decorrelate the particles from their ancestors), and a lower
+# acceptance target for the per-temperature Robbins–Monro step adaptation.
+_NAMED_OPTIONS = {"hmc": {"num_integration_steps": 10}}
+_TARGET_ACCEPT = {"hmc": 0.65}
+
+
+def smc(
+    target,
+    *,
+    key,
+    num_particles=1000,
+    kernel="hmc",
+    target_ess=0.5,
+    resampling="systematic",
+    resample_threshold=0.5,
+    num_mcmc_steps=10,
+    target_accept=None,
+    temperatures=None,
+    max_steps=500,
+    waste_free=None,
+    schedule="temperature",
+    block_size=None,
+    progress="auto",
+    devices=None,
+    shard=None,
+    batch_size=None,
+):
+    """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
+
+    Args:
+        target: compiled :class:`~probinfer.Target` (continuous latents, proper prior).
+        key: int seed or PRNG key.
+        num_particles: N.
+        kernel: the mutation kernel — ``"hmc"`` (default; 10 leapfrog steps), ``"mala"``,
+            ``"rwm"`` or any :class:`~probinfer.kernels.Kernel` (e.g.
+            ``probinfer.kernels.hmc(num_integration_steps=20)`` or your own).
+        target_ess: conditional-ESS fraction each new temperature keeps (adaptive ladder).
+        resampling: ``"systematic"``, ``"stratified"``, ``"residual"`` or ``"multinomial"``.
+        resample_threshold: resample when ESS < threshold · N.
+        num_mcmc_steps: kernel steps per particle per temperature.
+        target_accept: acceptance the step size is steered to (0.65 for HMC, the kernel's own
+            otherwise).
+        temperatures: a fixed increasing ladder from 0 to 1 instead of the adaptive one.
+        max_steps: bound on the number of temperatures.
+        waste_free: a chain length P to run waste-free SMC (Dau & Chopin 2022): N / P
+            resampled particles each run P − 1 kernel steps and all N states are kept; N must
+            be a multiple of P. None (default): resample-then-move with ``num_mcmc_steps``.
+        schedule: ``"temperature"`` (likelihood tempering, π_λ ∝ p(θ) p(D | θ)^λ) or ``"data"``
+            (data annealing: λ = k/N is the posterior of the first k data points, the datum in
+            between tempered; needs ``data`` marked and every observed site in the data plate).
+            The adaptive ladder and ``temperatures`` work with both.
+        block_size: move and evaluate the particles in blocks of this many (``lax.map``), so a
+            million particles fit in memory; None (default) does all at once.
+        progress: ``True``, ``False`` or ``"auto"``: a bar of the temperature's progress to 1.
+        devices: where the particles live (:mod:`probinfer.devices`; None: all local devices,
+            when N is a multiple of their number); the result equals one device's up to float
+            reduction order.
+        shard, batch_size: deprecated spellings of ``devices`` (``shard=False`` is
+            ``devices=1``) and ``block_size``.
+
+    Returns:
+        Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
+        ``log_evidence`` and diagnostics ``temperatures``, ``ess``, ``resampled``,
+        ``acceptance_rate``, ``num_steps``, ``step_size``, ``inverse_mass_matrix``.
+
+    Example:
+        >>> post = pi.smc(target, key=0, num_particles=2000)    # doctest: +SKIP
+        >>> post.log_evidence                                    # doctest: +SKIP
+    """
+    block_size = renamed(block_size, batch_size, "batch_size", "block_size", "smc")
+    if shard is not None:
+        devices = renamed(devices, 1 if shard is False else None, "shard", "devices", "smc")
+    settings = _settings(
+        num_particles=num_particles,
+        kernel=kernel,
+        target_ess=target_ess,
+        resampling=resampling,
+        resample_threshold=resample_threshold,
+        num_mcmc_steps=num_mcmc_steps,
+        target_accept=target_accept,
+        temperatures=temperatures,
+        max_steps=max_steps,
+        waste_free=waste_free,
+        schedule=schedule,
+        block_size=block_size,
+    )
+    target.check_continuous()
+    target.check_proper()
+    if schedule == "data":
+        target.check_minibatchable()
+    sharding = _devices.leading_sharding(settings["num_particles"], devices)
+    show = should_show(progress, 500)
+    run, holder = cached_program(
+        target,
+        ("smc", tuple(settings.items()), sharding, show),
+        lambda: _program(target, sharding=sharding, show=show, **settings),
+    )
+    holder["bar"] = ProgressBar(100, "smc: temperature (%)", enabled=show)
+    state, trace, num_steps, error, first_nan = run(as_key(key))
+    num_steps, error = int(num_steps), int(error)
+    trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
+    _raise_for(error, target, trace, num_steps, settings["max_steps"], first_nan)
+    constrained = jax.vmap(target.constrain)(state.position)
+    kernel = settings["kernel"]
+    diagnostics = {
+        "temperatures": np.concatenate([[0.0], trace.temperature]),
+        "ess": trace.ess,
+        "resampled": trace.resampled,
+        "acceptance_rate": trace.acceptance_rate,
+        "log_evidence_increments": trace.log_evidence_increment,
+        "num_steps": num_steps,
+        "step_size": float(state.step_size),
+        "inverse_mass_matrix": np.asarray(state.inverse_mass),
+    }
+    recorded = {
+        **{k: v for k, v in settings.items() if k not in ("kernel", "temperatures")},
+        "kernel": kernel.name,
+        **dict(kernel.options),
+        "fixed_ladder": temperatures is not None,
+        "devices": 1 if sharding is None else _devices.num_devices(devices),
+    }
+    return Posterior(
+        jax.tree.map(lambda x: np.asarray(x)[None], constrained),
+        method="smc",
+        log_weights=np.asarray(state.log_weights)[None],
+        log_evidence=float(state.log_evidence),
+        diagnostics=diagnostics,
+        settings=recorded,
+    )
+
+
+def _settings(
+    *,
+    num_particles,
+    kernel,
+    target_ess,
+    resampling,
+    resample_threshold,
+    num_mcmc_steps,
+    target_accept,
+    temperatures,
+    max_steps,
+    waste_free,
+    schedule,
+    block_size,
+):
+    """Checked, hashable static settings of a run (the kernel resolved to an object)."""
+    if isinstance(kernel, str) and kernel in kernels.NAMES:
+        kernel = kernels.get(kernel, **_NAMED_OPTIONS.get(kernel, {}))
+    kernel = kernels.get(kernel)
+    if target_accept is None:
+        target_accept = _TARGET_ACCEPT.get(kernel.name, kernel.target_accept)
+    if int(num_particles) < 2:
+        raise ProbinferError(
+            f"SMC needs at least 2 particles (got {num_particles}); use a few hundred or more."
+        )
+    if not 0.0 < target_ess < 1.0:
+        raise ProbinferError(f"target_ess is a fraction in (0, 1), got {target_ess}.")
+    if resampling not in resampling_module.RESAMPLERS:
+        raise ProbinferError(
+            f"resampling must be one of {sorted(resampling_module.RESAMPLERS)}, got '{resampling}'."
+        )
+    if int(num_mcmc_steps) < 1:
+        raise ProbinferError(f"num_mcmc_steps must be ≥ 1, got {num_mcmc_steps}.")
+    if schedule not in ("temperature", "data"):
+        raise ProbinferError(f"schedule must be 'temperature' or 'data', got '{schedule}'.")
+    if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
+        raise ProbinferError(
+            f"waste_free is a chain length P ≥ 2 dividing num_particles; got P={waste_free} "
+            f"for N={num_particles}."
+        )
+    if temperatures is not None:
+        ladder = np.asarray(temperatures, np.float64)
+        if ladder[0] != 0.0 or ladder[-1] != 1.0 or np.any(np.diff(ladder) <= 0):
+            raise ProbinferError("temperatures must increase strictly from 0 to 1.")
+        temperatures, max_steps = tuple(ladder.tolist()), len(ladder) - 1
+    return {
+        "num_particles": int(num_particles),
+        "kernel": kernel,
+        "target_ess": float(target_ess),
+        "resampling": resampling,
+        "resample_threshold": float(resample_threshold),
+        "num_mcmc_steps": int(num_mcmc_steps),
+        "target_accept": float(target_accept),
+        "temperatures": temperatures,
+        "max_steps": int(max_steps),
+        "waste_free": None if waste_free is None else int(waste_free),
+        "schedule": schedule,
+        "block_size": None if block_size is None else int(block_size),
+    }
+
+
+def _program(
+    target,
+    *,
+    num_particles,
+    kernel,
+    max_steps,
+    temperatures,
+    schedule,
+    waste_free,
+    sharding=None,
+    show=False,
+    **step_settings,
+):
+    """``(run, holder)``: pure ``run(key) -> (state, trace, num_steps, error, (bad index, bad
+    position))``, the whole run in one while_loop (a NaN log density at a prior particle stops it
+    before the first step and reports that particle); ``holder["bar"]`` is the progress bar the
+    compiled callback advances."""
+    terms = terms_fn(target, schedule)
+    step_size = kernel.initial_step_size(target.dim)
+    ladder = None if temperatures is None else jnp.asarray(temperatures)
+    block_size = step_settings["block_size"]
+    holder = {}
+
+    def run(key):
+        key_init, key_loop = jax.random.split(key)
+        positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
+        positions = _devices.constrain_leading(positions, sharding)
+        state = init(positions, terms, step_size, block_size)
+        nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood).reshape(
+            num_particles, -1
+        ).any(-1)
+        first_nan = jnp.argmax(nan)
+        dtype = positions.dtype
+        trace = SMCInfo(
+            temperature=jnp.zeros((max_steps,), dtype),
+            ess=jnp.zeros((max_steps,), dtype),
+            resampled=jnp.zeros((max_steps,), bool),
+            acceptance_rate=jnp.zeros((max_steps,), dtype),
+            log_evidence_increment=jnp.zeros((max_steps,), dtype),
+        )
+
+        def cond(carry):
+            state, _, i, error = carry
+            return (state.temperature < 1.0) & (error == _OK) & (i < max_steps)
+
+        def body(carry):
+            state, trace, i, _ = carry
+            fixed = None if ladder is None else ladder[jnp.minimum(i + 1, ladder.shape[0] - 1)]
+            new_state, info = step(
+                jax.random.fold_in(key_loop, i),
+                state,
+                terms,
+                kernel=kernel,
+                temperature=fixed,
+                chain_length=waste_free,
+                **step_settings,
+            )
+            # Every particle with weight has log L = −inf: any λ > 0 kills them all.
+            finite = jnp.isfinite(state.log_likelihood)
+            finite = finite if finite.ndim == 1 else jnp.all(finite, axis=-1)
+            live = jnp.isfinite(state.log_weights) & finite
+            dead = ~jnp.any(live)
+            new_state = jax.tree.map(lambda old, new: jnp.where(dead, old, new), state, new_state)
+            new_state = new_state._replace(
+                position=_devices.constrain_leading(new_state.position, sharding)
+            )
+            trace = jax.tree.map(lambda t, v: t.at[i].set(v), trace, info)
+            error = jnp.where(dead, _ALL_IMPOSSIBLE, _OK)
+            stalled = (new_state.temperature - state.temperature) <= 1e-12
+            error = jnp.where((error == _OK) & stalled, _STALLED, error)
+            if show:
+                percent = jnp.floor(100 * new_state.temperature).astype(jnp.int32)
+                jax.debug.callback(lambda p: holder["bar"]._update(p - 1), percent)
+            return new_state, trace, i + 1, error
+
+        start = jnp.where(jnp.any(nan), _NAN_AT_START, _OK)
+        state, trace, num_steps, error = jax.lax.while_loop(
+            cond, body, (state, trace, jnp.zeros((), jnp.int32), start)
+        )
+        error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
+        return state, trace, num_steps, error, (first_nan, positions[first_nan])
+
+    return jax.jit(run), holder
+
+
+def _raise_for(error, target, trace, num_steps, max_steps, first_nan):
+    temperature = float(trace.temperature[-1]) if num_steps else 0.0
+    if error == _NAN_AT_START:
+        particle, position = first_nan
+        raise NonFiniteError(
+            f"SMC on '{target.name}': the log density is NaN for prior particle {int(particle)} "
+            f"at temperature 0; {target.explain_nonfinite(position)}"
+        )
+    if error == _ALL_IMPOSSIBLE:
+        raise NonFiniteError(
+            f"SMC on '{target.name}': every particle has zero likelihood (log L = −inf) at "
+            f"temperature {temperature:.3g} (step {num_steps}); the data are impossible under "
+            "all prior draws — check the data against the likelihood's support, or use a prior "
+            "that covers the region the data point to."
+        )
+    if error == _STALLED:
+        raise ProbinferError(
+            f"SMC on '{target.name}': the temperature stopped rising at {temperature:.3g} "
+            f"(step {num_steps}): the particle system is degenerate. Use more particles, more "
+            "MCMC steps per temperature (num_mcmc_steps) or a lower target_ess."
+        )
+    if error == _TOO_MANY_STEPS:
+        raise ProbinferError(
+            f"SMC on '{target.name}': reached temperature {temperature:.3g} after max_steps="
+            f"{max_steps} steps; raise max_steps or lower target_ess."
+        )
+
+
+_SETTING_NAMES = (
+    "num_particles kernel target_ess resampling resample_threshold num_mcmc_steps target_accept "
+    "temperatures max_steps waste_free schedule block_size"
+).split()
+
+
+def smc_draws(target, key, n, **settings):
+    """Pure, traceable core of :func:`smc`: ``n`` constrained draws resampled from the final
+    weighted particles (no host checks; used by :func:`probinfer.calibrate`, vmapped over data
+    sets). Takes :func:`smc`'s settings with its defaults, except ``num_particles``, which
+    defaults to ``max(n, 500)``. A run that fails (stalls, every particle impossible, too many
+    steps, a NaN at the start) returns NaN draws, which :func:`~probinfer.calibrate` reports
+    with the simulation's index — never plausible-looking draws.
+    """
+    unknown = set(settings) - set(_SETTING_NAMES)
+    if unknown:
+        raise ProbinferError(
+            f"unknown SMC setting(s) {sorted(unknown)}; smc_draws takes {sorted(_SETTING_NAMES)}."
+        )
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(smc).parameters.items()
+        if name in _SETTING_NAMES
+    }
+    defaults["num_particles"] = max(int(n), 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolved = _settings(**{**defaults, **settings})
+    run, _ = _program(target, **resolved)
+    key_run, key_draw = jax.random.split(key)
+    state, _, _, error, _ = run(key_run)
+    index = resampling_module.multinomial(key_draw, state.log_weights, n)
+    draws = target.constrain(state.position[index])
+    return jax.tree.map(lambda x: jnp.where(error == _OK, x, jnp.nan), draws)

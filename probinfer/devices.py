@@ -1,0 +1,83 @@
+"""Devices: one place that decides how particles, chains, simulations and data batches are
+spread over the accelerators, for every runner's ``devices=`` argument.
+
+The programs stay single global computations (JAX's GSPMD): an array whose leading axis is
+placed with :func:`leading_sharding` is split over the devices, and XLA inserts the
+communication (a resampling gather, a sum over particles). Independent items (chains,
+simulations) never communicate, so sharding them changes nothing but where they run; particle
+methods reduce over the axis, so N devices agree with one device up to float reduction order.
+
+``devices`` is, everywhere: ``None`` — every local device; an int ``k`` — the first ``k`` (``1``:
+no sharding); a sequence of ``jax.Device``; or a ``jax.sharding.Mesh`` with one axis.
+
+>>> sharding = leading_sharding(1024, devices=None)         # doctest: +SKIP
+>>> particles = jax.device_put(particles, sharding)          # doctest: +SKIP
+"""
+
+import jax
+import numpy as np
+
+from probinfer.errors import ProbinferError
+
+__all__ = ["mesh", "leading_sharding", "shard_leading", "constrain_leading", "num_devices"]
+
+AXIS = "items"
+
+
+def mesh(devices=None):
+    """A one-axis ``Mesh`` over ``devices`` (see the module docstring for the accepted forms)."""
+    if isinstance(devices, jax.sharding.Mesh):
+        if len(devices.axis_names) != 1:
+            raise ProbinferError(
+                f"devices= takes a one-axis mesh, got axes {devices.axis_names}; build one with "
+                "probinfer.devices.mesh(...)."
+            )
+        return devices
+    local = jax.local_devices()
+    if devices is None:
+        chosen = local
+    elif isinstance(devices, (int, np.integer)):
+        if not 1 <= int(devices) <= len(local):
+            raise ProbinferError(
+                f"devices={devices}, but this process has {len(local)} device(s); pass a number "
+                f"between 1 and {len(local)}, a list of devices or None for all."
+            )
+        chosen = local[: int(devices)]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise ProbinferError("devices= is an empty list; pass None to use every device.")
+    return jax.sharding.Mesh(np.array(chosen), (AXIS,))
+
+
+def num_devices(devices=None):
+    """How many devices ``devices`` names."""
+    return mesh(devices).devices.size
+
+
+def leading_sharding(size, devices=None):
+    """A ``NamedSharding`` splitting a leading axis of ``size`` over the devices, or None when
+    there is one device or ``size`` is not a multiple of their number (then everything stays on
+    one device: the result is the same, only slower)."""
+    grid = mesh(devices)
+    count = grid.devices.size
+    if count < 2 or int(size) % count:
+        return None
+    return jax.sharding.NamedSharding(grid, jax.sharding.PartitionSpec(grid.axis_names[0]))
+
+
+def shard_leading(tree, devices=None):
+    """``device_put`` every leaf of ``tree`` with its leading axis split over the devices (leaves
+    stay where they are when the axis does not divide evenly)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return tree
+    sharding = leading_sharding(np.shape(leaves[0])[0], devices)
+    return tree if sharding is None else jax.device_put(tree, sharding)
+
+
+def constrain_leading(tree, sharding):
+    """Inside a jitted program: keep the leading axis split by ``sharding`` (None: no-op)."""
+    if sharding is None:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
