@@ -1,9 +1,10 @@
 """Runners by name: how the CLI and the calibration layer call any method.
 
-Every runner has the uniform signature ``runner(target, *, key, **settings) -> Posterior``. A
-runner may also register a *draws function* ``draws(target, key, num_samples, **settings) ->
-{site: (num_samples, *shape)}``: a pure, traceable version that the calibration layer vmaps over
-simulated data sets. Families outside the core register themselves when imported; the names below
+Every runner has the uniform signature ``runner(target, *, key, **settings) -> Posterior`` and
+follows DESIGN's calling convention (``tests/test_conventions.py`` checks every registered one). A
+runner may also register a *draws function* ``draws(target, key, n, **settings) ->
+{site: (n, *shape)}``: a pure, traceable version that the calibration layer vmaps over simulated
+data sets. Families outside the core register themselves when imported; the names below
 are imported on first use, so the core never imports a family eagerly.
 
 >>> from probinfer import runners
@@ -31,6 +32,8 @@ def register(name, runner, draws=None):
     _REGISTRY[name] = (runner, draws)
 
 
+register("mcmc", mcmc, mcmc_draws)
+# Shorthands: the MCMC runner with one kernel (Posterior.method is still "mcmc").
 for _kernel in ("hmc", "mala", "rwm"):
     register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
 
@@ -48,5 +51,9 @@ def get(name):
         except ModuleNotFoundError as exc:
             raise ProbinferError(f"method '{name}' is not available yet ({exc}).") from exc
     if name not in _REGISTRY:
-        raise ProbinferError(f"unknown method '{name}'; choose one of {names()}.")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), names(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ProbinferError(f"unknown method '{name}'{hint}; choose one of {names()}.")
     return _REGISTRY[name]

@@ -61,3 +61,21 @@ def test_calibrate_prints_the_verdict_and_writes_the_figure(tmp_path, capsys):
     assert "hmc on 20 simulated data sets" in printed and "SBC over 20 simulations" in printed
     assert (out / "calibration.png").stat().st_size > 0
     assert (out / "calibration.txt").read_text().startswith("hmc on 20")
+
+
+def test_run_uses_any_registered_runner_with_its_settings(tmp_path, capsys):
+    out = tmp_path / "smc"
+    args = ["run", "normal_normal", "--method", "smc", "--set", "num_particles=300"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "method: smc (num_particles=300)" in printed and "log evidence" in printed
+    assert (out / "posterior.npz").stat().st_size > 0
+
+
+def test_bad_method_and_settings_get_one_sentence(capsys):
+    assert main(["run", "normal_normal", "--method", "smcc"]) == 2
+    assert "did you mean 'smc'" in capsys.readouterr().err
+    assert main(["run", "normal_normal", "--method", "smc", "--set", "num_chain=2"]) == 2
+    assert "has no setting 'num_chain'" in capsys.readouterr().err
+    assert main(["run", "normal_normal", "--method", "smc", "--chains", "2"]) == 2
+    assert "--chains does not apply" in capsys.readouterr().err

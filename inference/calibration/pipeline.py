@@ -9,8 +9,8 @@ scale, which also catches an estimator that ignores x) and by SBC (marginal rank
 
 How the method is run, fastest first:
 
-* a registered name with a pure draws function (``"hmc"``, ``"mala"``, ``"rwm"``, …): vmapped over
-  blocks of ``batch_size`` simulations, one compiled program for all blocks;
+* a registered name with a pure draws function (``"mcmc"``, ``"hmc"``, ``"smc"``, …): vmapped over
+  blocks of ``block_size`` simulations, one compiled program for all blocks;
 * an amortized estimator (anything with ``sample(key, x, n)``, ``x`` the dict of observed sites):
   vmapped the same way when its ``sample`` is traceable, one simulation at a time otherwise;
 * any runner with the uniform signature ``runner(target, *, key, **kw) -> Posterior`` (or a
@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import runners
-from probinfer._utils import as_key, lbfgs_minimise
-from probinfer.errors import ProbinferError
+from probinfer._utils import as_key, lbfgs_minimise, renamed
+from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
 from probinfer.target import Target
@@ -201,16 +201,19 @@ def calibrate(
     model,
     method="hmc",
     *,
+    key,
     num_sims=200,
-    num_samples=500,
-    key=0,
+    num_draws=500,
+    method_kwargs=None,
     bootstrap=100,
-    batch_size=100,
+    block_size=100,
     progress="auto",
     model_args=(),
     model_kwargs=None,
     data=(),
-    **method_kwargs,
+    num_samples=None,
+    batch_size=None,
+    **legacy_method_kwargs,
 ):
     """Check a method's calibration on data simulated from the model's prior predictive.
 
@@ -222,31 +225,47 @@ def calibrate(
             :func:`probinfer.runners.names`), an amortized estimator with ``sample(key, x, n)``
             (``x``: ``{observed site: array}``; returns ``{site: (n, *shape)}`` or ``(n, dim)``),
             or any runner ``runner(target, *, key, **method_kwargs) -> Posterior``.
-        num_sims: number N of simulated data sets.
-        num_samples: posterior draws per data set.
         key: int seed or PRNG key.
+        num_sims: number N of simulated data sets.
+        num_draws: posterior draws per data set.
+        method_kwargs: the method's settings as a dict (e.g. ``{"num_warmup": 200}``); every key
+            reaches the method, which refuses what it does not take — nothing is swallowed.
         bootstrap: bootstrap replicates for the TARP bands.
-        batch_size: simulations per vmapped block (memory ∝ batch_size × the method's own).
+        block_size: simulations per vmapped block (memory ∝ block_size × the method's own).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
-        **method_kwargs: settings handed to the method (e.g. ``num_warmup``, ``num_chains``).
+        num_samples, batch_size, **legacy_method_kwargs: deprecated spellings of ``num_draws``,
+            ``block_size`` and ``method_kwargs``.
 
     Returns:
         :class:`Calibration` with ``tarp`` (x-dependent references), ``tarp_random``, ``sbc``,
         ``verdict()``, ``plot()`` and ``save(folder)``.
 
     Example:
-        >>> result = pi.calibrate("normal_normal", "hmc", num_sims=200, key=0)   # doctest: +SKIP
+        >>> result = pi.calibrate("normal_normal", "hmc", key=0, num_sims=200,
+        ...                       method_kwargs={"num_warmup": 300})              # doctest: +SKIP
         >>> print(result.verdict())                                             # doctest: +SKIP
     """
-    if int(num_sims) < 2 or int(num_samples) < 2:
-        raise ProbinferError(
-            f"calibrate needs num_sims ≥ 2 and num_samples ≥ 2; got {num_sims} and {num_samples}."
+    num_draws = renamed(num_draws, num_samples, "num_samples", "num_draws", "calibrate")
+    block_size = renamed(block_size, batch_size, "batch_size", "block_size", "calibrate")
+    if legacy_method_kwargs:
+        if method_kwargs is not None:
+            raise ProbinferError(
+                f"calibrate got method settings both in method_kwargs and as keywords "
+                f"{sorted(legacy_method_kwargs)}; put them all in method_kwargs."
+            )
+        method_kwargs = renamed(
+            None, legacy_method_kwargs, "**kwargs", "method_kwargs", "calibrate"
         )
-    if int(batch_size) < 1:
-        raise ProbinferError(f"batch_size must be a positive integer, got {batch_size}.")
+    method_kwargs = dict(method_kwargs or {})
+    if int(num_sims) < 2 or int(num_draws) < 2:
+        raise ProbinferError(
+            f"calibrate needs num_sims ≥ 2 and num_draws ≥ 2; got {num_sims} and {num_draws}."
+        )
+    if int(block_size) < 1:
+        raise ProbinferError(f"block_size must be a positive integer, got {block_size}.")
     target = _as_target(model, model_args, model_kwargs, data)
     target.check_continuous()
-    num_sims, num_samples, batch_size = int(num_sims), int(num_samples), int(batch_size)
+    num_sims, num_samples, batch_size = int(num_sims), int(num_draws), int(block_size)
     batch_size = min(batch_size, num_sims)
     show = progress is True or (progress == "auto" and sys.stderr.isatty())
     key_sim, key_run, key_map, key_scale, key_tarp, key_sbc = jax.random.split(as_key(key), 6)
@@ -273,7 +292,15 @@ def calibrate(
         samples = _one_by_one(
             target, runner, run_keys, observations, num_samples, show, method_kwargs
         )
-    samples = np.swapaxes(np.asarray(samples), 0, 1)  # (num_samples, num_sims, dim)
+    failed = ~np.all(np.isfinite(np.asarray(samples).reshape(num_sims, -1)), axis=1)
+    if failed.any():
+        raise NonFiniteError(
+            f"{name} returned non-finite draws for {int(failed.sum())} of {num_sims} simulated data "
+            f"sets (first: simulation {int(np.argmax(failed))}); the method failed there (for SMC: "
+            "a stalled or impossible particle system). Run the method alone on that simulated "
+            "data set to see its own error, or give it more particles or steps."
+        )
+    samples = np.swapaxes(np.asarray(samples), 0, 1)  # (num_draws, num_sims, dim)
     seconds = time.perf_counter() - start
 
     # x-dependent references: MAP of each data set plus noise of the prior's scale (from fresh
@@ -301,7 +328,7 @@ def calibrate(
         samples=samples,
         observations={k: np.asarray(v) for k, v in observations.items()},
         method=name,
-        settings={"num_sims": num_sims, "num_samples": num_samples, **method_kwargs},
+        settings={"num_sims": num_sims, "num_draws": num_samples, "method_kwargs": method_kwargs},
         seconds=seconds,
     )
 

@@ -39,7 +39,7 @@ class Prior:
 
 
 def test_exact_posterior_is_judged_calibrated(target):
-    result = pi.calibrate(target, Exact(), num_sims=300, num_samples=200, key=0)
+    result = pi.calibrate(target, Exact(), num_sims=300, num_draws=200, key=0)
     assert result.samples.shape == (200, 300, 1) and result.theta.shape == (300, 1)
     assert result.names == ["mu"]
     assert result.is_calibrated(), result.verdict()
@@ -55,13 +55,13 @@ def test_exact_posterior_is_judged_calibrated(target):
     ],
 )
 def test_wrong_estimators_are_flagged(target, estimator, label):
-    result = pi.calibrate(target, estimator, num_sims=300, num_samples=200, key=0)
+    result = pi.calibrate(target, estimator, num_sims=300, num_draws=200, key=0)
     assert not result.is_calibrated()
     assert result.tarp.diagnosis()[0] == label, result.verdict()
 
 
 def test_prior_estimator_passes_random_references_only(target):
-    result = pi.calibrate(target, Prior(), num_sims=300, num_samples=200, key=0)
+    result = pi.calibrate(target, Prior(), num_sims=300, num_draws=200, key=0)
     assert result.tarp_random.diagnosis()[0] == "calibrated"
     assert result.tarp.diagnosis()[0] != "calibrated"
     assert not result.is_calibrated()
@@ -72,11 +72,10 @@ def test_registered_runner_is_vmapped_over_simulations(target, tmp_path):
         target,
         "hmc",
         num_sims=12,
-        num_samples=40,
+        num_draws=40,
         key=1,
-        batch_size=5,
-        num_warmup=100,
-        num_chains=2,
+        block_size=5,
+        method_kwargs={"num_warmup": 100, "num_chains": 2},
     )
     assert result.samples.shape == (40, 12, 1)
     # Every simulation's draws sit at its own exact posterior (blocks and padding kept in order).
@@ -91,7 +90,12 @@ def test_registered_runner_is_vmapped_over_simulations(target, tmp_path):
 
 def test_smc_is_vmapped_over_simulations(target):
     result = pi.calibrate(
-        target, "smc", num_sims=6, num_samples=50, key=2, num_particles=200, num_mcmc_steps=3
+        target,
+        "smc",
+        num_sims=6,
+        num_draws=50,
+        key=2,
+        method_kwargs={"num_particles": 200, "num_mcmc_steps": 3},
     )
     mean, sd = jax.vmap(_posterior)(jnp.asarray(result.observations["y"]))
     # Resampled particles repeat: judge against an ESS of a quarter of the draws.
@@ -109,7 +113,7 @@ def test_draws_follow_each_simulated_data_set(target):
         draws = mean + sd * np.random.default_rng(int(key[-1])).normal(size=(1, 500))
         return pi.Posterior({"mu": draws}, method="exact")
 
-    result = pi.calibrate(target, runner, num_sims=200, num_samples=100, key=3)
+    result = pi.calibrate(target, runner, num_sims=200, num_draws=100, key=3)
     assert result.method == "runner"
     assert result.is_calibrated(), result.verdict()
 
@@ -121,7 +125,7 @@ def test_non_traceable_estimator_falls_back_to_a_loop(target):
             mean, sd = _posterior(jnp.asarray(y))
             return np.asarray(mean + sd * jax.random.normal(key, (n, 1)))
 
-    result = pi.calibrate(target, NumpyExact(), num_sims=100, num_samples=50, key=4)
+    result = pi.calibrate(target, NumpyExact(), num_sims=100, num_draws=50, key=4)
     assert result.samples.shape == (50, 100, 1)
     assert result.is_calibrated(), result.verdict()
 
@@ -133,26 +137,26 @@ def test_calibrate_from_a_model_function_and_a_zoo_name():
             pi.sample("y", dist.Normal(mu, 1.0), obs=y)
 
     result = pi.calibrate(
-        model, Exact(), num_sims=50, num_samples=20, key=0, model_kwargs={"y": jnp.zeros(10)}
+        model, Exact(), num_sims=50, num_draws=20, key=0, model_kwargs={"y": jnp.zeros(10)}
     )
     assert result.theta.shape == (50, 1)
-    result = pi.calibrate("normal_normal", Exact(), num_sims=20, num_samples=20, key=0)
+    result = pi.calibrate("normal_normal", Exact(), num_sims=20, num_draws=20, key=0)
     assert result.theta.shape == (20, 1)
 
 
 def test_bad_input(target):
     with pytest.raises(ProbinferError, match="num_sims"):
-        pi.calibrate(target, Exact(), num_sims=1)
+        pi.calibrate(target, Exact(), num_sims=1, key=0)
     with pytest.raises(ProbinferError, match="unknown method"):
-        pi.calibrate(target, "no-such-method", num_sims=10)
+        pi.calibrate(target, "no-such-method", num_sims=10, key=0)
     with pytest.raises(ProbinferError, match="method must be"):
-        pi.calibrate(target, 3, num_sims=10)
+        pi.calibrate(target, 3, num_sims=10, key=0)
 
     def discrete():
         pi.sample("k", dist.Poisson(3.0))
 
     with pytest.raises(DiscreteLatentError, match="'k'"):
-        pi.calibrate(discrete, Exact(), num_sims=10)
+        pi.calibrate(discrete, Exact(), num_sims=10, key=0)
 
 
 def test_condition_replaces_observations(target):
@@ -168,3 +172,28 @@ def test_condition_replaces_observations(target):
         target.condition({"y": jnp.zeros(3)})
     with pytest.raises(DataError, match="not observed sites"):
         target.condition({"mu": jnp.zeros(())})
+
+
+def test_method_settings_travel_in_method_kwargs_and_unknown_ones_are_refused(target):
+    with pytest.raises(pi.ProbinferError, match="unknown SMC setting"):
+        pi.calibrate(target, "smc", key=0, num_sims=2, method_kwargs={"num_particle": 10})
+    result = pi.calibrate(target, Exact(), key=0, num_sims=20, num_draws=20, bootstrap=10)
+    assert result.settings["method_kwargs"] == {}
+    with pytest.warns(DeprecationWarning, match="method_kwargs"):
+        pi.calibrate(target, "hmc", key=0, num_sims=2, num_draws=4, num_warmup=20, num_chains=2)
+
+
+def test_a_failed_smc_run_inside_calibrate_is_reported_not_hidden():
+    """A model whose likelihood is impossible for every prior particle: smc_draws returns NaN
+    draws for that simulation and calibrate names the failure."""
+
+    def model(y=None):
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        pi.factor("wall", jnp.where(mu > 50.0, 0.0, -jnp.inf))
+        pi.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    target = pi.compile(model, y=jnp.zeros(()))
+    with pytest.raises(pi.NonFiniteError, match="smc returned non-finite draws for 3 of 3"):
+        pi.calibrate(
+            target, "smc", key=0, num_sims=3, num_draws=5, method_kwargs={"num_particles": 50}
+        )
