@@ -49,7 +49,7 @@ def renamed(value, old_value, old, new, where, default=None):
         f"{where}: {old}= is renamed {new}= (DESIGN's calling convention); the old name goes in "
         "the next release.",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return old_value
 
@@ -68,6 +68,22 @@ def cached_program(owner, key, build):
     if key not in programs:
         programs[key] = build()
     return programs[key]
+
+
+def legacy_kwargs(legacy, renames, where):
+    """Old argument spellings passed through ``**legacy``, as ``{new name: value}``, each with a
+    ``DeprecationWarning``; an unknown name is the ``TypeError`` Python would raise.
+
+    ``renames``: ``{old: new}``. Keeping old names out of the signature keeps the signature the
+    calling convention (``tests/test_conventions.py`` reads it).
+    """
+    unknown = set(legacy) - set(renames)
+    if unknown:
+        raise TypeError(f"{where}() got unexpected keyword argument(s) {sorted(unknown)}.")
+    return {
+        renames[old]: renamed(None, value, old, renames[old], where)
+        for old, value in legacy.items()
+    }
 
 
 def map_blocks(fn, *args, block_size=None):

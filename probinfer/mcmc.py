@@ -12,7 +12,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import kernels
-from probinfer._utils import as_key, renamed
+from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
 from probinfer.posterior import Posterior
@@ -46,8 +46,7 @@ def mcmc(
     init=None,
     progress="auto",
     devices=None,
-    num_integration_steps=None,
-    init_positions=None,
+    **legacy,
 ):
     """Run ``num_chains`` adaptive MCMC chains and return a :class:`~probinfer.Posterior`.
 
@@ -69,8 +68,8 @@ def mcmc(
             ``(num_chains, dim)``); prior draws with finite density otherwise (:meth:`Target.init`).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
-        num_integration_steps, init_positions: deprecated spellings of
-            ``kernel=kernels.hmc(num_integration_steps=...)`` and ``init``.
+        **legacy: ``init_positions`` (now ``init``) and ``num_integration_steps`` (now
+            ``kernel=kernels.hmc(num_integration_steps=...)``), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(num_chains, num_draws, *site_shape)`` and diagnostics
@@ -82,12 +81,14 @@ def mcmc(
         >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
         >>> post = pi.mcmc(target, key=0, num_chains=4)                                             # doctest: +SKIP
     """
+    num_integration_steps = legacy.pop("num_integration_steps", None)
     kernel = _kernel(kernel, num_integration_steps)
     if num_integration_steps is not None:
         _warn_moved(
             "num_integration_steps", "kernel=probinfer.kernels.hmc(num_integration_steps=...)"
         )
-    init = renamed(init, init_positions, "init_positions", "init", "mcmc")
+    if legacy:
+        init = legacy_kwargs(legacy, {"init_positions": "init"}, "mcmc").get("init", init)
     for label, value in [
         ("num_chains", num_chains),
         ("num_draws", num_draws),

@@ -31,7 +31,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.distributions.util import sum_rightmost
 
-from probinfer._utils import as_key, renamed
+from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
 from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
 
@@ -312,7 +312,7 @@ class Target:
 
         return jax.vmap(one)(jax.random.split(key, n))
 
-    def init(self, key, n=None, max_tries=100, *, num_points=None):
+    def init(self, key, n=None, max_tries=100, **legacy):
         """``n`` starting points ``(n, dim)`` with finite density and gradient.
 
         Each point is a prior draw (uniform on (-2, 2) in unconstrained space for improper sites);
@@ -320,7 +320,7 @@ class Target:
         so heavy-tailed priors (Cauchy) cannot break initialisation. Raises
         :class:`~probinfer.errors.NonFiniteError` naming the offending site otherwise.
         """
-        n = renamed(n, num_points, "num_points", "n", "Target.init")
+        n = legacy_kwargs(legacy, {"num_points": "n"}, "Target.init").get("n", n)
         z, ok = self._init_jit(as_key(key), int(n), int(max_tries))
         ok = np.asarray(ok)
         if not ok.all():
@@ -388,10 +388,10 @@ class Target:
             "observed distributions and that the priors' parameters are valid."
         )
 
-    def sample_prior(self, key, n=None, *, num_samples=None):
+    def sample_prior(self, key, n=None, **legacy):
         """``n`` prior draws: ``{site: (n, *shape)}`` for latent and deterministic sites
         (constrained). Observed sites stay at their data."""
-        n = renamed(n, num_samples, "num_samples", "n", "Target.sample_prior")
+        n = legacy_kwargs(legacy, {"num_samples": "n"}, "Target.sample_prior").get("n", n)
         self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 
@@ -401,14 +401,14 @@ class Target:
 
         return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
-    def simulate(self, key, n=None, *, num_samples=None):
+    def simulate(self, key, n=None, **legacy):
         """``n`` draws from the prior predictive: ``(params, observations)``.
 
         ``params``: ``{latent or deterministic site: (n, *shape)}``; ``observations``:
         ``{observed site: (n, *shape)}`` simulated from the likelihood given ``params``
         (the model's non-data arguments, such as covariates, stay fixed).
         """
-        n = renamed(n, num_samples, "num_samples", "n", "Target.simulate")
+        n = legacy_kwargs(legacy, {"num_samples": "n"}, "Target.simulate").get("n", n)
         self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 

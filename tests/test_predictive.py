@@ -6,6 +6,7 @@ from scipy import stats
 from scipy.special import expit
 
 import probinfer as pi
+from probinfer.inference.sgmcmc import entropy
 from probinfer import DataError
 from probinfer.models import conjugate, logistic_regression
 from probinfer.predictive import expected_calibration_error
@@ -72,7 +73,7 @@ def test_expected_calibration_error():
 def test_entropy_anchors_join_the_ensemble_and_bad_input():
     example = conjugate.linear_regression_example()
     target = example.compile()
-    post = pi.sgmcmc(target, key=0, method="entropy", coupling=0.1, num_steps=2_000, batch_size=10)
+    post = pi.sgmcmc(target, key=0, kernel=entropy(coupling=0.1), num_steps=2_000, batch_size=10)
     data = {"x": np.asarray(example.args[0])[:5], "y": example.kwargs["y"][:5]}
     both = pi.predict(target, post, data, anchors=True)
     alone = pi.predict(target, post, data)

@@ -169,14 +169,14 @@ def probinfer_runner(method, target, z0, num_chains=1):
             pi.sgmcmc(
                 target,
                 key=1,
-                method=method,
+                kernel=method,
                 step_size=STEP,
                 init=z0,
                 batch_size=BATCH,
                 num_steps=num_steps,
                 num_chains=num_chains,
                 thinning=100,
-                burn_in=0,
+                num_warmup=0,
                 progress=False,
             ).draws
         )

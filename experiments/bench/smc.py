@@ -114,7 +114,7 @@ def main():
             key=1,
             num_particles=n,
             num_mcmc_steps=NUM_MCMC_STEPS,
-            num_integration_steps=NUM_LEAPFROG,
+            kernel=pi.kernels.hmc(num_integration_steps=NUM_LEAPFROG),
         ),
         args.repeats,
     )

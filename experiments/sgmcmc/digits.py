@@ -32,14 +32,14 @@ import numpy as np
 
 import probinfer as pi
 from probinfer._utils import write_json
-from probinfer.inference.sgmcmc import find_mode
+from probinfer.inference.sgmcmc import entropy, find_mode, schedules, structured
 
 METHODS = {
-    "SGLD": dict(method="sgld"),
-    "cSGHMC": dict(method="sghmc", schedule="cyclical", num_cycles=4),
-    "S-SGLD (layers)": dict(method="structured", groups="layer"),
-    "S-SGLD dropout": dict(method="structured", groups="layer", dropout=0.5, num_copies=2),
-    "Entropy-MCMC": dict(method="entropy", coupling=1e-3, schedule="cyclical", num_cycles=4),
+    "SGLD": dict(kernel="sgld"),
+    "cSGHMC": dict(kernel="sghmc", schedule=schedules.cyclical(num_cycles=4)),
+    "S-SGLD (layers)": dict(kernel=structured(groups="layer")),
+    "S-SGLD dropout": dict(kernel=structured(groups="layer", dropout=0.5, num_copies=2)),
+    "Entropy-MCMC": dict(kernel=entropy(coupling=1e-3), schedule=schedules.cyclical(num_cycles=4)),
 }
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import runners
-from probinfer._utils import as_key, lbfgs_minimise, renamed
+from probinfer._utils import as_key, lbfgs_minimise, legacy_kwargs, renamed
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
@@ -211,9 +211,7 @@ def calibrate(
     model_args=(),
     model_kwargs=None,
     data=(),
-    num_samples=None,
-    batch_size=None,
-    **legacy_method_kwargs,
+    **legacy,
 ):
     """Check a method's calibration on data simulated from the model's prior predictive.
 
@@ -233,8 +231,8 @@ def calibrate(
         bootstrap: bootstrap replicates for the TARP bands.
         block_size: simulations per vmapped block (memory ∝ block_size × the method's own).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
-        num_samples, batch_size, **legacy_method_kwargs: deprecated spellings of ``num_draws``,
-            ``block_size`` and ``method_kwargs``.
+        **legacy: ``num_samples`` (now ``num_draws``), ``batch_size`` (now ``block_size``) and
+            the method's settings as keywords (now ``method_kwargs``), with a DeprecationWarning.
 
     Returns:
         :class:`Calibration` with ``tarp`` (x-dependent references), ``tarp_random``, ``sbc``,
@@ -245,8 +243,10 @@ def calibrate(
         ...                       method_kwargs={"num_warmup": 300})              # doctest: +SKIP
         >>> print(result.verdict())                                             # doctest: +SKIP
     """
-    num_draws = renamed(num_draws, num_samples, "num_samples", "num_draws", "calibrate")
-    block_size = renamed(block_size, batch_size, "batch_size", "block_size", "calibrate")
+    renames = {"num_samples": "num_draws", "batch_size": "block_size"}
+    own = legacy_kwargs({k: legacy.pop(k) for k in renames if k in legacy}, renames, "calibrate")
+    num_draws, block_size = own.get("num_draws", num_draws), own.get("block_size", block_size)
+    legacy_method_kwargs = legacy
     if legacy_method_kwargs:
         if method_kwargs is not None:
             raise ProbinferError(

@@ -11,29 +11,18 @@ checkpoint between them, or resumed from one — gives the same draws as one uni
 import io
 import json
 import os
-import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import atomic_write_bytes
+from probinfer._utils import atomic_write_bytes, cached_program
+from probinfer.devices import shard_leading
 from probinfer.errors import ProbinferError
 from probinfer.inference.sgmcmc.kernels import tree_normal
 from probinfer.progress import ProgressBar
 
-__all__ = ["run_blocks", "shard_chains"]
-
-
-def shard_chains(tree, num_chains):
-    """Place the leading (chain) axis of every leaf across all devices when it divides evenly;
-    leave it on one device otherwise. Chains never talk to each other, so results do not change."""
-    devices = jax.devices()
-    if len(devices) < 2 or num_chains % len(devices):
-        return tree
-    mesh = jax.sharding.Mesh(np.array(devices), ("chains",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chains"))
-    return jax.device_put(tree, sharding)
+__all__ = ["run_blocks"]
 
 
 def _save(path, fingerprint, block, state, outputs):
@@ -69,9 +58,6 @@ def _load(path, fingerprint, state):
             )
         ]
         return int(saved["block"]), jax.tree.unflatten(treedef, restored), outputs
-
-
-_PROGRAMS = weakref.WeakKeyDictionary()  # owner (the Target) -> {static key: (segment, holder)}
 
 
 def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, progress):
@@ -133,6 +119,7 @@ def run_blocks(
     checkpoint=None,
     checkpoint_every=None,
     fingerprint=None,
+    devices=None,
 ):
     """Run ``len(step_sizes)`` steps of every chain.
 
@@ -152,6 +139,8 @@ def run_blocks(
         checkpoint: path of an ``.npz`` checkpoint, written atomically every ``checkpoint_every``
             blocks; a run started with an existing checkpoint of the same ``fingerprint``
             resumes from it.
+        devices: where the chains run (:mod:`probinfer.devices`); chains never interact, so
+            sharding them changes where they run, not the draws.
 
     Returns:
         ``(outputs, states)``: outputs is ``observe``'s pytree with leading axes
@@ -174,19 +163,19 @@ def run_blocks(
         segment, holder = _build_segment(step, observe, **static)
     else:
         owner, key = cache
-        programs = _PROGRAMS.setdefault(owner, {})
-        full_key = (key, tuple(sorted(static.items())))
-        if full_key not in programs:
-            programs[full_key] = _build_segment(step, observe, **static)
-        segment, holder = programs[full_key]
+        segment, holder = cached_program(
+            owner,
+            ("sgmcmc", key, tuple(sorted(static.items()))),
+            lambda: _build_segment(step, observe, **static),
+        )
     holder["bar"] = ProgressBar(num_blocks, "sgmcmc", enabled=bool(progress))
 
-    states = shard_chains(states, len(chain_keys))
-    chain_keys = shard_chains(chain_keys, len(chain_keys))
+    states = shard_leading(states, devices)
+    chain_keys = shard_leading(chain_keys, devices)
     start, outputs = 0, []
     if checkpoint is not None and os.path.exists(checkpoint):
         start, states, outputs = _load(checkpoint, fingerprint, states)
-        states = shard_chains(states, len(chain_keys))
+        states = shard_leading(states, devices)
         outputs = [outputs] if outputs else []
     every = num_blocks if checkpoint is None else int(checkpoint_every or max(1, num_blocks // 10))
     treedef = None

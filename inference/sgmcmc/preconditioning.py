@@ -9,18 +9,20 @@ the minibatch gradient estimators.
 * ``largest_eigenvalue``: power iteration on ``P^{1/2} H P^{1/2}`` with Hessian-vector products, to
   scale the step to the preconditioned curvature.
 * ``gradient_estimator``: plain minibatch gradients or control variates (SGLD-CV).
+* ``Geometry``: all of the above for one target, computed lazily and once, for the kernels'
+  ``prepare`` and default step sizes.
 
 >>> mode = find_mode(target, key, batch_size=64)                 # doctest: +SKIP
 >>> precision = fisher_diagonal(target, mode)                    # doctest: +SKIP
 """
 
-import weakref
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from probinfer._utils import lbfgs_minimise
+from probinfer._utils import as_key, cached_program, lbfgs_minimise
 
 __all__ = [
     "find_mode",
@@ -28,21 +30,20 @@ __all__ = [
     "fisher_diagonal",
     "largest_eigenvalue",
     "gradient_estimator",
+    "Geometry",
 ]
 
-
-_MODE_PROGRAMS = weakref.WeakKeyDictionary()  # target -> {(batch, steps, rate): jitted search}
+DENSE_LIMIT = 1000  # "auto" preconditioning: dense Laplace up to this dimension, Fisher above
 
 
 def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
     """Maximum a posteriori point on the unconstrained space: Adam on minibatches, then 100
     full-batch L-BFGS steps. Returns ``z (dim,)``. The compiled search is cached per target and
     settings."""
-    programs = _MODE_PROGRAMS.setdefault(target, {})
+    key = as_key(key)
     settings = (int(batch_size), int(num_steps), float(learning_rate))
-    if settings not in programs:
-        programs[settings] = _mode_search(target, *settings)
-    return programs[settings](target.init(key, 1)[0], jax.random.fold_in(key, 1))
+    search = cached_program(target, ("mode", settings), lambda: _mode_search(target, *settings))
+    return search(target.init(key, 1)[0], jax.random.fold_in(key, 1))
 
 
 def _mode_search(target, batch_size, num_steps, learning_rate):
@@ -80,7 +81,7 @@ def laplace_covariance(target, mode, min_eigenvalue=1e-8):
     return (vectors / values) @ vectors.T
 
 
-def fisher_diagonal(target, mode, *, key=None, num_probes=16, chunk=256):
+def fisher_diagonal(target, mode, *, key, num_probes=16, chunk=256):
     """Diagonal precision at ``mode``: ``Σ_n g_n² + diag(−∇² log p(θ))``, ``g_n`` the gradient of
     datum n's log likelihood (computed ``chunk`` data points at a time; memory ``chunk × dim``).
 
@@ -88,7 +89,7 @@ def fisher_diagonal(target, mode, *, key=None, num_probes=16, chunk=256):
     exact for a prior that factorises over coordinates, an estimate otherwise (floored at 0).
     Returns ``(dim,)``, strictly positive.
     """
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = as_key(key)
     n = target.num_data
     data = {k: jnp.asarray(v) for k, v in target.data.items()}
     prior_grad = jax.grad(target.log_prior)
@@ -119,10 +120,10 @@ def fisher_diagonal(target, mode, *, key=None, num_probes=16, chunk=256):
     return run(key)
 
 
-def largest_eigenvalue(target, mode, preconditioner, *, key=None, num_iterations=30):
+def largest_eigenvalue(target, mode, preconditioner, *, key, num_iterations=30):
     """``|λ|_max`` of ``P^{1/2} (−∇² log π(mode)) P^{1/2}`` by power iteration (Hessian-vector
     products only). ``preconditioner``: a (dim, dim) matrix or a (dim,) diagonal P."""
-    key = jax.random.PRNGKey(1) if key is None else key
+    key = as_key(key)
     grad = jax.grad(target.log_density)
     if preconditioner.ndim == 2:
         root = jnp.linalg.cholesky(preconditioner)
@@ -162,3 +163,67 @@ def gradient_estimator(target, centre=None, centre_grad=None):
         return minibatch_grad(z, batch) - minibatch_grad(centre, batch) + full_at_centre
 
     return estimate
+
+
+class Geometry:
+    """The geometry of one target at its mode, each piece computed on first use and kept.
+
+    ``mode`` (:func:`find_mode`); ``preconditioner(name)`` for ``"laplace"`` (dense covariance),
+    ``"fisher"`` (inverse diagonal Fisher) or ``"auto"`` (Laplace up to ``DENSE_LIMIT``
+    dimensions, Fisher above); ``preconditioned_step(name)`` = 0.1 / max(1, λ), λ the largest
+    eigenvalue of the preconditioned Hessian (1 for Laplace); ``min_variance`` = σ²_min, the
+    smallest Laplace variance (1 / λ_max of the Hessian by power iteration above
+    ``DENSE_LIMIT``); ``starts(key, n)``: n points around the mode with the Laplace (or Fisher)
+    scale.
+    """
+
+    def __init__(self, target, key, *, batch_size):
+        self.target = target
+        self._key = as_key(key)
+        self._batch_size = int(batch_size)
+        self._dense = target.dim <= DENSE_LIMIT
+
+    def key(self, i):
+        """The i-th key derived from this geometry's key (0–3 are its own)."""
+        return jax.random.fold_in(self._key, i)
+
+    @cached_property
+    def mode(self):
+        return find_mode(self.target, self.key(0), batch_size=self._batch_size)
+
+    @cached_property
+    def _laplace(self):
+        return laplace_covariance(self.target, self.mode)
+
+    @cached_property
+    def _fisher(self):
+        return 1.0 / fisher_diagonal(self.target, self.mode, key=self.key(1))
+
+    def _resolve(self, name):
+        return ("laplace" if self._dense else "fisher") if name == "auto" else name
+
+    def preconditioner(self, name):
+        return self._laplace if self._resolve(name) == "laplace" else self._fisher
+
+    def preconditioned_step(self, name):
+        if self._resolve(name) == "laplace":
+            return 0.1
+        curvature = largest_eigenvalue(self.target, self.mode, self._fisher, key=self.key(2))
+        return 0.1 / max(1.0, curvature)
+
+    @cached_property
+    def min_variance(self):
+        if self._dense:
+            return float(jnp.linalg.eigvalsh(self._laplace).min())
+        ones = jnp.ones(self.target.dim, self.mode.dtype)
+        return 1.0 / largest_eigenvalue(self.target, self.mode, ones, key=self.key(3))
+
+    def starts(self, key, n):
+        noise = jax.random.normal(key, (int(n), self.target.dim), self.mode.dtype)
+        if self._dense:
+            return self.mode + noise @ jnp.linalg.cholesky(self._laplace).T
+        return self.mode + jnp.sqrt(self._fisher) * noise
+
+    def resolved(self, name):
+        """The concrete preconditioner name ``"auto"`` stands for here."""
+        return self._resolve(name)

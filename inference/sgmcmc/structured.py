@@ -27,7 +27,7 @@ axis: the incoming weights of one unit of an ``(in, out)`` kernel with its bias)
 (each coordinate uniformly in one of ``num_groups``), ``"permuted"`` (a random permutation cut into ``num_groups`` equal parts),
 ``"all"`` (one group per coordinate), or an integer array ``(dim,)`` of group labels.
 
->>> post = pi.sgmcmc(target, key=0, method="structured", groups="layer")   # doctest: +SKIP
+>>> post = pi.sgmcmc(target, key=0, kernel=structured(groups="layer"))   # doctest: +SKIP
 """
 
 from typing import NamedTuple
@@ -36,9 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from probinfer._utils import as_key
 from probinfer.errors import ProbinferError
+from probinfer.inference.sgmcmc import kernels as _kernels
 
 __all__ = [
+    "structured",
+    "StructuredState",
     "GROUPINGS",
     "group_index",
     "RingBuffer",
@@ -51,7 +55,8 @@ GROUPINGS = ("layer", "neuron", "random", "permuted", "all")
 
 
 def group_index(target, groups="layer", *, num_groups=None, key=None):
-    """Group label of every coordinate of ``z``: ``(labels (dim,) int32, M)``, labels in [0, M)."""
+    """Group label of every coordinate of ``z``: ``(labels (dim,) int32, M)``, labels in [0, M).
+    ``key`` (int or PRNG key) is required by the random groupings, ``"random"`` and ``"permuted"``."""
     dim = target.dim
     if not isinstance(groups, str):
         labels = np.asarray(groups)
@@ -72,10 +77,10 @@ def group_index(target, groups="layer", *, num_groups=None, key=None):
                 f"groups='{groups}' needs num_groups between 1 and the dimension {dim}, "
                 f"got {num_groups}."
             )
+        if key is None:
+            raise ProbinferError(f"groups='{groups}' draws the groups at random: pass key=.")
         m = int(num_groups)
-        rng = np.random.default_rng(
-            np.asarray(jax.random.key_data(key)).ravel() if key is not None else 0
-        )
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(key))).ravel())
         if groups == "random":
             labels = rng.integers(0, m, dim)
             _, labels = np.unique(labels, return_inverse=True)  # drop empty groups
@@ -139,8 +144,8 @@ def ring_push(buffer, position):
 
 
 def structured_gradient(grad_fn, labels, num_groups, *, dropout=None, num_copies=4, chunk=64):
-    """``(z (dim,), index (B,), buffer, key) -> ĝ (dim,)`` from a plain estimator
-    ``grad_fn(z, index)``; see the module docstring for the two variants."""
+    """``(z (dim,), buffer, key) -> ĝ (dim,)`` from a plain estimator ``grad_fn(z)`` (one
+    minibatch); see the module docstring for the two variants."""
     labels = jnp.asarray(labels)
     dim, m = labels.shape[0], int(num_groups)
     coordinates = jnp.arange(dim)
@@ -152,10 +157,10 @@ def structured_gradient(grad_fn, labels, num_groups, *, dropout=None, num_copies
 
     if dropout is None:
 
-        def estimate(z, index, buffer, key):
+        def estimate(z, buffer, key):
             def one(inputs):
                 group, key = inputs
-                g = grad_fn(mixed(z, buffer, key, jnp.arange(m) == group), index)
+                g = grad_fn(mixed(z, buffer, key, jnp.arange(m) == group))
                 return jnp.where(labels == group, g, 0.0)
 
             inputs = (jnp.arange(m), jax.random.split(key, m))
@@ -166,13 +171,86 @@ def structured_gradient(grad_fn, labels, num_groups, *, dropout=None, num_copies
 
     p, copies = float(dropout), int(num_copies)
 
-    def estimate_dropout(z, index, buffer, key):
+    def estimate_dropout(z, buffer, key):
         def one(key):
             key_mask, key_past = jax.random.split(key)
             active = jax.random.bernoulli(key_mask, p, (m,))
-            g = grad_fn(mixed(z, buffer, key_past, active), index)
+            g = grad_fn(mixed(z, buffer, key_past, active))
             return jnp.where(active[labels], g, 0.0)
 
         return jnp.sum(jax.vmap(one)(jax.random.split(key, copies)), axis=0) / (copies * p)
 
     return estimate_dropout
+
+
+class StructuredState(NamedTuple):
+    """base: the base kernel's state; buffer: the ring buffer of past positions."""
+
+    base: object
+    buffer: RingBuffer
+
+    @property
+    def position(self):
+        return self.base.position
+
+
+def structured(
+    base="sgld", groups="layer", *, num_groups=None, buffer_size=100, dropout=None, num_copies=4
+):
+    """Structured SGMCMC (module docstring) as a kernel wrapping ``base``.
+
+    Args:
+        base: the base kernel, ``"sgld"``, ``"sghmc"``, ``"psgld"`` or such a kernel object.
+        groups: ``"layer"``, ``"neuron"``, ``"random"``, ``"permuted"``, ``"all"`` or an integer
+            array ``(dim,)`` of labels (:func:`group_index`).
+        num_groups: number of groups for ``"random"`` and ``"permuted"``.
+        buffer_size: K, past positions kept per chain (memory K × dim).
+        dropout: None for one gradient per group, or the activation probability p of the
+            dropout variant (``num_copies`` gradients per step).
+    """
+    base = _kernels.get(base)
+    if base.name not in ("sgld", "sghmc", "psgld"):
+        raise ProbinferError(
+            f"base (structured kernel) must be 'sgld', 'sghmc' or 'psgld', got '{base.name}'."
+        )
+    if dropout is not None and not 0 < dropout <= 1:
+        raise ProbinferError(
+            f"dropout (probability a group is active) must be in (0, 1], got {dropout}."
+        )
+    size = int(buffer_size)
+
+    def build(base, labels, m):
+        def step(key, state, grad_fn, step_size, params, noise=None):
+            estimate = structured_gradient(
+                grad_fn, params["labels"], m, dropout=dropout, num_copies=num_copies
+            )
+            grad = estimate(state.base.position, state.buffer, jax.random.fold_in(key, 1))
+            new, info = base.step(key, state.base, lambda _: grad, step_size, params["base"], noise)
+            return StructuredState(new, ring_push(state.buffer, new.position)), info
+
+        return _kernels.SGKernel(
+            name="structured",
+            init=lambda z: StructuredState(base.init(z), ring_init(z, size)),
+            step=step,
+            params={"base": base.params, "labels": labels},
+            static=("structured", base.static, m, dropout, int(num_copies), size),
+            prepare=prepare,
+            default_step_size=base.default_step_size,
+            settings=settings + ((("num_groups", m),) if m else ()),
+        )
+
+    def prepare(kernel, geometry):
+        prepared_base = base.prepare(base, geometry) if base.prepare else base
+        labels, m = group_index(geometry.target, groups, num_groups=num_groups, key=geometry.key(4))
+        return build(prepared_base, jnp.asarray(labels), m)
+
+    recorded_groups = groups if isinstance(groups, str) else "custom"
+    settings = (
+        ("base", base.name),
+        *base.settings,
+        ("groups", recorded_groups),
+        ("buffer_size", size),
+        ("dropout", dropout),
+        ("num_copies", int(num_copies) if dropout is not None else None),
+    )
+    return build(base, None, None)

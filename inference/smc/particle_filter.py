@@ -25,9 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from probinfer._utils import as_key
+from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import NonFiniteError, ProbinferError
-from probinfer.inference.smc import resampling
+from probinfer.inference.smc import resampling as resampling_module
+from probinfer.progress import ProgressBar, should_show
 from probinfer.ssm import StateSpaceModel
 
 __all__ = ["StateSpaceModel", "FilterResult", "particle_filter", "backward_sample"]
@@ -55,7 +56,7 @@ def _moments(particles, log_weights):
     return mean, weights @ (particles - mean) ** 2
 
 
-def _filter(model, observations, key, num_particles, resampler, ess_threshold, guided):
+def _filter(model, observations, key, num_particles, resampler, ess_threshold, guided, bar=None):
     n = num_particles
     log_n = jnp.log(n)
     key_init, key_loop = jax.random.split(key)
@@ -63,15 +64,17 @@ def _filter(model, observations, key, num_particles, resampler, ess_threshold, g
     y0 = jax.tree.map(lambda o: o[0], observations)
     log_g = jax.vmap(lambda xi: model.log_potential(xi, y0, 0))(x)
     increment0 = logsumexp(log_g) - log_n
-    log_w = resampling.normalise(log_g)
+    log_w = resampling_module.normalise(log_g)
     mean, var = _moments(x, log_w)
-    first = (increment0, mean, var, resampling.ess(log_w), jnp.array(False), x, log_w)
+    first = (increment0, mean, var, resampling_module.ess(log_w), jnp.array(False), x, log_w)
 
     def body(carry, inputs):
         x_prev, log_w_prev = carry
         t, key, y_t = inputs
+        if bar is not None:
+            bar.tick(t)
         key_resample, key_move = jax.random.split(key)
-        resample = resampling.ess(log_w_prev) < ess_threshold * n
+        resample = resampling_module.ess(log_w_prev) < ess_threshold * n
         ancestors = resampler(key_resample, log_w_prev)
         ancestors = jnp.where(resample, ancestors, jnp.arange(n))
         x_prev = x_prev[ancestors]
@@ -90,9 +93,9 @@ def _filter(model, observations, key, num_particles, resampler, ess_threshold, g
             x = jax.vmap(lambda k, xp: model.transition(k, xp, t))(keys, x_prev)
             log_g = jax.vmap(lambda xi: model.log_potential(xi, y_t, t))(x)
         increment = logsumexp(log_w_prev + log_g)
-        log_w = resampling.normalise(log_w_prev + log_g)
+        log_w = resampling_module.normalise(log_w_prev + log_g)
         mean, var = _moments(x, log_w)
-        out = (increment, mean, var, resampling.ess(log_w), resample, x, log_w)
+        out = (increment, mean, var, resampling_module.ess(log_w), resample, x, log_w)
         return (x, log_w), out
 
     num_steps = jax.tree.leaves(observations)[0].shape[0]
@@ -112,9 +115,11 @@ def particle_filter(
     *,
     key,
     num_particles=1000,
-    resampling_scheme="systematic",
+    resampling="systematic",
     ess_threshold=0.5,
     guided=False,
+    progress="auto",
+    **legacy,
 ):
     """Run a bootstrap (or guided) particle filter over ``observations``.
 
@@ -123,10 +128,12 @@ def particle_filter(
         observations: array (or pytree of arrays) with time as the leading axis, T ≥ 1.
         key: int seed or PRNG key.
         num_particles: N ≥ 2.
-        resampling_scheme: ``"systematic"`` (default), ``"stratified"``, ``"residual"`` or
+        resampling: ``"systematic"`` (default), ``"stratified"``, ``"residual"`` or
             ``"multinomial"``.
         ess_threshold: resample when ESS < threshold · N (1.0: at every step).
         guided: propose from ``model.proposal`` (needs ``log_transition`` and ``log_proposal``).
+        progress: ``True``, ``False`` or ``"auto"``: a bar over the time steps (long series).
+        **legacy: ``resampling_scheme`` (now ``resampling``), with a DeprecationWarning.
 
     Returns:
         :class:`FilterResult` (jitted; vmap over keys for independent replicates).
@@ -135,12 +142,14 @@ def particle_filter(
         >>> ssm, y = linear_gaussian.feynman_kac(), linear_gaussian.simulate(0, 100)[1]  # doctest: +SKIP
         >>> particle_filter(ssm, y, key=0).log_likelihood                                 # doctest: +SKIP
     """
+    if legacy:
+        old = legacy_kwargs(legacy, {"resampling_scheme": "resampling"}, "particle_filter")
+        resampling = old.get("resampling", resampling)
     if int(num_particles) < 2:
         raise ProbinferError(f"a particle filter needs at least 2 particles, got {num_particles}.")
-    if resampling_scheme not in resampling.RESAMPLERS:
+    if resampling not in resampling_module.RESAMPLERS:
         raise ProbinferError(
-            f"resampling_scheme must be one of {sorted(resampling.RESAMPLERS)}, got "
-            f"'{resampling_scheme}'."
+            f"resampling must be one of {sorted(resampling_module.RESAMPLERS)}, got '{resampling}'."
         )
     if guided and (
         model.proposal is None or model.log_proposal is None or model.log_transition is None
@@ -151,15 +160,18 @@ def particle_filter(
     leaves = jax.tree.leaves(observations)
     if not leaves or jnp.ndim(leaves[0]) == 0 or leaves[0].shape[0] < 1:
         raise ProbinferError("observations need a leading time axis with at least one step.")
-    run = jax.jit(_filter, static_argnums=(0, 3, 4, 5, 6))
+    num_steps = leaves[0].shape[0]
+    bar = ProgressBar(num_steps, "particle filter", enabled=should_show(progress, num_steps))
+    run = jax.jit(_filter, static_argnums=(0, 3, 4, 5, 6, 7))
     result = run(
         model,
         jax.tree.map(jnp.asarray, observations),
         as_key(key),
         int(num_particles),
-        resampling.RESAMPLERS[resampling_scheme],
+        resampling_module.RESAMPLERS[resampling],
         float(ess_threshold),
         bool(guided),
+        bar if bar.enabled else None,
     )
     increments = np.asarray(result.log_likelihood_increments)
     bad = ~np.isfinite(increments)

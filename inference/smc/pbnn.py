@@ -28,6 +28,7 @@ from jax.scipy.special import logsumexp
 from probinfer._utils import as_key
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.smc import resampling
+from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["PartialNetwork", "mlp", "pbnn_smc", "map_network", "PBNNResult", "fisher_gradient"]
 
@@ -176,6 +177,7 @@ def pbnn_smc(
     move_scale=0.01,
     prior_sd=1.0,
     weight_decay=0.0,
+    progress="auto",
 ):
     """Train a partial BNN by open-horizon SMC (see the module docstring).
 
@@ -190,6 +192,7 @@ def pbnn_smc(
         move_scale: sd of the random-walk move of φ per minibatch.
         prior_sd: prior sd of φ (initial particles).
         weight_decay: decoupled weight decay of ψ (AdamW; 0 for plain Adam, maximum likelihood).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar over the minibatch steps).
 
     Returns:
         :class:`PBNNResult` with ``predict`` and ``nlpd``.
@@ -205,9 +208,12 @@ def pbnn_smc(
     scale = x.shape[0] / int(batch_size)
     n = int(num_particles)
 
+    bar = ProgressBar(batches.shape[0], "pbnn_smc", enabled=should_show(progress, batches.shape[0]))
+
     def body(carry, inputs):
         psi, opt_state, phi, log_w = carry
-        index, key = inputs
+        index, key, i = inputs
+        bar.tick(i)
         key_move, key_resample = jax.random.split(key)
         phi = phi + move_scale * jax.random.normal(key_move, phi.shape, phi.dtype)
         gradient, log_lik = fisher_gradient(network, psi, phi, log_w, x[index], y[index], scale)
@@ -226,7 +232,8 @@ def pbnn_smc(
         log_w = jnp.full((n,), -jnp.log(n), phi.dtype)
         carry = (psi, optimiser.init(psi), phi, log_w)
         keys = jax.random.split(key_steps, batches.shape[0])
-        (psi, _, phi, log_w), loss = jax.lax.scan(body, carry, (batches, keys))
+        steps = jnp.arange(batches.shape[0])
+        (psi, _, phi, log_w), loss = jax.lax.scan(body, carry, (batches, keys, steps))
         return psi, phi, log_w, loss
 
     psi, phi, log_w, loss = run(psi, phi)

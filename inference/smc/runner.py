@@ -15,7 +15,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import kernels
-from probinfer._utils import as_key, cached_program, renamed
+from probinfer._utils import as_key, cached_program, legacy_kwargs
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.tempered import SMCInfo, init, step
@@ -52,8 +52,7 @@ def smc(
     block_size=None,
     progress="auto",
     devices=None,
-    shard=None,
-    batch_size=None,
+    **legacy,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -85,8 +84,8 @@ def smc(
         devices: where the particles live (:mod:`probinfer.devices`; None: all local devices,
             when N is a multiple of their number); the result equals one device's up to float
             reduction order.
-        shard, batch_size: deprecated spellings of ``devices`` (``shard=False`` is
-            ``devices=1``) and ``block_size``.
+        **legacy: ``shard`` (now ``devices``; ``shard=False`` is ``devices=1``) and
+            ``batch_size`` (now ``block_size``), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
@@ -97,9 +96,10 @@ def smc(
         >>> post = pi.smc(target, key=0, num_particles=2000)    # doctest: +SKIP
         >>> post.log_evidence                                    # doctest: +SKIP
     """
-    block_size = renamed(block_size, batch_size, "batch_size", "block_size", "smc")
-    if shard is not None:
-        devices = renamed(devices, 1 if shard is False else None, "shard", "devices", "smc")
+    if legacy:
+        old = legacy_kwargs(legacy, {"shard": "devices", "batch_size": "block_size"}, "smc")
+        block_size = old.get("block_size", block_size)
+        devices = (1 if old["devices"] is False else None) if "devices" in old else devices
     settings = _settings(
         num_particles=num_particles,
         kernel=kernel,

@@ -7,6 +7,7 @@ import scipy.linalg
 
 import probinfer as pi
 from probinfer import DataError, ProbinferError, dist
+from probinfer.inference.sgmcmc import entropy, schedules, sghmc, sgld
 from probinfer.models import conjugate
 
 EXAMPLE = conjugate.linear_regression_example()
@@ -28,7 +29,7 @@ def test_full_batch_sgld_has_the_exact_discretised_stationary_law():
     post = pi.sgmcmc(
         TARGET,
         key=0,
-        method="sgld",
+        kernel="sgld",
         batch_size=TARGET.num_data,
         step_size=step,
         num_steps=20_000,
@@ -49,7 +50,7 @@ def test_full_batch_momentum_kernels_match_the_posterior(method):
     """Default step sizes (0.1 σ²_min for SGHMC, 0.3 σ_min for SGNHT) leave a first-order bias of
     about ε λ_max = 0.1 (relative) in the variance; the test allows that plus 4 MC errors."""
     post = pi.sgmcmc(
-        TARGET, key=1, method=method, batch_size=TARGET.num_data, num_steps=20_000, thinning=5
+        TARGET, key=1, kernel=method, batch_size=TARGET.num_data, num_steps=20_000, thinning=5
     )
     mean, var, ess = _moments(post)
     assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
@@ -57,7 +58,7 @@ def test_full_batch_momentum_kernels_match_the_posterior(method):
 
 
 def test_minibatch_sgld_keeps_the_mean():
-    post = pi.sgmcmc(TARGET, key=2, method="sgld", batch_size=10, num_steps=20_000, thinning=5)
+    post = pi.sgmcmc(TARGET, key=2, kernel="sgld", batch_size=10, num_steps=20_000, thinning=5)
     mean, _, ess = _moments(post)
     assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
 
@@ -75,7 +76,7 @@ def test_defaults_give_a_usable_posterior():
 def test_psgld_runs_and_centres():
     """Smoke test: pSGLD's bias (dropped Γ term, adaptive preconditioner) has no closed form here,
     so a 1-sd bound only catches a broken kernel, not a subtle error."""
-    post = pi.sgmcmc(TARGET, key=4, method="psgld", step_size=1e-3, batch_size=10, num_steps=10_000)
+    post = pi.sgmcmc(TARGET, key=4, kernel="psgld", step_size=1e-3, batch_size=10, num_steps=10_000)
     mean, _, _ = _moments(post)
     assert np.all(np.abs(mean - MEAN) < SD), (mean - MEAN) / SD
 
@@ -84,9 +85,9 @@ def test_bad_input():
     with pytest.raises(DataError, match="batch_size"):
         pi.sgmcmc(TARGET, key=0, batch_size=TARGET.num_data + 1)
     with pytest.raises(ProbinferError, match="step_size must be positive"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=0.0)
-    with pytest.raises(ProbinferError, match="pSGLD needs a step_size"):
-        pi.sgmcmc(TARGET, key=0, method="psgld")
+        pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=0.0)
+    with pytest.raises(ProbinferError, match="psgld needs a step_size"):
+        pi.sgmcmc(TARGET, key=0, kernel="psgld")
 
     def model(y=None):
         mu = pi.sample("mu", dist.Normal(0.0, 1.0))
@@ -134,12 +135,11 @@ def test_cyclical_schedule_keeps_sampling_phases_only():
     post = pi.sgmcmc(
         TARGET,
         key=5,
-        method="sgld",
-        schedule="cyclical",
-        num_cycles=4,
+        kernel="sgld",
+        schedule=schedules.cyclical(num_cycles=4),
         num_steps=8_000,
         thinning=1,
-        burn_in=0,
+        num_warmup=0,
         batch_size=10,
     )
     # 4 cycles of 2,000 steps, the second half of each kept: 4 × 1,000 draws per chain.
@@ -162,8 +162,7 @@ def test_entropy_mcmc_marginals():
     post = pi.sgmcmc(
         TARGET,
         key=6,
-        method="entropy",
-        coupling=eta,
+        kernel=entropy(coupling=eta),
         step_size=step,
         batch_size=TARGET.num_data,
         num_steps=20_000,
@@ -190,7 +189,7 @@ def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch):
     from probinfer.inference.sgmcmc import loop
 
     kwargs = dict(
-        key=7, method="sghmc", step_size=1e-3, batch_size=10, num_steps=1_000, thinning=10
+        key=7, kernel="sghmc", step_size=1e-3, batch_size=10, num_steps=1_000, thinning=10
     )
     whole = pi.sgmcmc(TARGET, **kwargs)
     path = tmp_path / "run.npz"
@@ -225,7 +224,7 @@ def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
         import probinfer as pi
         from probinfer.models import conjugate
         target = conjugate.linear_regression_example().compile()
-        post = pi.sgmcmc(target, key=0, method="sgld", step_size=1e-3, batch_size=10,
+        post = pi.sgmcmc(target, key=0, kernel="sgld", step_size=1e-3, batch_size=10,
                          num_steps=2_000, num_chains=4)
         print(json.dumps({"devices": jax.device_count(), "w": post.draws["w"].tolist()}))
         """
@@ -241,7 +240,7 @@ def test_polynomial_and_optax_schedules(capfd):
     post = pi.sgmcmc(
         TARGET,
         key=8,
-        method="sgld",
+        kernel="sgld",
         schedule="polynomial",
         batch_size=10,
         num_steps=20_000,
@@ -253,7 +252,7 @@ def test_polynomial_and_optax_schedules(capfd):
     custom = pi.sgmcmc(
         TARGET,
         key=8,
-        method="sgld",
+        kernel="sgld",
         schedule=optax.exponential_decay(peak, 1_000, 0.5),
         batch_size=10,
         num_steps=2_000,
@@ -263,12 +262,12 @@ def test_polynomial_and_optax_schedules(capfd):
     assert custom.diagnostics["step_size"] == pytest.approx(peak, rel=1e-6)
     assert "sgmcmc" in capfd.readouterr().err  # the progress bar ran
     with pytest.raises(ProbinferError, match="schedule must be"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, schedule="linear")
+        pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=1e-3, schedule="linear")
 
 
 def test_divergence_names_the_step():
     with pytest.raises(ProbinferError, match=r"diverged .* by step \d+"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=10.0, batch_size=10, num_steps=500)
+        pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=10.0, batch_size=10, num_steps=500)
 
 
 def test_fisher_diagonal_and_power_iteration():
@@ -283,48 +282,50 @@ def test_fisher_diagonal_and_power_iteration():
     z = jnp.asarray(MEAN, jnp.float32) + 0.1
     per_datum = jax.jacrev(TARGET.log_likelihood_per_datum)(z)  # (N, 3)
     expected = np.sum(np.asarray(per_datum) ** 2, axis=0) + 1.0
-    np.testing.assert_allclose(fisher_diagonal(TARGET, z, chunk=16), expected, rtol=1e-4)
+    np.testing.assert_allclose(fisher_diagonal(TARGET, z, key=0, chunk=16), expected, rtol=1e-4)
     hessian = -np.asarray(jax.hessian(TARGET.log_density)(z))
-    assert largest_eigenvalue(TARGET, z, jnp.ones(3)) == pytest.approx(
+    assert largest_eigenvalue(TARGET, z, jnp.ones(3), key=1) == pytest.approx(
         np.linalg.eigvalsh(hessian).max(), rel=1e-3
     )
     covariance = laplace_covariance(TARGET, z)
-    assert largest_eigenvalue(TARGET, z, covariance) == pytest.approx(1.0, rel=1e-3)
+    assert largest_eigenvalue(TARGET, z, covariance, key=1) == pytest.approx(1.0, rel=1e-3)
 
 
 def test_fisher_preconditioned_sgld_keeps_the_mean():
-    post = pi.sgmcmc(TARGET, key=9, precondition="fisher", batch_size=10, num_steps=10_000)
-    assert post.settings["precondition"] == "fisher"
+    post = pi.sgmcmc(
+        TARGET, key=9, kernel=sgld(preconditioner="fisher"), batch_size=10, num_steps=10_000
+    )
+    assert post.settings["preconditioner"] == "fisher" and post.diagnostics["preconditioned"]
     mean, _, ess = _moments(post)
     assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
 
 
 def test_init_skips_the_mode_search_and_starts_there(monkeypatch):
-    from probinfer.inference.sgmcmc import runner
+    from probinfer.inference.sgmcmc import preconditioning
 
     def no_mode(*args, **kwargs):
         raise AssertionError("the mode was searched for")
 
-    monkeypatch.setattr(runner, "find_mode", no_mode)
+    monkeypatch.setattr(preconditioning, "find_mode", no_mode)
     start = {"w": np.full((2, 3), 5.0, np.float32)}
     post = pi.sgmcmc(
         TARGET,
         key=0,
-        method="sgld",
+        kernel="sgld",
         step_size=1e-6,
         init=start,
         num_steps=20,
         thinning=1,
-        burn_in=0,
+        num_warmup=0,
         num_chains=2,
         batch_size=10,
     )
     assert post.diagnostics["mode"] is None
     np.testing.assert_allclose(post.draws["w"][:, 0], 5.0, atol=0.05)  # one tiny step away
     with pytest.raises(DataError, match="init lacks"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init={"v": 0.0})
+        pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=1e-3, init={"v": 0.0})
     with pytest.raises(DataError, match="init gives"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", step_size=1e-3, init=np.zeros(4))
+        pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=1e-3, init=np.zeros(4))
 
 
 def test_repeated_calls_reuse_the_compiled_loop(monkeypatch):
@@ -337,11 +338,48 @@ def test_repeated_calls_reuse_the_compiled_loop(monkeypatch):
     real = loop._build_segment
     monkeypatch.setattr(loop, "_build_segment", lambda *a, **k: built.append(1) or real(*a, **k))
     target = compile_model(EXAMPLE.model, *EXAMPLE.args, data=EXAMPLE.data, **EXAMPLE.kwargs)
-    common = dict(batch_size=10, num_steps=200, method="sghmc")
-    first = pi.sgmcmc(target, key=0, step_size=1e-3, friction=0.1, **common)
-    second = pi.sgmcmc(target, key=0, step_size=1e-3, friction=0.2, **common)
+    common = dict(batch_size=10, num_steps=200)
+    first = pi.sgmcmc(target, key=0, step_size=1e-3, kernel=sghmc(friction=0.1), **common)
+    second = pi.sgmcmc(target, key=0, step_size=1e-3, kernel=sghmc(friction=0.2), **common)
     assert len(built) == 1
     assert not np.allclose(first.draws["w"], second.draws["w"])  # the new friction was used
     assert second.settings["friction"] == 0.2
-    pi.sgmcmc(target, key=0, step_size=1e-3, **{**common, "method": "sgld"})
+    pi.sgmcmc(target, key=0, step_size=1e-3, kernel="sgld", **common)
     assert len(built) == 2
+
+
+def test_old_method_options_translate_to_kernels_with_a_warning():
+    """The one-function runner's options still work for one release and give the same draws as
+    the kernel objects they stand for."""
+    common = dict(key=3, batch_size=10, num_steps=600, step_size=1e-3)
+    new = pi.sgmcmc(
+        TARGET, kernel=sghmc(friction=0.3), num_warmup=0, schedule=schedules.cyclical(2), **common
+    )
+    with pytest.warns(DeprecationWarning) as caught:
+        old = pi.sgmcmc(
+            TARGET,
+            method="sghmc",
+            friction=0.3,
+            burn_in=0,
+            schedule="cyclical",
+            num_cycles=2,
+            **common,
+        )
+    assert {"kernel=sghmc(friction=0.3)", "num_warmup="} <= {
+        part
+        for w in caught
+        for part in ("kernel=sghmc(friction=0.3)", "num_warmup=")
+        if part in str(w.message)
+    }
+    np.testing.assert_array_equal(old.draws["w"], new.draws["w"])
+    assert old.method == new.method == "sgmcmc" and old.settings["kernel"] == "sghmc"
+    with pytest.raises(ProbinferError, match="do not apply to method 'sgld'"):
+        pi.sgmcmc(TARGET, key=0, method="sgld", friction=0.2)
+
+
+def test_default_run_is_told_apart_from_plain_sgld():
+    default = pi.sgmcmc(TARGET, key=0, batch_size=10, num_steps=500)
+    plain = pi.sgmcmc(TARGET, key=0, kernel="sgld", batch_size=10, num_steps=500)
+    assert default.settings["preconditioner"] == "laplace" and default.settings["default_kernel"]
+    assert plain.settings["preconditioner"] is None and not plain.settings["default_kernel"]
+    assert default.settings["kernel"] == plain.settings["kernel"] == "sgld"

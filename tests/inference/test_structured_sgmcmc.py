@@ -6,7 +6,7 @@ import pytest
 
 import probinfer as pi
 from probinfer import ProbinferError
-from probinfer.inference.sgmcmc import group_index
+from probinfer.inference.sgmcmc import group_index, structured
 from probinfer.models import conjugate
 
 
@@ -28,9 +28,9 @@ PRECISION = np.linalg.inv(COV)
 
 def test_one_group_is_plain_sgld_for_the_same_key():
     kwargs = dict(key=3, step_size=1e-3, batch_size=8, num_steps=600, num_chains=2, thinning=3)
-    plain = pi.sgmcmc(TARGET, method="sgld", **kwargs)
-    one = pi.sgmcmc(TARGET, method="structured", groups=np.zeros(3, int), **kwargs)
-    assert one.diagnostics["num_groups"] == 1
+    plain = pi.sgmcmc(TARGET, kernel="sgld", **kwargs)
+    one = pi.sgmcmc(TARGET, kernel=structured(groups=np.zeros(3, int)), **kwargs)
+    assert one.settings["num_groups"] == 1
     np.testing.assert_array_equal(one.draws["w"], plain.draws["w"])
 
 
@@ -58,8 +58,8 @@ def test_all_groups_is_fully_factorised():
     −0.82-correlated posterior: −0.49, −0.26, −0.10 for K = 100, 300, 1,000). K = 1,000 here."""
     step = 0.1 / np.diag(PRECISION).max()
     common = dict(step_size=step, batch_size=TARGET.num_data, num_steps=30_000, thinning=10)
-    post = pi.sgmcmc(TARGET, key=0, method="structured", groups="all", buffer_size=1000, **common)
-    assert post.diagnostics["num_groups"] == 3
+    post = pi.sgmcmc(TARGET, key=0, kernel=structured(groups="all", buffer_size=1000), **common)
+    assert post.settings["num_groups"] == 3
     draws = post.draws["w"]
     flat = draws.reshape(-1, 3)
     ess = np.array([float(az.ess(draws[..., d])) for d in range(3)])
@@ -73,7 +73,7 @@ def test_all_groups_is_fully_factorised():
     )
     assert np.all(np.abs(flat.mean(0) - MEAN) < 4 * np.sqrt(variances / ess))
     # The same run without structure keeps the posterior correlation: the test can fail.
-    joint = pi.sgmcmc(TARGET, key=0, method="sgld", **common).draws["w"].reshape(-1, 3)
+    joint = pi.sgmcmc(TARGET, key=0, kernel="sgld", **common).draws["w"].reshape(-1, 3)
     expected = COV[0, 1] / np.sqrt(COV[0, 0] * COV[1, 1])
     found = np.corrcoef(joint.T)[0, 1]
     joint_ess = float(az.ess(joint.reshape(4, -1, 3)[..., 0]))
@@ -84,8 +84,8 @@ def test_dropout_variant_with_all_groups_active_is_plain_sgld_in_law():
     """p = 1: every copy uses the current values, so the estimate is the plain gradient (exactly,
     averaged over L identical copies) and the chain keeps the posterior correlation."""
     common = dict(key=1, step_size=1e-3, batch_size=TARGET.num_data, num_steps=300, thinning=3)
-    plain = pi.sgmcmc(TARGET, method="sgld", **common)
-    drop = pi.sgmcmc(TARGET, method="structured", groups="all", dropout=1.0, num_copies=2, **common)
+    plain = pi.sgmcmc(TARGET, kernel="sgld", **common)
+    drop = pi.sgmcmc(TARGET, kernel=structured(groups="all", dropout=1.0, num_copies=2), **common)
     np.testing.assert_allclose(drop.draws["w"], plain.draws["w"], rtol=1e-5, atol=1e-5)
 
 
@@ -93,10 +93,7 @@ def test_structured_sghmc_factorises_too():
     post = pi.sgmcmc(
         TARGET,
         key=2,
-        method="structured",
-        base="sghmc",
-        groups="all",
-        buffer_size=1000,
+        kernel=structured(base="sghmc", groups="all", buffer_size=1000),
         batch_size=TARGET.num_data,
         num_steps=20_000,
         thinning=10,
@@ -122,9 +119,9 @@ def test_groupings():
     assert m == 6 and sorted(np.bincount(labels).tolist()) == [1, 1, 1, 2, 2, 2]
     w1 = np.asarray(target.unravel(np.arange(9.0))["w1"]).astype(int)
     assert all(len(set(labels[w1[:, j]])) == 1 for j in range(3))  # a unit's incoming weights
-    labels, m = group_index(target, "permuted", num_groups=3)
+    labels, m = group_index(target, "permuted", num_groups=3, key=0)
     assert m == 3 and np.bincount(labels).tolist() == [3, 3, 3]
-    labels, m = group_index(target, "random", num_groups=4)
+    labels, m = group_index(target, "random", num_groups=4, key=0)
     assert m <= 4 and set(labels) == set(range(m))
     assert group_index(target, "all")[1] == 9
     # A flax network (numpyro's random_flax_module): a layer is <layer>.kernel with <layer>.bias,
@@ -148,4 +145,4 @@ def test_groupings():
     with pytest.raises(ProbinferError, match="groups must be"):
         group_index(target, "layers")
     with pytest.raises(ProbinferError, match="dropout"):
-        pi.sgmcmc(target, key=0, method="structured", dropout=0.0, step_size=1e-3)
+        structured(dropout=0.0)

@@ -1,0 +1,86 @@
+"""DESIGN's calling convention, read off the signatures: every registered runner (and every
+family's other public runners) spells one idea one way."""
+
+import inspect
+
+import pytest
+
+import probinfer as pi
+from probinfer import runners
+from probinfer.inference.smc import particle_filter, pbnn_smc, pmmh
+
+# DESIGN's table: the retired spelling and the word that replaced it.
+RETIRED = {
+    "init_positions": "init",
+    "burn_in": "num_warmup",
+    "shard": "devices",
+    "resampling_scheme": "resampling",
+    "base": "kernel",
+    "num_points": "n",
+    "num_samples": "num_draws (chains) or n (sampling functions)",
+    "method": "kernel",
+}
+# batch_size means data points per minibatch; runners that have no data minibatches must not
+# take it (particles or simulations per block are block_size).
+MINIBATCHING = {"sgmcmc"}
+OTHER_RUNNERS = {"pmmh": pmmh, "particle_filter": particle_filter, "pbnn_smc": pbnn_smc}
+
+
+def _parameters(fn):
+    return inspect.signature(fn).parameters
+
+
+@pytest.mark.parametrize("name", runners.names())
+def test_registered_runner_follows_the_calling_convention(name):
+    runner, draws = runners.get(name)
+    params = _parameters(runner)
+    first = next(iter(params.values()))
+    assert first.name == "target" and first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    key = params["key"]
+    assert key.kind is inspect.Parameter.KEYWORD_ONLY and key.default is inspect.Parameter.empty
+    assert params["progress"].default == "auto"
+    assert params["devices"].default is None
+    assert "kernel" in params  # the transition, by name or object
+    for old, new in RETIRED.items():
+        assert old not in params, f"{name} takes {old}=; DESIGN calls it {new}="
+    if name not in MINIBATCHING:
+        assert "batch_size" not in params, f"{name}: batch_size is for data minibatches only"
+    if "num_chains" in params:
+        assert "num_draws" in params or name in MINIBATCHING  # SG-MCMC keeps num_steps/thinning
+    if draws is not None:
+        assert list(_parameters(draws))[:3] == ["target", "key", "n"]
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_RUNNERS))
+def test_other_runners_take_key_progress_and_the_table_words(name):
+    params = _parameters(OTHER_RUNNERS[name])
+    assert params["key"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["key"].default is inspect.Parameter.empty
+    assert params["progress"].default == "auto"
+    for old in RETIRED:
+        assert old not in params, f"{name} takes {old}="
+
+
+def test_sampling_functions_take_n_and_calibrate_takes_method_kwargs():
+    for fn in (pi.Target.init, pi.Target.sample_prior, pi.Target.simulate, pi.Posterior.sample):
+        assert "n" in _parameters(fn), fn
+    params = _parameters(pi.calibrate)
+    assert params["key"].default is inspect.Parameter.empty
+    assert {"method_kwargs", "num_draws", "block_size", "progress"} <= set(params)
+
+
+def test_every_runner_returns_a_posterior_named_after_its_registration():
+    example = pi.models.get("normal_normal")
+    target = example.compile()
+    small = {
+        "mcmc": {"num_chains": 2, "num_draws": 20, "num_warmup": 20},
+        "smc": {"num_particles": 100},
+        "sgmcmc": {"num_steps": 200, "batch_size": 5, "num_chains": 2},
+    }
+    for name in ("mcmc", "hmc", "smc", "sgmcmc"):
+        runner, _ = runners.get(name)
+        post = runner(target, key=0, progress=False, **small.get(name, small["mcmc"]))
+        assert isinstance(post, pi.Posterior)
+        assert post.method == ("mcmc" if name == "hmc" else name)
+        assert isinstance(post.settings["kernel"], str)
+        assert "step_size" in post.diagnostics
