@@ -12,7 +12,7 @@
 
 import importlib
 
-from probinfer import devices, kernels, report, runners
+from probinfer import devices, diagnostics, kernels, report, runners
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -47,6 +47,7 @@ __all__ = [
     "mcmc",
     "kernels",
     "devices",
+    "diagnostics",
     "report",
     "runners",
     "tarp",

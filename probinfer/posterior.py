@@ -9,23 +9,16 @@ converts to ArviZ ``InferenceData``, saves and loads atomically, and draws unwei
 import io
 import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key, atomic_path
+from probinfer._utils import as_key, atomic_write_bytes
+from probinfer.diagnostics import kish_ess
 from probinfer.errors import ProbinferError
 
 __all__ = ["Posterior", "kish_ess"]
-
-
-def kish_ess(log_weights):
-    """Kish's effective sample size ``1 / Σ w²`` of normalised weights, from log weights (any shape)."""
-    log_weights = jnp.ravel(log_weights)
-    log_weights = log_weights - jax.scipy.special.logsumexp(log_weights)
-    return jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_weights))
 
 
 def _component_labels(name, shape):
@@ -165,7 +158,7 @@ class Posterior:
                     mean = float(np.sum(weights * x))
                     sd = float(np.sqrt(np.sum(weights * (x - mean) ** 2)))
                     q05, q50, q95 = _weighted_quantiles(x, weights, [0.05, 0.5, 0.95])
-                    bulk = tail = float(1.0 / np.sum(weights**2))
+                    bulk = tail = float(kish_ess(self.log_weights))
                     r_hat = np.nan
                 rows.append([mean, sd, q05, q50, q95, bulk, tail, r_hat])
                 index.append(label)
@@ -221,11 +214,7 @@ class Posterior:
         arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=repr).encode(), np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(buffer.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path):

@@ -6,8 +6,8 @@ from scipy import stats
 from scipy.special import expit
 
 import probinfer as pi
-from probinfer.inference.sgmcmc import entropy
 from probinfer import DataError
+from probinfer.inference.sgmcmc import entropy
 from probinfer.models import conjugate, logistic_regression
 from probinfer.predictive import expected_calibration_error
 

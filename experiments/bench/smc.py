@@ -119,9 +119,9 @@ def main():
         args.repeats,
     )
     ours_steps = post.diagnostics["num_steps"]
-    step_size = post.diagnostics["step_size"]
+    step_size = float(post.diagnostics["step_size"][0])
     # BlackJAX has no in-SMC tuning: give it our final step size and diagonal mass matrix.
-    bj = blackjax_run(target, n, step_size, post.diagnostics["inverse_mass_matrix"])
+    bj = blackjax_run(target, n, step_size, post.diagnostics["inverse_mass_matrix"][0])
     bj_s, (bj_log_z, bj_steps) = _timed(lambda: bj(jax.random.PRNGKey(1)), args.repeats)
     bj_steps = int(bj_steps)
     # Gradient evaluations of our run: per temperature, N × steps × (L leapfrog + 1 at init).

@@ -89,7 +89,7 @@ def main():
                     "seconds": seconds,
                     "ess": ess,
                     "ess_per_s": ess / seconds,
-                    "step_size": post.diagnostics["step_size"],
+                    "step_size": float(post.diagnostics["step_size"][0]),
                     "draws": post.num_chains * post.num_draws,
                 }
             )

@@ -245,9 +245,21 @@ def _posterior(target, kernel, paths, keep, step_sizes, geometry, settings):
         paths, extra = kernel.outputs(paths)
     constrain = jax.jit(jax.vmap(jax.vmap(target.constrain)))
     mode = geometry.__dict__.get("mode")  # only when some piece of the run needed it
+    num_chains, dim = settings["num_chains"], target.dim
+    preconditioner = (
+        kernel.params.get("preconditioner") if isinstance(kernel.params, dict) else None
+    )
+    if preconditioner is None or not isinstance(preconditioner, jax.Array):
+        inverse_mass = np.ones(dim)
+    else:
+        inverse_mass = np.asarray(
+            preconditioner if preconditioner.ndim == 1 else jnp.diag(preconditioner)
+        )
     diagnostics = {
         "mode": None if mode is None else np.asarray(mode),
-        "step_size": float(step_sizes.max()),
+        # The peak ε of every chain, and the (diagonal of the) preconditioner, chain axis first.
+        "step_size": np.full(num_chains, float(step_sizes.max())),
+        "inverse_mass_matrix": np.broadcast_to(inverse_mass, (num_chains, dim)).copy(),
         "preconditioned": settings.get("preconditioner") is not None,
         **{
             name: {k: np.asarray(v) for k, v in constrain(value).items()}

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from probinfer.diagnostics import kish_ess as ess  # the one Kish ESS, under SMC's name
+
 __all__ = [
     "multinomial",
     "systematic",
@@ -95,11 +97,6 @@ RESAMPLERS = {
     "stratified": stratified,
     "residual": residual,
 }
-
-
-def ess(log_weights):
-    """Kish's effective sample size ``1 / Σ w_i²`` of (unnormalised) log weights, in [1, N]."""
-    return jnp.exp(-logsumexp(2.0 * normalise(log_weights)))
 
 
 def conditional_ess(log_weights, log_increments):

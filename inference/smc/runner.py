@@ -139,8 +139,9 @@ def smc(
         "acceptance_rate": trace.acceptance_rate,
         "log_evidence_increments": trace.log_evidence_increment,
         "num_steps": num_steps,
-        "step_size": float(state.step_size),
-        "inverse_mass_matrix": np.asarray(state.inverse_mass),
+        # One particle system = one chain: the chain axis first, as every runner's diagnostics.
+        "step_size": np.asarray(state.step_size).reshape(1),
+        "inverse_mass_matrix": np.asarray(state.inverse_mass)[None],
     }
     recorded = {
         **{k: v for k, v in settings.items() if k not in ("kernel", "temperatures")},

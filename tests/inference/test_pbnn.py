@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions import MultivariateNormal
@@ -62,19 +63,46 @@ def test_fisher_identity_gives_the_exact_evidence_gradient():
     assert np.abs(exact).max() > 10 * se.max()  # the check has power: gradients are not ~0
 
 
-def test_training_fits_the_data_and_beats_the_untrained_network():
+def _exact_log_evidence(network, x, y):
+    """log p(y; ψ) with the output layer integrated out (linear-Gaussian, N(0, s²) prior)."""
+
+    def log_evidence(psi):
+        H = _design(network, psi, x)
+        cov = PRIOR_SD**2 * H @ H.T + jnp.exp(2 * psi["log_sigma"]) * jnp.eye(x.shape[0])
+        return MultivariateNormal(jnp.zeros(x.shape[0]), cov).log_prob(y[:, 0])
+
+    return jax.jit(log_evidence)
+
+
+def test_training_climbs_the_exact_evidence_most_of_the_way_to_its_optimum():
+    """pbnn_smc maximises log p(y; ψ) with Fisher-identity gradients; with a linear-Gaussian
+    output layer that evidence is exact. From the same start, it must close at least half of the
+    gap to what Adam reaches on the *exact* evidence gradient in as many steps (a wrong sign, a
+    wrong N/B scale or degenerate particles fall far short), and so must the MAP baseline on its
+    own objective: its training loss ends below where it began by at least half as much."""
     x, y = _data(n=200, seed=1)
     network = mlp(hidden=(20,))
-    result = pbnn_smc(network, x, y, key=0, num_particles=64, batch_size=50, num_epochs=150)
-    untrained = pbnn_smc(
-        network, x, y, key=0, num_particles=64, batch_size=50, num_epochs=1, learning_rate=0.0
-    )
-    assert result.nlpd(x, y) < untrained.nlpd(x, y) - 0.5
+    settings = dict(key=0, batch_size=50, num_epochs=150)
+    result = pbnn_smc(network, x, y, num_particles=64, **settings)
+    log_evidence = _exact_log_evidence(network, x, y)
+    start = network.init(jax.random.split(jax.random.PRNGKey(0), 4)[0], x)
+    num_steps = 150 * (200 // 50)
+    optimiser = optax.adam(1e-2)
+
+    def ascend(carry, _):
+        psi, state = carry
+        grad = jax.tree.map(jnp.negative, jax.grad(log_evidence)(psi))
+        updates, state = optimiser.update(grad, state, psi)
+        return (optax.apply_updates(psi, updates), state), None
+
+    (best, _), _ = jax.lax.scan(ascend, (start, optimiser.init(start)), None, length=num_steps)
+    initial, trained, optimum = (float(log_evidence(p)) for p in (start, result.psi, best))
+    assert optimum > initial  # the reference itself climbed
+    assert trained - initial > 0.5 * (optimum - initial), (initial, trained, optimum)
+    baseline = map_network(network, x, y, **settings)
+    first, last = baseline.loss[:20].mean(), baseline.loss[-20:].mean()
+    assert np.isfinite(baseline.nlpd(x, y)) and last < first
     assert result.loss[-20:].mean() < result.loss[:20].mean()
-    # The learned noise scale is near the true 0.2 (within a factor 1.5 at this size).
-    assert 0.2 / 1.5 < float(jnp.exp(result.psi["log_sigma"])) < 0.2 * 1.5
-    baseline = map_network(network, x, y, key=0, batch_size=50, num_epochs=150)
-    assert np.isfinite(baseline.nlpd(x, y))
 
 
 def test_bad_input():

@@ -57,10 +57,53 @@ def test_full_batch_momentum_kernels_match_the_posterior(method):
     assert np.all(np.abs(var / SD**2 - 1) < 0.1 + 4 * np.sqrt(2 / ess)), var / SD**2
 
 
-def test_minibatch_sgld_keeps_the_mean():
+def _minibatch_sgld_law(step, batch_size):
+    """Exact stationary mean and covariance of minibatch SGLD on the conjugate regression.
+
+    With indices i_1..i_B drawn with replacement, θ' = K θ + u + √ε ξ where K = I − (ε/2) H_S,
+    H_S = P + (N/B) Σ_b A_{i_b} (A_i = x_i x_iᵀ/σ², P the prior precision), u = (ε/2)(N/B) Σ_b r_{i_b}
+    (r_i = x_i y_i/σ²), and (K, u) is independent of θ. So m = H⁻¹ b exactly, and the second
+    moment solves the linear fixed point M = E[K M Kᵀ] + E[K m uᵀ] + E[u mᵀ Kᵀ] + E[u uᵀ] + ε I,
+    whose expectations over the batch are sums of per-datum moments (E[Σ z Σ wᵀ] = B E[z wᵀ] +
+    B(B − 1) z̄ w̄ᵀ)."""
+    x = np.asarray(EXAMPLE.args[0], np.float64)
+    y = np.asarray(EXAMPLE.kwargs["y"], np.float64)
+    n, d = x.shape
+    A = np.einsum("ni,nj->nij", x, x)
+    r = x * y[:, None]
+    precision = np.eye(d)  # N(0, 1) prior, σ = 1
+    mean = np.linalg.solve(precision + A.sum(0), r.sum(0))
+    a = b = step * n / batch_size / 2
+    k0 = np.eye(d) - step / 2 * precision
+    A_bar, r_bar, B = A.mean(0), r.mean(0), batch_size
+
+    def transfer(M):  # the part of M' linear in M
+        quadratic = B * np.einsum("nij,jk,nlk->il", A, M, A) / n + B * (B - 1) * A_bar @ M @ A_bar
+        return k0 @ M @ k0.T - a * B * (k0 @ M @ A_bar.T + A_bar @ M @ k0.T) + a**2 * quadratic
+
+    cross = k0 @ np.outer(mean, b * B * r_bar) - a * b * (
+        B * np.einsum("nij,j,nk->ik", A, mean, r) / n + B * (B - 1) * np.outer(A_bar @ mean, r_bar)
+    )
+    noise = b**2 * (B * r.T @ r / n + B * (B - 1) * np.outer(r_bar, r_bar))
+    constant = cross + cross.T + noise + step * np.eye(d)
+    basis = np.eye(d * d).reshape(d * d, d, d)
+    L = np.stack([transfer(e).ravel() for e in basis], axis=1)
+    second = np.linalg.solve(np.eye(d * d) - L, constant.ravel()).reshape(d, d)
+    return mean, second - np.outer(mean, mean)
+
+
+def test_minibatch_sgld_has_the_exact_discretised_minibatch_law():
+    """Minibatches of 10 of 50 points at the default step: mean and variance against the exact
+    stationary law of the minibatch chain (gradient noise included), within 4 MC errors."""
     post = pi.sgmcmc(TARGET, key=2, kernel="sgld", batch_size=10, num_steps=20_000, thinning=5)
-    mean, _, ess = _moments(post)
-    assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), (mean, MEAN, ess)
+    step = float(post.diagnostics["step_size"][0])
+    exact_mean, exact_cov = _minibatch_sgld_law(step, 10)
+    np.testing.assert_allclose(exact_mean, MEAN, rtol=1e-5)
+    sd = np.sqrt(np.diag(exact_cov))
+    assert np.all(sd > SD * 1.01)  # the gradient noise inflates the law: the check sees it
+    mean, var, ess = _moments(post)
+    assert np.all(np.abs(mean - exact_mean) < 4 * sd / np.sqrt(ess)), (mean, exact_mean, ess)
+    assert np.all(np.abs(var / sd**2 - 1) < 4 * np.sqrt(2 / ess)), (var / sd**2, ess)
 
 
 def test_defaults_give_a_usable_posterior():
@@ -73,12 +116,16 @@ def test_defaults_give_a_usable_posterior():
     assert np.all(np.abs(np.sqrt(var) / SD - 1) < 0.35), np.sqrt(var) / SD
 
 
-def test_psgld_runs_and_centres():
-    """Smoke test: pSGLD's bias (dropped Γ term, adaptive preconditioner) has no closed form here,
-    so a 1-sd bound only catches a broken kernel, not a subtle error."""
-    post = pi.sgmcmc(TARGET, key=4, kernel="psgld", step_size=1e-3, batch_size=10, num_steps=10_000)
-    mean, _, _ = _moments(post)
-    assert np.all(np.abs(mean - MEAN) < SD), (mean - MEAN) / SD
+def test_psgld_keeps_the_posterior_mean_within_monte_carlo_error():
+    """On a Gaussian target the drift G ∇log π with a *constant* diagonal G vanishes at the
+    posterior mean, and the dropped Γ term is zero, so the mean is exact; RMSprop's fluctuating G
+    could add a bias, which is not derived here — the test allows none beyond 4 MC errors (ESS
+    from the chains), so a bias larger than that fails it. The variance is inflated (step and
+    gradient noise) and is not checked."""
+    post = pi.sgmcmc(TARGET, key=4, kernel="psgld", step_size=1e-3, batch_size=10, num_steps=40_000)
+    mean, _, ess = _moments(post)
+    assert np.all(ess > 10), ess
+    assert np.all(np.abs(mean - MEAN) < 4 * SD / np.sqrt(ess)), ((mean - MEAN) / SD, ess)
 
 
 def test_bad_input():
@@ -259,7 +306,7 @@ def test_polynomial_and_optax_schedules(capfd):
         progress=True,
     )
     assert custom.settings["schedule"] == "custom"
-    assert custom.diagnostics["step_size"] == pytest.approx(peak, rel=1e-6)
+    np.testing.assert_allclose(custom.diagnostics["step_size"], peak, rtol=1e-6)
     assert "sgmcmc" in capfd.readouterr().err  # the progress bar ran
     with pytest.raises(ProbinferError, match="schedule must be"):
         pi.sgmcmc(TARGET, key=0, kernel="sgld", step_size=1e-3, schedule="linear")
