@@ -77,7 +77,15 @@ def test_entropy_anchors_join_the_ensemble_and_bad_input():
     data = {"x": np.asarray(example.args[0])[:5], "y": example.kwargs["y"][:5]}
     both = pi.predict(target, post, data, anchors=True)
     alone = pi.predict(target, post, data)
+    anchor_draws = pi.Posterior(post.diagnostics["anchor_draws"], method="sgmcmc")
+    anchors_only = pi.predict(target, anchor_draws, data)
     assert both.num_draws == 2 * alone.num_draws
+    # The joint ensemble is the equal mixture of the θ and θ_a ensembles, point by point.
+    mixture = np.logaddexp(alone.log_predictive, anchors_only.log_predictive) - np.log(2.0)
+    np.testing.assert_allclose(both.log_predictive, mixture, rtol=1e-5)
+    # θ_a is the posterior smoothed by N(0, 0.1 I): its predictive is wider than θ's, so its
+    # density at the data differs from θ's (the anchors are not a copy of the draws).
+    assert not np.allclose(anchors_only.log_predictive, alone.log_predictive, rtol=1e-3)
     with pytest.raises(DataError, match="Entropy-MCMC"):
         pi.predict(target, pi.Posterior({"w": np.zeros((1, 2, 3))}, method="x"), data, anchors=True)
     with pytest.raises(DataError, match="not in the model"):

@@ -107,9 +107,10 @@ def test_both_modes_keep_their_weights():
 def test_fixed_ladder():
     example = conjugate.normal_normal_example()
     ladder = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, 12)])
-    post = pi.smc(example.compile(), key=0, num_particles=500, temperatures=ladder)
-    np.testing.assert_allclose(post.diagnostics["temperatures"], ladder, rtol=1e-6)
-    assert abs(post.log_evidence - example.exact["log_evidence"]) < 0.5
+    posts, log_z = _replicates(example.compile(), 8, num_particles=500, temperatures=ladder)
+    np.testing.assert_allclose(posts[0].diagnostics["temperatures"], ladder, rtol=1e-6)
+    se = log_z.std(ddof=1) / np.sqrt(log_z.size)
+    assert abs(log_z.mean() - example.exact["log_evidence"]) < 3 * se + 1e-3, (log_z, se)
 
 
 def test_degenerate_and_bad_input():
