@@ -6,13 +6,17 @@ Gelman 2014), and a diagonal inverse mass matrix is estimated from the chain in 
 ``lax.scan`` each. The kernels are the shared ones in :mod:`probinfer.kernels`.
 """
 
+import hashlib
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import kernels
-from probinfer._utils import as_key, legacy_kwargs
+from probinfer._utils import as_key, cached_program, legacy_kwargs
+from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
 from probinfer.posterior import Posterior
@@ -46,6 +50,8 @@ def mcmc(
     init=None,
     progress="auto",
     devices=None,
+    checkpoint=None,
+    checkpoint_every=None,
     **legacy,
 ):
     """Run ``num_chains`` adaptive MCMC chains and return a :class:`~probinfer.Posterior`.
@@ -68,6 +74,10 @@ def mcmc(
             ``(num_chains, dim)``); prior draws with finite density otherwise (:meth:`Target.init`).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
+        checkpoint: a folder (the state goes to ``<folder>/mcmc.npz``) or an ``.npz`` path; the
+            run is saved after every ``checkpoint_every`` steps (default a tenth of the run) and
+            a run started on an existing checkpoint resumes from it, with the draws of an
+            uninterrupted run (:mod:`probinfer.checkpoint`).
         **legacy: ``init_positions`` (now ``init``) and ``num_integration_steps`` (now
             ``kernel=kernels.hmc(num_integration_steps=...)``), with a DeprecationWarning.
 
@@ -106,21 +116,29 @@ def mcmc(
     positions = target.starting_points(init, num_chains, key=key_init)
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     show = should_show(progress, num_warmup + num_draws * thinning)
-    run = _program(
+    settings = {
+        "kernel": kernel.name,
+        **dict(kernel.options),
+        "num_chains": num_chains,
+        "num_draws": num_draws,
+        "num_warmup": num_warmup,
+        "target_accept": target_accept,
+        "thinning": thinning,
+    }
+    state, (positions, log_density, acceptance, divergent), final_step = _run_chunked(
         target,
-        positions.dtype,
-        kernel=kernel,
-        num_chains=num_chains,
-        num_draws=num_draws,
-        num_warmup=num_warmup,
-        step_size=step_size,
-        target_accept=target_accept,
-        thinning=thinning,
+        kernel,
+        positions,
+        key_warmup,
+        key_sample,
+        settings={**settings, "step_size": step_size},
         show=show,
+        devices=devices,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
     )
-    positions = _devices.shard_leading(positions, devices)
-    outputs = jax.jit(run)(key_warmup, key_sample, positions)
-    constrained, log_density, acceptance, divergent, final_step, inverse_mass, _ = outputs
+    constrained = jax.jit(jax.vmap(jax.vmap(target.constrain)))(positions)
+    inverse_mass = state[3]
     acceptance = np.asarray(acceptance)
     diagnostics = {
         "acceptance_rate": acceptance.mean(axis=1),
@@ -130,19 +148,95 @@ def mcmc(
         "log_density": np.asarray(log_density),
         "is_divergent": np.asarray(divergent),
     }
-    settings = {
-        "kernel": kernel.name,
-        **dict(kernel.options),
-        "num_chains": num_chains,
-        "num_draws": num_draws,
-        "num_warmup": num_warmup,
-        "target_accept": target_accept,
-        "thinning": thinning,
-        "devices": _devices.num_devices(devices)
-        if _devices.leading_sharding(num_chains, devices)
-        else 1,
-    }
+    settings["devices"] = (
+        _devices.num_devices(devices) if _devices.leading_sharding(num_chains, devices) else 1
+    )
     return Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
+
+
+def _run_chunked(
+    target,
+    kernel,
+    positions,
+    key_warmup,
+    key_sample,
+    *,
+    settings,
+    show,
+    devices,
+    checkpoint,
+    checkpoint_every,
+):
+    """Warm-up and sampling in jitted chunks (one per phase without a checkpoint), saved after
+    each chunk when ``checkpoint`` is set. Returns ``(state, trace (chains first), step size)``."""
+    num_warmup, thinning = settings["num_warmup"], settings["thinning"]
+    total = settings["num_draws"] * thinning
+    program = cached_program(
+        target,
+        ("mcmc", kernel, tuple(sorted(settings.items())), show, str(positions.dtype)),
+        lambda: _jitted(
+            _program(
+                target,
+                positions.dtype,
+                kernel=kernel,
+                show=show,
+                **{
+                    k: v
+                    for k, v in settings.items()
+                    if k not in ("kernel",) + tuple(dict(kernel.options))
+                },
+            )
+        ),
+    )
+    collect, window_end = adaptation.warmup_schedule(num_warmup)
+    warm_keys = jax.random.split(key_warmup, num_warmup)
+    sample_keys = jax.random.split(key_sample, total)
+
+    def advance(state, start, stop):
+        if stop <= num_warmup:
+            steps = slice(start, stop)
+            state = program.warmup(
+                state, jnp.arange(start, stop), warm_keys[steps], collect[steps], window_end[steps]
+            )
+            return state, []
+        steps = slice(start - num_warmup, stop - num_warmup)
+        state, trace = program.sample(
+            state, jnp.arange(steps.start, steps.stop), sample_keys[steps]
+        )
+        return state, list(trace)
+
+    path = path_for(checkpoint, "mcmc")
+    every = (
+        num_warmup + total if path is None else int(checkpoint_every or (num_warmup + total) // 10)
+    )
+    every_draws = max(1, every // thinning)
+    ends = boundaries(num_warmup, max(1, every)) + [
+        num_warmup + e for e in boundaries(total, every_draws * thinning)
+    ]
+    state = program.start(_devices.shard_leading(positions, devices))
+    fingerprint = {
+        "target": target.name,
+        **{k: repr(v) for k, v in settings.items()},
+        **dict(kernel.options),
+        "keys": np.asarray(jax.random.key_data(key_sample)).tolist(),
+        "start": hashlib.sha1(np.asarray(positions).tobytes()).hexdigest(),
+    }
+    state, trace = run_chunks(
+        advance,
+        state,
+        ends,
+        path=path,
+        fingerprint=fingerprint,
+        restore=lambda state: _devices.shard_leading(state, devices),
+    )
+    trace = [np.swapaxes(x, 0, 1) for x in trace]  # (chains, draws, ...)
+    return state, trace, np.asarray(program.step_size(state))
+
+
+def _jitted(program):
+    return _Program(
+        jax.jit(program.start), jax.jit(program.warmup), jax.jit(program.sample), program.step_size
+    )
 
 
 def _warn_moved(old, new):
@@ -184,7 +278,7 @@ def mcmc_draws(
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
     positions, _ = target.init_fn(key_init, num_chains)
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
-    run = _program(
+    program = _program(
         target,
         positions.dtype,
         kernel=kernel,
@@ -196,16 +290,34 @@ def mcmc_draws(
         thinning=thinning,
         show=False,
     )
-    constrained = run(key_warmup, key_sample, positions)[0]
-    return jax.tree.map(
-        lambda x: x.reshape((num_chains * num_draws,) + x.shape[2:])[:n], constrained
+    _, trace = _whole_run(
+        program, key_warmup, key_sample, positions, num_warmup, num_draws * thinning
     )
+    # trace rows are draws, then chains: pool chain by chain as the Posterior would.
+    positions = jnp.swapaxes(trace[0], 0, 1).reshape(num_chains * num_draws, -1)[:n]
+    return jax.vmap(target.constrain)(positions)
 
 
 def _defaults(kernel, dim, target_accept, step_size):
     target_accept = kernel.target_accept if target_accept is None else target_accept
     step_size = kernel.initial_step_size(dim) if step_size is None else step_size
     return target_accept, step_size
+
+
+class _Program(NamedTuple):
+    """The adaptive run in pieces, pure JAX (no host checks), so the runner can jit and
+    checkpoint them chunk by chunk and :func:`mcmc_draws` can run them whole under ``vmap``.
+
+    ``start(positions) -> state``; ``warmup(state, steps, keys, collect, window_end) -> state``
+    over a range of warm-up steps; ``sample(state, steps, keys) -> (state, trace)`` over a range
+    of sampling steps (a multiple of ``thinning``), trace = (positions, log_density, acceptance,
+    divergent), one row per kept draw; ``step_size(state)`` the step used for sampling.
+    """
+
+    start: object
+    warmup: object
+    sample: object
+    step_size: object
 
 
 def _program(
@@ -221,18 +333,13 @@ def _program(
     thinning,
     show,
 ):
-    """The whole adaptive run as a pure function ``run(key_warmup, key_sample, positions)``.
-
-    Pure JAX (no host checks), so it can be jitted, or vmapped over data sets by the calibration
-    layer through :func:`mcmc_draws`.
-    """
+    """:class:`_Program` for these settings (Stan-style warm-up, then fixed-step sampling)."""
     step = kernel.step
-    log_density_fn, dim, constrain = target.log_density, target.dim, target.constrain
+    log_density_fn, dim = target.log_density, target.dim
     warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
     sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
-    collect, window_end = adaptation.warmup_schedule(num_warmup)
 
-    def warmup_one(state, adapt, key, collect_t, window_end_t):
+    def warmup_one(adapt, key, collect_t, window_end_t):
         kernel_state, da, welford, inverse_mass = adapt
         step_size_t = jnp.exp(da.log_step)
         # Jitter the step by ±20 % so fixed-length trajectories cannot lock onto a period.
@@ -256,65 +363,59 @@ def _program(
             adaptation.welford_init(dim, dtype),
             welford,
         )
-        return (kernel_state, da, welford, inverse_mass), info
+        return kernel_state, da, welford, inverse_mass
 
-    def run(key_warmup, key_sample, positions):
+    def start(positions):
         states = jax.vmap(kernel.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
         welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
-        inverse_mass = jnp.ones((num_chains, dim), dtype)
-        adapt = (states, da, welford, inverse_mass)
+        return states, da, welford, jnp.ones((num_chains, dim), dtype)
 
-        def warmup_body(adapt, xs):
+    def warmup(state, steps, keys, collect, window_end):
+        def body(state, xs):
             i, key, collect_t, window_end_t = xs
             warmup_bar.tick(i)
-            keys = jax.random.split(key, num_chains)
-            adapt, info = jax.vmap(warmup_one, in_axes=(None, 0, 0, None, None))(
-                None, adapt, keys, collect_t, window_end_t
-            )
-            return adapt, info.acceptance_rate
+            chain_keys = jax.random.split(key, num_chains)
+            one = jax.vmap(warmup_one, in_axes=(0, 0, None, None))
+            return one(state, chain_keys, collect_t, window_end_t), None
 
-        xs = (
-            jnp.arange(num_warmup),
-            jax.random.split(key_warmup, num_warmup),
-            jnp.asarray(collect),
-            jnp.asarray(window_end),
-        )
-        adapt, warmup_accept = jax.lax.scan(warmup_body, adapt, xs)
-        states, da, _, inverse_mass = adapt
-        final_step = jnp.exp(da.log_step_avg) if num_warmup > 0 else jnp.exp(da.log_step)
+        return jax.lax.scan(body, state, (steps, keys, collect, window_end))[0]
 
-        def sample_body(states, xs):
+    def final_step_size(state):
+        da = state[1]
+        return jnp.exp(da.log_step_avg) if num_warmup > 0 else jnp.exp(da.log_step)
+
+    def sample(state, steps, keys):
+        kernel_states, da, welford, inverse_mass = state
+        step_sizes = final_step_size(state)
+
+        def body(states, xs):
             i, key = xs
             sample_bar.tick(i)
-            keys = jax.random.split(key, num_chains)
-            jitters = jax.vmap(lambda k: jax.random.uniform(k, minval=0.8, maxval=1.2))(keys)
-            keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+            chain_keys = jax.random.split(key, num_chains)
+            jitters = jax.vmap(lambda k: jax.random.uniform(k, minval=0.8, maxval=1.2))(chain_keys)
+            chain_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(chain_keys)
             states, info = jax.vmap(step, in_axes=(0, 0, None, 0, 0))(
-                keys, states, log_density_fn, final_step * jitters, inverse_mass
+                chain_keys, states, log_density_fn, step_sizes * jitters, inverse_mass
             )
-            return states, (
-                states.position,
-                states.log_density,
-                info.acceptance_rate,
-                info.is_divergent,
-            )
+            outputs = (states.position, states.log_density, info.acceptance_rate, info.is_divergent)
+            return states, outputs
 
-        total = num_draws * thinning
-        _, trace = jax.lax.scan(
-            sample_body, states, (jnp.arange(total), jax.random.split(key_sample, total))
-        )
-        trace = jax.tree.map(lambda x: jnp.swapaxes(x[thinning - 1 :: thinning], 0, 1), trace)
-        positions, log_density, acceptance, divergent = trace
-        constrained = jax.vmap(jax.vmap(constrain))(positions)
-        return (
-            constrained,
-            log_density,
-            acceptance,
-            divergent,
-            final_step,
-            inverse_mass,
-            warmup_accept,
-        )
+        kernel_states, trace = jax.lax.scan(body, kernel_states, (steps, keys))
+        trace = jax.tree.map(lambda x: x[thinning - 1 :: thinning], trace)
+        return (kernel_states, da, welford, inverse_mass), trace
 
-    return run
+    return _Program(start, warmup, sample, final_step_size)
+
+
+def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):
+    """Every step in one traced call: ``(state, trace)`` with trace rows = kept draws."""
+    collect, window_end = adaptation.warmup_schedule(num_warmup)
+    state = program.warmup(
+        program.start(positions),
+        jnp.arange(num_warmup),
+        jax.random.split(key_warmup, num_warmup),
+        jnp.asarray(collect),
+        jnp.asarray(window_end),
+    )
+    return program.sample(state, jnp.arange(total), jax.random.split(key_sample, total))

@@ -66,7 +66,9 @@ def _draws(posterior, key, num_draws, anchors):
     sets = [posterior.draws]
     if anchors:
         if "anchor_draws" not in posterior.diagnostics:
-            raise DataError("anchors=True needs an Entropy-MCMC posterior (pi.sgmcmc(..., kernel=entropy(...))).")
+            raise DataError(
+                "anchors=True needs an Entropy-MCMC posterior (pi.sgmcmc(..., kernel=entropy(...)))."
+            )
         sets.append(posterior.diagnostics["anchor_draws"])
     out = []
     for draws in sets:

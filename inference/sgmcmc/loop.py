@@ -8,56 +8,16 @@ checkpoint between them, or resumed from one — gives the same draws as one uni
 >>> outputs, state = run_blocks(step, states, chain_keys, step_sizes, thinning=10)  # doctest: +SKIP
 """
 
-import io
-import json
-import os
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from probinfer._utils import atomic_write_bytes, cached_program
+from probinfer._utils import cached_program
+from probinfer.checkpoint import boundaries, run_chunks
 from probinfer.devices import shard_leading
-from probinfer.errors import ProbinferError
 from probinfer.inference.sgmcmc.kernels import tree_normal
 from probinfer.progress import ProgressBar
 
 __all__ = ["run_blocks"]
-
-
-def _save(path, fingerprint, block, state, outputs):
-    leaves = jax.tree.leaves(state)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)),
-        block=np.array(block),
-        **{f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)},
-        **{f"out_{i}": np.asarray(x) for i, x in enumerate(outputs)},
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load(path, fingerprint, state):
-    with np.load(path) as saved:
-        found = json.loads(str(saved["fingerprint"]))
-        if found != fingerprint:
-            changed = sorted(
-                k for k in set(found) | set(fingerprint) if found.get(k) != fingerprint.get(k)
-            )
-            raise ProbinferError(
-                f"checkpoint '{path}' belongs to a different run (settings {changed} differ); "
-                "delete it or pass another checkpoint path."
-            )
-        leaves, treedef = jax.tree.flatten(state)
-        restored = [jnp.asarray(saved[f"state_{i}"]) for i in range(len(leaves))]
-        outputs = [
-            saved[k]
-            for k in sorted(
-                (k for k in saved.files if k.startswith("out_")), key=lambda k: int(k[4:])
-            )
-        ]
-        return int(saved["block"]), jax.tree.unflatten(treedef, restored), outputs
 
 
 def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, progress):
@@ -136,9 +96,9 @@ def run_blocks(
             and hashable key; ``step`` and ``observe`` must then depend on nothing else but
             ``params`` (the first call's closures are the ones compiled).
         progress: show a bar (one tick per block).
-        checkpoint: path of an ``.npz`` checkpoint, written atomically every ``checkpoint_every``
-            blocks; a run started with an existing checkpoint of the same ``fingerprint``
-            resumes from it.
+        checkpoint: path of the ``.npz`` checkpoint file (:mod:`probinfer.checkpoint`), written
+            atomically every ``checkpoint_every`` blocks; a run started with an existing
+            checkpoint of the same ``fingerprint`` resumes from it.
         devices: where the chains run (:mod:`probinfer.devices`); chains never interact, so
             sharding them changes where they run, not the draws.
 
@@ -172,24 +132,19 @@ def run_blocks(
 
     states = shard_leading(states, devices)
     chain_keys = shard_leading(chain_keys, devices)
-    start, outputs = 0, []
-    if checkpoint is not None and os.path.exists(checkpoint):
-        start, states, outputs = _load(checkpoint, fingerprint, states)
-        states = shard_leading(states, devices)
-        outputs = [outputs] if outputs else []
     every = num_blocks if checkpoint is None else int(checkpoint_every or max(1, num_blocks // 10))
-    treedef = None
-    while start < num_blocks:
-        stop = min(num_blocks, start + every)
+    treedef = jax.tree.structure(jax.eval_shape(jax.vmap(observe), states))
+
+    def advance(states, start, stop):
         states, out = segment(states, jnp.arange(start, stop), chain_keys, step_sizes, params)
-        leaves, treedef = jax.tree.flatten(out)
-        outputs.append([np.asarray(x) for x in leaves])
-        start = stop
-        if checkpoint is not None:
-            merged = [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
-            outputs = [merged]
-            _save(checkpoint, fingerprint, start, states, merged)
-    merged = [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
-    if treedef is None:  # everything came from the checkpoint
-        treedef = jax.tree.structure(jax.eval_shape(jax.vmap(observe), states))
-    return jax.tree.unflatten(treedef, merged), states
+        return states, jax.tree.leaves(out)
+
+    states, outputs = run_chunks(
+        advance,
+        states,
+        boundaries(num_blocks, every),
+        path=checkpoint,
+        fingerprint=fingerprint,
+        restore=lambda states: shard_leading(states, devices),
+    )
+    return jax.tree.unflatten(treedef, outputs), states

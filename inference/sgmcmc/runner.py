@@ -14,14 +14,13 @@ size) comes from one lazily computed :class:`~.preconditioning.Geometry`, so not
 that the chosen kernel does not use.
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
 from probinfer._utils import as_key
+from probinfer.checkpoint import path_for
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
@@ -83,10 +82,11 @@ def sgmcmc(
             given and a kernel that needs no geometry, the mode is then not searched for at all.
         progress: True, False or ``"auto"`` (a bar on a terminal for long runs).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
-        checkpoint: path of an ``.npz`` file written atomically every ``checkpoint_every`` blocks
-            of ``thinning`` steps (default a tenth of the run); when it exists, the run resumes
-            from it and gives the same draws as an uninterrupted run (a finished run's file
-            returns its draws at once; a file from other settings is refused).
+        checkpoint: a folder (the state goes to ``<folder>/sgmcmc.npz``) or an ``.npz`` path,
+            written atomically every ``checkpoint_every`` blocks of ``thinning`` steps (default a
+            tenth of the run); when it exists, the run resumes from it and gives the same draws
+            as an uninterrupted run (a finished run's file returns its draws at once; a file
+            from other settings is refused). See :mod:`probinfer.checkpoint`.
         **legacy: the options of the old one-function runner (``method``, ``burn_in``,
             ``precondition``, ``friction``, ``coupling``, ``groups``, ``num_groups``, ``base``,
             ``buffer_size``, ``dropout``, ``num_copies``, ``num_cycles``, ``exploration``,
@@ -194,7 +194,7 @@ def sgmcmc(
         params=params,
         cache=(target, (kernel.static, batch_size, bool(control_variates))),
         progress=should_show(progress, num_steps),
-        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        checkpoint=path_for(checkpoint, "sgmcmc"),
         checkpoint_every=checkpoint_every,
         fingerprint=fingerprint,
         devices=devices,

@@ -8,6 +8,7 @@ Kernel layer: :mod:`~probinfer.inference.smc.tempered`; the path of distribution
 
 import inspect
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 from probinfer import devices as _devices
 from probinfer import kernels
 from probinfer._utils import as_key, cached_program, legacy_kwargs
+from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.tempered import SMCInfo, init, step
@@ -52,6 +54,8 @@ def smc(
     block_size=None,
     progress="auto",
     devices=None,
+    checkpoint=None,
+    checkpoint_every=None,
     **legacy,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
@@ -84,6 +88,10 @@ def smc(
         devices: where the particles live (:mod:`probinfer.devices`; None: all local devices,
             when N is a multiple of their number); the result equals one device's up to float
             reduction order.
+        checkpoint: a folder (the particle system goes to ``<folder>/smc.npz``) or an ``.npz``
+            path, saved after every ``checkpoint_every`` temperatures (default 10); a run
+            started on an existing checkpoint resumes from it and gives the uninterrupted
+            result (:mod:`probinfer.checkpoint`).
         **legacy: ``shard`` (now ``devices``; ``shard=False`` is ``devices=1``) and
             ``batch_size`` (now ``block_size``), with a DeprecationWarning.
 
@@ -120,13 +128,31 @@ def smc(
         target.check_minibatchable()
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
     show = should_show(progress, 500)
-    run, holder = cached_program(
+    program, holder = cached_program(
         target,
         ("smc", tuple(settings.items()), sharding, show),
-        lambda: _program(target, sharding=sharding, show=show, **settings),
+        lambda: _jitted(*_program(target, sharding=sharding, show=show, **settings)),
     )
     holder["bar"] = ProgressBar(100, "smc: temperature (%)", enabled=show)
-    state, trace, num_steps, error, first_nan = run(as_key(key))
+    key = as_key(key)
+    carry, key_loop, first_nan = program.start(key)
+    path = path_for(checkpoint, "smc")
+    max_steps = settings["max_steps"]
+    every = max_steps if path is None else int(checkpoint_every or 10)
+    fingerprint = {
+        "target": target.name,
+        **{k: repr(v) for k, v in settings.items()},
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+    }
+    carry, _ = run_chunks(
+        lambda carry, start, stop: (program.advance(carry, key_loop, stop), []),
+        carry,
+        boundaries(max_steps, every),
+        path=path,
+        fingerprint=fingerprint,
+        done=lambda carry: bool(carry[0].temperature >= 1.0) or int(carry[3]) != _OK,
+    )
+    state, trace, num_steps, error = program.finish(carry)
     num_steps, error = int(num_steps), int(error)
     trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
     _raise_for(error, target, trace, num_steps, settings["max_steps"], first_nan)
@@ -221,6 +247,17 @@ def _settings(
     }
 
 
+class _Program(NamedTuple):
+    """The run in pieces: ``start(key) -> (carry, key_loop, first NaN particle)``;
+    ``advance(carry, key_loop, limit) -> carry`` runs temperatures until λ = 1, an error or
+    ``limit`` steps in all (chunks for checkpoints); ``finish(carry) -> (state, trace,
+    num_steps, error)``."""
+
+    start: object
+    advance: object
+    finish: object
+
+
 def _program(
     target,
     *,
@@ -234,17 +271,16 @@ def _program(
     show=False,
     **step_settings,
 ):
-    """``(run, holder)``: pure ``run(key) -> (state, trace, num_steps, error, (bad index, bad
-    position))``, the whole run in one while_loop (a NaN log density at a prior particle stops it
-    before the first step and reports that particle); ``holder["bar"]`` is the progress bar the
-    compiled callback advances."""
+    """``(program, holder)``: the pure pieces of a run (:class:`_Program`; a NaN log density at a
+    prior particle stops it before the first step and reports that particle);
+    ``holder["bar"]`` is the progress bar the compiled callback advances."""
     terms = terms_fn(target, schedule)
     step_size = kernel.initial_step_size(target.dim)
     ladder = None if temperatures is None else jnp.asarray(temperatures)
     block_size = step_settings["block_size"]
     holder = {}
 
-    def run(key):
+    def start(key):
         key_init, key_loop = jax.random.split(key)
         positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
         positions = _devices.constrain_leading(positions, sharding)
@@ -262,9 +298,16 @@ def _program(
             log_evidence_increment=jnp.zeros((max_steps,), dtype),
         )
 
+        error = jnp.where(jnp.any(nan), _NAN_AT_START, _OK)
+        carry = (state, trace, jnp.zeros((), jnp.int32), error)
+        return carry, key_loop, (first_nan, positions[first_nan])
+
+    def advance(carry, key_loop, limit):
+        """Temperatures until λ = 1, an error, or ``limit`` steps in all."""
+
         def cond(carry):
             state, _, i, error = carry
-            return (state.temperature < 1.0) & (error == _OK) & (i < max_steps)
+            return (state.temperature < 1.0) & (error == _OK) & (i < jnp.minimum(limit, max_steps))
 
         def body(carry):
             state, trace, i, _ = carry
@@ -296,14 +339,18 @@ def _program(
                 jax.debug.callback(lambda p: holder["bar"]._update(p - 1), percent)
             return new_state, trace, i + 1, error
 
-        start = jnp.where(jnp.any(nan), _NAN_AT_START, _OK)
-        state, trace, num_steps, error = jax.lax.while_loop(
-            cond, body, (state, trace, jnp.zeros((), jnp.int32), start)
-        )
-        error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
-        return state, trace, num_steps, error, (first_nan, positions[first_nan])
+        return jax.lax.while_loop(cond, body, carry)
 
-    return jax.jit(run), holder
+    def finish(carry):
+        state, trace, num_steps, error = carry
+        error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
+        return state, trace, num_steps, error
+
+    return _Program(start, advance, finish), holder
+
+
+def _jitted(program, holder):
+    return _Program(*(jax.jit(piece) for piece in program)), holder
 
 
 def _raise_for(error, target, trace, num_steps, max_steps, first_nan):
@@ -362,9 +409,10 @@ def smc_draws(target, key, n, **settings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolved = _settings(**{**defaults, **settings})
-    run, _ = _program(target, **resolved)
+    program, _ = _program(target, **resolved)
     key_run, key_draw = jax.random.split(key)
-    state, _, _, error, _ = run(key_run)
+    carry, key_loop, _ = program.start(key_run)
+    state, _, _, error = program.finish(program.advance(carry, key_loop, resolved["max_steps"]))
     index = resampling_module.multinomial(key_draw, state.log_weights, n)
     draws = target.constrain(state.position[index])
     return jax.tree.map(lambda x: jnp.where(error == _OK, x, jnp.nan), draws)

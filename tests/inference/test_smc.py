@@ -213,3 +213,35 @@ def test_particle_blocks_give_the_same_run():
     log_z_sd, mean_sd = _spread_of_independent_runs(target, range(10), num_particles=256)
     assert abs(blocks.log_evidence - whole.log_evidence) < BOUND * log_z_sd
     np.testing.assert_array_less(np.abs(blocks.mean()["w"] - whole.mean()["w"]), BOUND * mean_sd)
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Killed after its second save (every 2 temperatures) and run again on the same folder: the
+    run continues from the saved particle system and ends with the uninterrupted run's particles,
+    weights, ladder and evidence, bit for bit."""
+    from probinfer import checkpoint
+
+    target = conjugate.linear_regression_example().compile()
+    whole = pi.smc(target, key=2, num_particles=200)
+    assert whole.diagnostics["num_steps"] > 4  # the kill lands mid-run
+    saves, real_save = [], checkpoint.save
+
+    def dying_save(*args):
+        real_save(*args)
+        saves.append(args[2])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
+    resumed = pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
+    assert saves[:3] == [2, 4, 6]  # resumed after temperature 4
+    np.testing.assert_array_equal(resumed.draws["w"], whole.draws["w"])
+    np.testing.assert_array_equal(resumed.log_weights, whole.log_weights)
+    np.testing.assert_array_equal(
+        resumed.diagnostics["temperatures"], whole.diagnostics["temperatures"]
+    )
+    assert resumed.log_evidence == whole.log_evidence
+    with pytest.raises(ProbinferError, match="different run"):
+        pi.smc(target, key=3, num_particles=200, checkpoint=tmp_path)

@@ -1,0 +1,109 @@
+"""Checkpoints: a long run is cut into jitted chunks, its state is saved atomically after each, and
+a run started again on the same checkpoint resumes where the last one stopped — with the draws an
+uninterrupted run gives (the randomness of every step depends on the step's index only, and the
+chunks run the same compiled step).
+
+``checkpoint=`` on every runner is a folder (the runner writes ``<folder>/<runner>.npz``) or,
+for one file, a path ending in ``.npz``. A checkpoint written by other settings is refused with
+the settings that differ; a finished run's checkpoint returns its result at once.
+
+>>> state, outputs = run_chunks(advance, state, [100, 200, 300], path=path, fingerprint=settings)  # doctest: +SKIP
+"""
+
+import io
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probinfer._utils import atomic_write_bytes
+from probinfer.errors import ProbinferError
+
+__all__ = ["path_for", "save", "load", "run_chunks", "boundaries"]
+
+
+def path_for(checkpoint, runner):
+    """The file of ``runner``'s checkpoint: None, ``checkpoint`` itself when it ends in ``.npz``,
+    else ``<checkpoint>/<runner>.npz``."""
+    if checkpoint is None:
+        return None
+    checkpoint = os.fspath(checkpoint)
+    if checkpoint.endswith(".npz"):
+        return checkpoint
+    return os.path.join(checkpoint, f"{runner}.npz")
+
+
+def save(path, fingerprint, progress, state, outputs):
+    """Write ``progress`` (an int), the leaves of ``state`` and the list ``outputs`` of arrays to
+    ``path`` atomically (a reader sees the old file or the new one, never half of one)."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        fingerprint=np.array(json.dumps(fingerprint, sort_keys=True, default=repr)),
+        progress=np.array(progress),
+        **{f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))},
+        **{f"out_{i}": np.asarray(x) for i, x in enumerate(outputs)},
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(path, fingerprint, state):
+    """``(progress, state, outputs)`` from ``path``; ``state`` gives the pytree structure.
+    Refuses a checkpoint of a run with other settings, naming them."""
+    expected = json.loads(json.dumps(fingerprint, sort_keys=True, default=repr))
+    with np.load(path) as saved:
+        found = json.loads(str(saved["fingerprint"]))
+        if found != expected:
+            changed = sorted(
+                k for k in set(found) | set(expected) if found.get(k) != expected.get(k)
+            )
+            raise ProbinferError(
+                f"checkpoint '{path}' belongs to a different run (settings {changed} differ); "
+                "delete it or pass another checkpoint path."
+            )
+        leaves, treedef = jax.tree.flatten(state)
+        restored = [jnp.asarray(saved[f"state_{i}"]) for i in range(len(leaves))]
+        names = sorted((k for k in saved.files if k.startswith("out_")), key=lambda k: int(k[4:]))
+        outputs = [saved[k] for k in names]
+        return int(saved["progress"]), jax.tree.unflatten(treedef, restored), outputs
+
+
+def boundaries(total, every, *, cuts=()):
+    """Chunk ends ``[e_1, …, total]``: multiples of ``every`` plus the given ``cuts`` (phase
+    changes a chunk must not straddle)."""
+    ends = set(range(int(every), int(total), int(every))) | {int(c) for c in cuts} | {int(total)}
+    return sorted(e for e in ends if 0 < e <= total)
+
+
+def run_chunks(advance, state, ends, *, path=None, fingerprint=None, restore=None, done=None):
+    """Run ``advance(state, start, stop) -> (state, outputs)`` over the chunks ending at
+    ``ends``, saving after each when ``path`` is given, resuming from ``path`` when it exists.
+
+    ``outputs`` is a list of arrays whose leading axis is per chunk (or ``[]`` for a chunk that
+    produces nothing); the chunks' outputs are concatenated. ``restore(state) -> state`` places a
+    loaded state (e.g. shards it); ``done(state) -> bool`` ends the run early (a loop whose
+    length is not known in advance, such as SMC's temperatures). Returns ``(state, outputs)``.
+    """
+    start, outputs = 0, None
+    if path is not None and os.path.exists(path):
+        start, state, outputs = load(path, fingerprint, state)
+        state = state if restore is None else restore(state)
+        outputs = outputs or None
+    if done is not None and start and done(state):
+        return state, outputs
+    for stop in ends:
+        if stop <= start:
+            continue
+        state, out = advance(state, start, stop)
+        if out:  # a chunk may produce nothing (a warm-up phase)
+            out = [np.asarray(x) for x in out]
+            merged = zip(outputs, out, strict=True) if outputs is not None else None
+            outputs = out if merged is None else [np.concatenate(p) for p in merged]
+        start = stop
+        if path is not None:
+            save(path, fingerprint, start, state, outputs or [])
+        if done is not None and done(state):
+            break
+    return state, outputs
