@@ -142,3 +142,38 @@ def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch, 
         np.testing.assert_array_equal(resumed.diagnostics[name], whole.diagnostics[name])
     with pytest.raises(pi.ProbinferError, match="different run"):
         pi.mcmc(target, checkpoint=tmp_path, **{**run, "num_draws": 50})
+
+
+def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
+    """Four chains on four simulated CPU devices and on one, same key: the same start; after float
+    rounding flips an accept/reject decision the chains are independent runs, so the posterior
+    means must agree within 4 standard errors of a difference of two independent estimates
+    (from the bulk ESS), and both must sit at the exact posterior mean."""
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json
+        import probinfer as pi
+        example = pi.models.get("normal_normal")
+        target = example.compile()
+        out = {}
+        for label, devices in [("sharded", None), ("single", 1)]:
+            post = pi.mcmc(target, key=0, num_chains=4, num_draws=500, num_warmup=300,
+                           devices=devices)
+            table = post.summary()
+            out[label] = {"mean": float(table["mean"].iloc[0]), "sd": float(table["sd"].iloc[0]),
+                          "ess": float(table["ess_bulk"].iloc[0]),
+                          "devices": post.settings["devices"],
+                          "start": post.draws["mu"][:, 0].tolist()}
+        out["exact"] = example.exact["mu_mean"]
+        print(json.dumps(out))
+        """
+    )
+    runs = on_cpu_devices(script, 4)
+    sharded, single = runs["sharded"], runs["single"]
+    assert sharded["devices"] == 4 and single["devices"] == 1
+    se = np.hypot(sharded["sd"] / np.sqrt(sharded["ess"]), single["sd"] / np.sqrt(single["ess"]))
+    assert abs(sharded["mean"] - single["mean"]) < 4 * se
+    for run in (sharded, single):
+        assert abs(run["mean"] - runs["exact"]) < 4 * run["sd"] / np.sqrt(run["ess"])

@@ -367,6 +367,7 @@ def test_per_datum_latents_refuse_minibatching():
         target.minibatch_log_density(jnp.zeros(target.dim), target.batch(jnp.arange(2)))
 
 
+@pytest.mark.slow
 def test_target_functions_work_in_float64():
     script = textwrap.dedent(
         """

@@ -50,7 +50,7 @@ def smc(
     temperatures=None,
     max_steps=500,
     waste_free=None,
-    schedule="temperature",
+    annealing="temperature",
     block_size=None,
     progress="auto",
     devices=None,
@@ -78,7 +78,7 @@ def smc(
         waste_free: a chain length P to run waste-free SMC (Dau & Chopin 2022): N / P
             resampled particles each run P − 1 kernel steps and all N states are kept; N must
             be a multiple of P. None (default): resample-then-move with ``num_mcmc_steps``.
-        schedule: ``"temperature"`` (likelihood tempering, π_λ ∝ p(θ) p(D | θ)^λ) or ``"data"``
+        annealing: ``"temperature"`` (likelihood tempering, π_λ ∝ p(θ) p(D | θ)^λ) or ``"data"``
             (data annealing: λ = k/N is the posterior of the first k data points, the datum in
             between tempered; needs ``data`` marked and every observed site in the data plate).
             The adaptive ladder and ``temperatures`` work with both.
@@ -92,8 +92,9 @@ def smc(
             path, saved after every ``checkpoint_every`` temperatures (default 10); a run
             started on an existing checkpoint resumes from it and gives the uninterrupted
             result (:mod:`probinfer.checkpoint`).
-        **legacy: ``shard`` (now ``devices``; ``shard=False`` is ``devices=1``) and
-            ``batch_size`` (now ``block_size``), with a DeprecationWarning.
+        **legacy: ``shard`` (now ``devices``; ``shard=False`` is ``devices=1``),
+            ``batch_size`` (now ``block_size``) and ``schedule`` (now ``annealing``: a schedule is
+            a step-size schedule everywhere else), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
@@ -105,7 +106,9 @@ def smc(
         >>> post.log_evidence                                    # doctest: +SKIP
     """
     if legacy:
-        old = legacy_kwargs(legacy, {"shard": "devices", "batch_size": "block_size"}, "smc")
+        renames = {"shard": "devices", "batch_size": "block_size", "schedule": "annealing"}
+        old = legacy_kwargs(legacy, renames, "smc")
+        annealing = old.get("annealing", annealing)
         block_size = old.get("block_size", block_size)
         devices = (1 if old["devices"] is False else None) if "devices" in old else devices
     settings = _settings(
@@ -119,12 +122,12 @@ def smc(
         temperatures=temperatures,
         max_steps=max_steps,
         waste_free=waste_free,
-        schedule=schedule,
+        annealing=annealing,
         block_size=block_size,
     )
     target.check_continuous()
     target.check_proper()
-    if schedule == "data":
+    if annealing == "data":
         target.check_minibatchable()
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
     show = should_show(progress, 500)
@@ -198,7 +201,7 @@ def _settings(
     temperatures,
     max_steps,
     waste_free,
-    schedule,
+    annealing,
     block_size,
 ):
     """Checked, hashable static settings of a run (the kernel resolved to an object)."""
@@ -219,8 +222,8 @@ def _settings(
         )
     if int(num_mcmc_steps) < 1:
         raise ProbinferError(f"num_mcmc_steps must be ≥ 1, got {num_mcmc_steps}.")
-    if schedule not in ("temperature", "data"):
-        raise ProbinferError(f"schedule must be 'temperature' or 'data', got '{schedule}'.")
+    if annealing not in ("temperature", "data"):
+        raise ProbinferError(f"annealing must be 'temperature' or 'data', got '{annealing}'.")
     if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
         raise ProbinferError(
             f"waste_free is a chain length P ≥ 2 dividing num_particles; got P={waste_free} "
@@ -242,7 +245,7 @@ def _settings(
         "temperatures": temperatures,
         "max_steps": int(max_steps),
         "waste_free": None if waste_free is None else int(waste_free),
-        "schedule": schedule,
+        "annealing": annealing,
         "block_size": None if block_size is None else int(block_size),
     }
 
@@ -265,7 +268,7 @@ def _program(
     kernel,
     max_steps,
     temperatures,
-    schedule,
+    annealing,
     waste_free,
     sharding=None,
     show=False,
@@ -274,7 +277,7 @@ def _program(
     """``(program, holder)``: the pure pieces of a run (:class:`_Program`; a NaN log density at a
     prior particle stops it before the first step and reports that particle);
     ``holder["bar"]`` is the progress bar the compiled callback advances."""
-    terms = terms_fn(target, schedule)
+    terms = terms_fn(target, annealing)
     step_size = kernel.initial_step_size(target.dim)
     ladder = None if temperatures is None else jnp.asarray(temperatures)
     block_size = step_settings["block_size"]
@@ -383,7 +386,7 @@ def _raise_for(error, target, trace, num_steps, max_steps, first_nan):
 
 _SETTING_NAMES = (
     "num_particles kernel target_ess resampling resample_threshold num_mcmc_steps target_accept "
-    "temperatures max_steps waste_free schedule block_size"
+    "temperatures max_steps waste_free annealing block_size"
 ).split()
 
 

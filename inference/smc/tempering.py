@@ -1,7 +1,7 @@
 """The path of distributions SMC travels, ``π_λ ∝ p(θ) L(θ)^λ``, and the data-annealed path.
 
-*Tempering* (``schedule="temperature"``): ``log L`` is a scalar per particle and ``π_λ`` raises the
-whole likelihood to ``λ``. *Data annealing* (``schedule="data"``, Chopin 2002): ``log L`` is the
+*Tempering* (``annealing="temperature"``): ``log L`` is a scalar per particle and ``π_λ`` raises the
+whole likelihood to ``λ``. *Data annealing* (``annealing="data"``, Chopin 2002): ``log L`` is the
 vector of per-datum log likelihoods ``(N_data,)``; datum i enters linearly while ``λ N`` passes from
 ``i`` to ``i + 1``, so ``λ = k / N`` is exactly the posterior of the first ``k`` data points and
 the datum in between is tempered. Both give incremental weights ``log π_λ' − log π_λ``; a zero
@@ -13,10 +13,10 @@ import jax.numpy as jnp
 __all__ = ["terms_fn", "tempered", "increments"]
 
 
-def terms_fn(target, schedule="temperature"):
+def terms_fn(target, annealing="temperature"):
     """``z -> (log prior, log L)``; log L is a scalar, or ``(N_data,)`` per datum for the
-    data-annealing schedule."""
-    if schedule == "data":
+    data-annealing path."""
+    if annealing == "data":
 
         def per_datum(z):
             return target.log_prior(z), target.log_likelihood_per_datum(z)

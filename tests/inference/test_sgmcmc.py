@@ -148,6 +148,7 @@ def test_bad_input():
         pi.sgmcmc(unmarked, key=0)
 
 
+@pytest.mark.slow
 def test_control_variates_reduce_the_gradient_variance():
     """Logistic regression on the breast-cancer data (31 dims): at posterior-typical points near
     the mode, the SGLD-CV estimator's variance over minibatches is below the plain one's (measured
@@ -260,6 +261,7 @@ def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch):
         pi.sgmcmc(TARGET, checkpoint=path, **{**kwargs, "num_steps": 2_000})
 
 
+@pytest.mark.slow
 def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
     """Four chains on four (simulated CPU) devices give the one-device draws: chains never
     interact, so only float rounding of differently compiled programs could differ."""

@@ -61,7 +61,7 @@ def _replicates(target, num_runs, **kwargs):
         (conjugate.normal_normal_example(), 400, {}),
         (conjugate.linear_regression_example(), 600, {}),
         (conjugate.linear_regression_example(), 600, {"waste_free": 20}),
-        (conjugate.linear_regression_example(), 600, {"schedule": "data"}),
+        (conjugate.linear_regression_example(), 600, {"annealing": "data"}),
     ],
 )
 def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
@@ -132,8 +132,8 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, num_particles=1)
     with pytest.raises(ProbinferError, match="target_ess"):
         pi.smc(target, key=0, target_ess=1.5)
-    with pytest.raises(ProbinferError, match="schedule must be"):
-        pi.smc(target, key=0, schedule="sometimes")
+    with pytest.raises(ProbinferError, match="annealing must be"):
+        pi.smc(target, key=0, annealing="sometimes")
 
     def global_observation(y=None):
         mu = pi.sample("mu", dist.Normal(0.0, 1.0))
@@ -143,7 +143,7 @@ def test_degenerate_and_bad_input():
 
     whole = pi.compile(global_observation, y=jnp.zeros(3), data=("y",))
     with pytest.raises(pi.ModelError, match="no per-datum axis"):
-        pi.smc(whole, key=0, num_particles=10, schedule="data")
+        pi.smc(whole, key=0, num_particles=10, annealing="data")
     with pytest.raises(ProbinferError, match="waste_free is a chain length"):
         pi.smc(target, key=0, num_particles=100, waste_free=7)
     with pytest.raises(ProbinferError, match="increase strictly"):
@@ -245,3 +245,13 @@ def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
     assert resumed.log_evidence == whole.log_evidence
     with pytest.raises(ProbinferError, match="different run"):
         pi.smc(target, key=3, num_particles=200, checkpoint=tmp_path)
+
+
+def test_old_argument_names_warn_and_mean_the_same():
+    target = conjugate.normal_normal_example().compile()
+    new = pi.smc(target, key=1, num_particles=200, block_size=100, annealing="data", devices=1)
+    with pytest.warns(DeprecationWarning) as caught:
+        old = pi.smc(target, key=1, num_particles=200, batch_size=100, schedule="data", shard=False)
+    assert len(caught) == 3
+    np.testing.assert_array_equal(old.draws["mu"], new.draws["mu"])
+    assert old.settings["annealing"] == "data" and old.settings["block_size"] == 100
