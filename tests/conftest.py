@@ -26,3 +26,25 @@ def on_cpu_devices():
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     return run
+
+
+@pytest.fixture
+def killed_after_saves(monkeypatch):
+    """``saves = killed_after_saves(k)``: from now on every checkpoint save is recorded (its
+    progress appended to ``saves``) and the k-th save is followed by a KeyboardInterrupt — a run
+    killed right after writing its k-th checkpoint. Later saves are recorded and pass."""
+    from probinfer import checkpoint
+
+    def arm(kill_at):
+        saves, real_save = [], checkpoint.save
+
+        def dying_save(*args):
+            real_save(*args)
+            saves.append(args[2])
+            if len(saves) == kill_at:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(checkpoint, "save", dying_save)
+        return saves
+
+    return arm

@@ -114,24 +114,16 @@ def test_old_argument_names_still_work_with_a_deprecation_warning(normal_normal)
     assert old.settings["num_integration_steps"] == 4
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch, normal_normal):
+def test_checkpoint_resume_gives_the_uninterrupted_draws(
+    tmp_path, killed_after_saves, normal_normal
+):
     """Killed after its second save (inside warm-up) and run again on the same folder, the run
     resumes from the checkpoint — only the missing chunks run — and returns exactly the draws,
     step sizes and mass matrices of one uninterrupted run."""
-    from probinfer import checkpoint
-
     target = normal_normal.compile()
     run = dict(key=3, num_chains=2, num_draws=100, num_warmup=100, thinning=2)
     whole = pi.mcmc(target, **run)
-    saves, real_save = [], checkpoint.save
-
-    def dying_save(*args):
-        real_save(*args)
-        saves.append(args[2])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", dying_save)
+    saves = killed_after_saves(2)
     with pytest.raises(KeyboardInterrupt):
         pi.mcmc(target, checkpoint=tmp_path, checkpoint_every=30, **run)
     assert saves == [30, 60] and (tmp_path / "mcmc.npz").exists()

@@ -231,26 +231,15 @@ def test_entropy_mcmc_marginals():
         )
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, monkeypatch):
+def test_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, killed_after_saves):
     """A run killed after its second checkpoint and started again resumes from the file (it
     runs only the missing segments) and returns exactly the draws of one uninterrupted run."""
-    from probinfer import checkpoint
-
     kwargs = dict(
         key=7, kernel="sghmc", step_size=1e-3, batch_size=10, num_steps=1_000, thinning=10
     )
     whole = pi.sgmcmc(TARGET, **kwargs)
     path = tmp_path / "run.npz"
-    saves = []
-    real_save = checkpoint.save
-
-    def dying_save(*args):
-        real_save(*args)
-        saves.append(args[2])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", dying_save)
+    saves = killed_after_saves(2)
     with pytest.raises(KeyboardInterrupt):
         pi.sgmcmc(TARGET, checkpoint=path, checkpoint_every=20, **kwargs)
     assert path.exists() and saves == [20, 40]

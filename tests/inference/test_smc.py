@@ -215,24 +215,14 @@ def test_particle_blocks_give_the_same_run():
     np.testing.assert_array_less(np.abs(blocks.mean()["w"] - whole.mean()["w"]), BOUND * mean_sd)
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
+def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, killed_after_saves):
     """Killed after its second save (every 2 temperatures) and run again on the same folder: the
     run continues from the saved particle system and ends with the uninterrupted run's particles,
     weights, ladder and evidence, bit for bit."""
-    from probinfer import checkpoint
-
     target = conjugate.linear_regression_example().compile()
     whole = pi.smc(target, key=2, num_particles=200)
     assert whole.diagnostics["num_steps"] > 4  # the kill lands mid-run
-    saves, real_save = [], checkpoint.save
-
-    def dying_save(*args):
-        real_save(*args)
-        saves.append(args[2])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", dying_save)
+    saves = killed_after_saves(2)
     with pytest.raises(KeyboardInterrupt):
         pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
     resumed = pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
