@@ -33,6 +33,22 @@ def as_key(key):
     return key
 
 
+def key_or_warn(key, where):
+    """``as_key(key)``; a missing key (None) still works for one release as seed 0, with a
+    DeprecationWarning — DESIGN's convention has no hidden default seeds."""
+    if key is None:
+        import warnings
+
+        warnings.warn(
+            f"{where} uses randomness: pass key= (an int seed or a PRNG key); without it seed 0 "
+            "is used, and the next release will require it.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        key = 0
+    return as_key(key)
+
+
 def renamed(value, old_value, old, new, where, default=None):
     """The value of argument ``new``, taking a deprecated ``old`` spelling for one release.
 

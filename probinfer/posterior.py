@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key, atomic_write_bytes
+from probinfer._utils import as_key, atomic_write_bytes, key_or_warn
 from probinfer.diagnostics import kish_ess
 from probinfer.errors import ProbinferError
 
@@ -165,7 +165,7 @@ class Posterior:
         columns = ["mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"]
         return pd.DataFrame(rows, index=index, columns=columns)
 
-    def to_arviz(self, *, key=0):
+    def to_arviz(self, *, key=None):
         """ArviZ ``InferenceData`` with the draws in ``posterior`` and per-draw diagnostics in
         ``sample_stats``. Weighted draws are first resampled (multinomially, with ``key``) to an
         unweighted set of the same size, since ArviZ has no notion of weights; the log weights are
@@ -173,6 +173,7 @@ class Posterior:
         import arviz as az
 
         if self.log_weights is not None:
+            key = key_or_warn(key, "Posterior.to_arviz of weighted draws")
             flat = self.sample(key=key, n=self.num_chains * self.num_draws)
             posterior = {
                 k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:])

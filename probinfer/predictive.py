@@ -27,7 +27,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from numpyro import distributions as numpyro_dist
 
-from probinfer._utils import as_key
+from probinfer._utils import key_or_warn
 from probinfer.errors import DataError
 
 __all__ = ["predict", "Prediction", "expected_calibration_error"]
@@ -84,7 +84,16 @@ def _draws(posterior, key, num_draws, anchors):
 
 
 def predict(
-    target, posterior, data, *, site=None, num_draws=None, anchors=False, bins=15, key=0, chunk=64
+    target,
+    posterior,
+    data,
+    *,
+    site=None,
+    num_draws=None,
+    anchors=False,
+    bins=15,
+    key=None,
+    chunk=64,
 ):
     """Posterior predictive on held-out data.
 
@@ -97,6 +106,7 @@ def predict(
         num_draws: use this many draws (evenly spaced) instead of all.
         anchors: also use the Entropy-MCMC anchor draws θ_a.
         bins: bins of the calibration error.
+        key: int seed or PRNG key; needed only to resample a weighted posterior.
         chunk: draws evaluated at once (memory ``chunk × N × classes``).
 
     Returns:
@@ -108,7 +118,9 @@ def predict(
                 f"'{target.name}' has observed sites {list(target.observed_sites)}; name one with site=."
             )
         site = target.observed_sites[0]
-    draws = _draws(posterior, as_key(key), num_draws, anchors)
+    if posterior.log_weights is not None:  # only weighted draws are resampled
+        key = key_or_warn(key, "predict on weighted draws")
+    draws = _draws(posterior, key, num_draws, anchors)
     z = jax.jit(jax.vmap(target.unconstrain))({k: draws[k] for k in target.latent_sites})
     overrides = {k: jnp.asarray(v) for k, v in data.items()}
 

@@ -66,7 +66,9 @@ def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
         fh.write(text + "\n")
     with atomic_path(paths["summary.csv"]) as tmp:
         table.to_csv(tmp)
-    idata = posterior.to_arviz()
+    # Weighted draws are resampled for ArviZ with a fixed key, so a posterior always gives the
+    # same report (the report is a view of the posterior, not a new random draw).
+    idata = posterior.to_arviz(key=0)
     with atomic_path(paths["posterior.nc"], suffix=".nc") as tmp:
         idata.to_netcdf(tmp, engine="h5netcdf")
     posterior.save(paths["posterior.npz"])

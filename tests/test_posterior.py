@@ -72,7 +72,7 @@ def test_weighted_posterior_resamples_by_weight():
     np.testing.assert_allclose(
         table.loc["x", "ess_bulk"], 1 / np.sum(np.square([0.1, 0.2, 0.3, 0.4]))
     )
-    assert post.to_arviz().posterior["x"].shape == (1, 4)
+    assert post.to_arviz(key=0).posterior["x"].shape == (1, 4)
 
 
 def test_bad_posterior_inputs_are_reported():

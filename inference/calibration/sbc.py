@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from scipy import stats
 
-from probinfer._utils import as_key
+from probinfer._utils import key_or_warn
 from probinfer.inference.calibration.tarp import _validate
 
 __all__ = ["sbc", "SBCResult"]
@@ -70,7 +70,7 @@ class SBCResult:
         return axes
 
 
-def sbc(samples, theta, *, key=0, num_bins=None, layout="samples-first"):
+def sbc(samples, theta, *, key=None, num_bins=None, layout="samples-first"):
     """SBC rank statistics of ``samples`` ``(n_samples, n_sims, dim)`` for truths ``theta``
     ``(n_sims, dim)`` (``layout="sims-first"`` for ``(n_sims, n_samples, dim)``).
 
@@ -85,7 +85,7 @@ def sbc(samples, theta, *, key=0, num_bins=None, layout="samples-first"):
     num_samples, num_sims, dim = samples.shape
     ranks = (samples < theta[None]).sum(0)
     num_bins = int(num_bins or max(2, min(20, num_sims // 10)))
-    spread = np.asarray(jax.random.uniform(as_key(key), ranks.shape), np.float64)
+    spread = np.asarray(jax.random.uniform(key_or_warn(key, "sbc"), ranks.shape), np.float64)
     binned = np.minimum(((ranks + spread) / (num_samples + 1) * num_bins).astype(int), num_bins - 1)
     counts = np.stack([np.bincount(binned[:, d], minlength=num_bins) for d in range(dim)])
     expected = num_sims / num_bins

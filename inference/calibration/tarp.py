@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from probinfer._utils import as_key
+from probinfer._utils import as_key, key_or_warn
 from probinfer.errors import DataError
 
 __all__ = ["tarp", "Coverage", "point_estimate_references"]
@@ -236,7 +236,7 @@ def tarp(
     samples,
     theta,
     *,
-    key=0,
+    key=None,
     x=None,
     references="random",
     metric="euclidean",
@@ -278,6 +278,10 @@ def tarp(
     if metric not in ("euclidean", "manhattan"):
         raise DataError(f"metric must be 'euclidean' or 'manhattan', got '{metric}'.")
     num_alpha_bins = int(num_alpha_bins or max(num_sims // 10, 1))
+    # A key is needed for random or callable references and for the bootstrap; a fixed
+    # reference array without a bootstrap is deterministic.
+    random = bool(bootstrap) or isinstance(references, str) or callable(references)
+    key = key_or_warn(key, "tarp") if random else jax.random.PRNGKey(0) if key is None else key
     key_references, key_bootstrap = jax.random.split(as_key(key))
     if isinstance(references, str):
         if references != "random":

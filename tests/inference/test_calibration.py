@@ -136,7 +136,7 @@ def test_sims_first_layout_is_explicit(toy):
     b = tarp(np.swapaxes(samples, 0, 1), theta, key=4, layout="sims-first")
     np.testing.assert_array_equal(a.ecp, b.ecp)
     with pytest.raises(DataError, match="sims-first"):
-        tarp(np.swapaxes(samples, 0, 1), theta)
+        tarp(np.swapaxes(samples, 0, 1), theta, key=0)
 
 
 @pytest.mark.parametrize(
@@ -151,18 +151,18 @@ def test_sims_first_layout_is_explicit(toy):
 )
 def test_bad_input_is_reported(samples, theta, message):
     with pytest.raises(DataError, match=message):
-        tarp(samples, theta)
+        tarp(samples, theta, key=0)
 
 
 def test_sbc_ranks_uniform_for_exact_posterior_and_not_for_biased(toy):
     theta, _, estimator, _ = toy
-    exact = sbc(estimator(), theta)
+    exact = sbc(estimator(), theta, key=0)
     assert exact.is_uniform(), exact.verdict()
     # The uniformity test's false-alarm rate over 60 exact estimators: Binomial(60, ≤ 0.05).
-    alarms = sum(not sbc(estimator(seed=100 + s), theta).is_uniform() for s in range(60))
+    alarms = sum(not sbc(estimator(seed=100 + s), theta, key=s).is_uniform() for s in range(60))
     assert alarms <= 9, alarms
     assert exact.ranks.shape == (NUM_SIMS, DIM) and exact.counts.sum() == NUM_SIMS * DIM
-    biased = sbc(estimator(shift=0.5), theta)
+    biased = sbc(estimator(shift=0.5), theta, key=0)
     assert not biased.is_uniform()
     assert "NOT uniform" in biased.verdict()
 
@@ -173,8 +173,16 @@ def test_plots_render(toy, tmp_path):
     matplotlib.use("Agg")
     theta, _, estimator, _ = toy
     samples = estimator()
-    ax = tarp(samples, theta, bootstrap=20).plot()
+    ax = tarp(samples, theta, key=0, bootstrap=20).plot()
     ax.figure.savefig(tmp_path / "tarp.png")
-    axes = sbc(samples, theta).plot()
+    axes = sbc(samples, theta, key=0).plot()
     axes[0].figure.savefig(tmp_path / "sbc.png")
     assert (tmp_path / "tarp.png").stat().st_size > 0 and (tmp_path / "sbc.png").stat().st_size > 0
+
+
+def test_a_missing_key_still_works_with_a_deprecation_warning(toy):
+    theta, _, estimator, _ = toy
+    samples = estimator()
+    with pytest.warns(DeprecationWarning, match="pass key="):
+        unkeyed = tarp(samples, theta, bootstrap=10)
+    np.testing.assert_array_equal(unkeyed.ecp, tarp(samples, theta, key=0, bootstrap=10).ecp)
