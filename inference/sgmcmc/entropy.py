@@ -18,12 +18,13 @@ from probinfer.inference.sgmcmc import kernels as _kernels
 __all__ = ["entropy"]
 
 
-def entropy(coupling=1.0, base="sgld"):
-    """Entropy-MCMC with coupling η (> 0) on top of ``base`` (a first- or second-order kernel
-    without a preconditioner). Default step size: 0.1 min(σ²_min, η)."""
+def entropy(coupling=1.0, kernel="sgld"):
+    """Entropy-MCMC with coupling η (> 0) on top of ``kernel`` (a first- or second-order kernel
+    without a preconditioner, SGLD by default as in the paper). Default step size:
+    0.1 min(σ²_min, η)."""
     if not coupling > 0:
         raise ProbinferError(f"coupling (η of Entropy-MCMC) must be positive, got {coupling}.")
-    base = _kernels.get(base)
+    base = _kernels.get(kernel)
     if dict(base.settings).get("preconditioner") is not None or base.name in ("structured",):
         raise ProbinferError(
             "Entropy-MCMC's base kernel acts on the pair (θ, θ_a): use a plain sgld, sghmc, "

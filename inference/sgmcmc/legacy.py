@@ -16,7 +16,7 @@ _KERNEL_OPTIONS = {
     "sgld": {"precondition": "preconditioner"},
     "sghmc": {"friction": "friction"},
     "structured": {
-        "base": "base",
+        "base": "kernel",
         "groups": "groups",
         "num_groups": "num_groups",
         "buffer_size": "buffer_size",
@@ -76,7 +76,7 @@ def kernel_from_legacy(kernel, schedule, num_warmup, legacy):
         raise ProbinferError(f"option(s) {sorted(stray)} do not apply to method '{method}'.")
     options = {allowed[k]: v for k, v in legacy.items()}
     if method == "structured" and "precondition" in options:
-        options["base"] = _kernels.sgld(preconditioner=options.pop("precondition"))
+        options["kernel"] = _kernels.sgld(preconditioner=options.pop("precondition"))
     constructor = {
         **_kernels.NAMES,
         "structured": _structured,

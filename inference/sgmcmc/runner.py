@@ -61,7 +61,7 @@ def sgmcmc(
         kernel: None (preconditioned SGLD, module docstring); a name — ``"sgld"``, ``"sghmc"``,
             ``"sgnht"``, ``"psgld"``, ``"structured"``, ``"entropy"`` — with default options; or
             a kernel object whose constructor holds its options: ``sghmc(friction=0.2)``,
-            ``sgld(preconditioner="fisher")``, ``structured(base="sghmc", groups="neuron")``,
+            ``sgld(preconditioner="fisher")``, ``structured(kernel="sghmc", groups="neuron")``,
             ``entropy(coupling=1e-3)`` (from :mod:`probinfer.inference.sgmcmc`).
         batch_size: minibatch size B ≤ N (default min(N, 128)); drawn with replacement at every
             step (B = N: the full data), the likelihood scaled by N/B.

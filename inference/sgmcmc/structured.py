@@ -195,12 +195,13 @@ class StructuredState(NamedTuple):
 
 
 def structured(
-    base="sgld", groups="layer", *, num_groups=None, buffer_size=100, dropout=None, num_copies=4
+    kernel="sgld", groups="layer", *, num_groups=None, buffer_size=100, dropout=None, num_copies=4
 ):
-    """Structured SGMCMC (module docstring) as a kernel wrapping ``base``.
+    """Structured SGMCMC (module docstring) as a kernel wrapping a base ``kernel``.
 
     Args:
-        base: the base kernel, ``"sgld"``, ``"sghmc"``, ``"psgld"`` or such a kernel object.
+        kernel: the base kernel each group moves with, ``"sgld"``, ``"sghmc"``, ``"psgld"`` or
+            such a kernel object.
         groups: ``"layer"``, ``"neuron"``, ``"random"``, ``"permuted"``, ``"all"`` or an integer
             array ``(dim,)`` of labels (:func:`group_index`).
         num_groups: number of groups for ``"random"`` and ``"permuted"``.
@@ -208,10 +209,10 @@ def structured(
         dropout: None for one gradient per group, or the activation probability p of the
             dropout variant (``num_copies`` gradients per step).
     """
-    base = _kernels.get(base)
+    base = _kernels.get(kernel)
     if base.name not in ("sgld", "sghmc", "psgld"):
         raise ProbinferError(
-            f"base (structured kernel) must be 'sgld', 'sghmc' or 'psgld', got '{base.name}'."
+            f"structured(kernel=...) must be 'sgld', 'sghmc' or 'psgld', got '{base.name}'."
         )
     if dropout is not None and not 0 < dropout <= 1:
         raise ProbinferError(
@@ -219,27 +220,29 @@ def structured(
         )
     size = int(buffer_size)
 
-    def build(base, labels, m):
+    def build(inner, labels, m):
         def step(key, state, grad_fn, step_size, params, noise=None):
             estimate = structured_gradient(
                 grad_fn, params["labels"], m, dropout=dropout, num_copies=num_copies
             )
             grad = estimate(state.base.position, state.buffer, jax.random.fold_in(key, 1))
-            new, info = base.step(key, state.base, lambda _: grad, step_size, params["base"], noise)
+            new, info = inner.step(
+                key, state.base, lambda _: grad, step_size, params["base"], noise
+            )
             return StructuredState(new, ring_push(state.buffer, new.position)), info
 
         return _kernels.SGKernel(
             name="structured",
-            init=lambda z: StructuredState(base.init(z), ring_init(z, size)),
+            init=lambda z: StructuredState(inner.init(z), ring_init(z, size)),
             step=step,
-            params={"base": base.params, "labels": labels},
-            static=("structured", base.static, m, dropout, int(num_copies), size),
+            params={"base": inner.params, "labels": labels},
+            static=("structured", inner.static, m, dropout, int(num_copies), size),
             prepare=prepare,
-            default_step_size=base.default_step_size,
+            default_step_size=inner.default_step_size,
             settings=settings + ((("num_groups", m),) if m else ()),
         )
 
-    def prepare(kernel, geometry):
+    def prepare(_, geometry):
         prepared_base = base.prepare(base, geometry) if base.prepare else base
         labels, m = group_index(geometry.target, groups, num_groups=num_groups, key=geometry.key(4))
         return build(prepared_base, jnp.asarray(labels), m)

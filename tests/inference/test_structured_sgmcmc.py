@@ -93,7 +93,7 @@ def test_structured_sghmc_factorises_too():
     post = pi.sgmcmc(
         TARGET,
         key=2,
-        kernel=structured(base="sghmc", groups="all", buffer_size=1000),
+        kernel=structured(kernel="sghmc", groups="all", buffer_size=1000),
         batch_size=TARGET.num_data,
         num_steps=20_000,
         thinning=10,
