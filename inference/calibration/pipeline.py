@@ -27,6 +27,7 @@ import numpy as np
 
 from probinfer import runners
 from probinfer._utils import as_key, lbfgs_minimise, legacy_kwargs, renamed
+from probinfer.devices import leading_sharding, num_devices, shard_leading
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
@@ -208,6 +209,7 @@ def calibrate(
     bootstrap=100,
     block_size=100,
     progress="auto",
+    devices=None,
     model_args=(),
     model_kwargs=None,
     data=(),
@@ -231,6 +233,8 @@ def calibrate(
         bootstrap: bootstrap replicates for the TARP bands.
         block_size: simulations per vmapped block (memory ∝ block_size × the method's own).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
+        devices: where the simulations of a block run (:mod:`probinfer.devices`; None: all
+            local devices, when ``block_size`` is a multiple of their number).
         **legacy: ``num_samples`` (now ``num_draws``), ``batch_size`` (now ``block_size``) and
             the method's settings as keywords (now ``method_kwargs``), with a DeprecationWarning.
 
@@ -283,10 +287,11 @@ def calibrate(
             observations,
             batch_size,
             _progress(num_sims, f"calibrate {name}", show),
+            devices,
         )
     elif amortized is not None:
         samples = _amortized(
-            target, amortized, run_keys, observations, num_samples, batch_size, show
+            target, amortized, run_keys, observations, num_samples, batch_size, show, devices
         )
     else:
         samples = _one_by_one(
@@ -312,6 +317,7 @@ def calibrate(
         observations,
         batch_size,
         _progress(num_sims, "MAP references", show),
+        devices,
     )[:, 0]
     prior_scale = np.asarray(_flatten(target, target.sample_prior(key_scale, 2000))).std(0)
     noise = np.asarray(jax.random.normal(key_tarp, maps.shape))
@@ -328,7 +334,12 @@ def calibrate(
         samples=samples,
         observations={k: np.asarray(v) for k, v in observations.items()},
         method=name,
-        settings={"num_sims": num_sims, "num_draws": num_samples, "method_kwargs": method_kwargs},
+        settings={
+            "num_sims": num_sims,
+            "num_draws": num_samples,
+            "method_kwargs": method_kwargs,
+            "devices": 1 if leading_sharding(batch_size, devices) is None else num_devices(devices),
+        },
         seconds=seconds,
     )
 
@@ -354,8 +365,9 @@ def _resolve(method):
     )
 
 
-def _vmapped(fn, target, keys, observations, batch_size, bar):
-    """``fn(conditioned target, key, obs) -> (n, dim)`` over all simulations, vmapped in blocks."""
+def _vmapped(fn, target, keys, observations, batch_size, bar, devices=None):
+    """``fn(conditioned target, key, obs) -> (n, dim)`` over all simulations, vmapped in blocks
+    whose simulations are spread over ``devices`` (independent: only where they run changes)."""
 
     @jax.jit
     def block(keys, observations):
@@ -370,9 +382,11 @@ def _vmapped(fn, target, keys, observations, batch_size, bar):
     outputs = []
     with bar:
         for start, stop in _blocks(num_sims, batch_size):
-            out = block(
-                _take(keys, start, stop, batch_size), _take(observations, start, stop, batch_size)
+            inputs = (
+                _take(keys, start, stop, batch_size),
+                _take(observations, start, stop, batch_size),
             )
+            out = block(*shard_leading(inputs, devices))
             outputs.append(np.asarray(out)[: stop - start])
             bar.update(stop - start)
     return np.concatenate(outputs)
@@ -383,7 +397,7 @@ def _estimator_draws(estimator, target, key, obs, num_samples):
     return _flatten(target, out) if isinstance(out, dict) else jnp.asarray(out)
 
 
-def _amortized(target, estimator, keys, observations, num_samples, batch_size, show):
+def _amortized(target, estimator, keys, observations, num_samples, batch_size, show, devices):
     try:
         return _vmapped(
             lambda t, k, o: _estimator_draws(estimator, t, k, o, num_samples),
@@ -392,6 +406,7 @@ def _amortized(target, estimator, keys, observations, num_samples, batch_size, s
             observations,
             batch_size,
             _progress(keys.shape[0], "calibrate (vmapped)", show),
+            devices,
         )
     except (jax.errors.JAXTypeError, TypeError):
         # The estimator's sample() is not traceable (it converts to NumPy, branches on values…).

@@ -197,3 +197,41 @@ def test_a_failed_smc_run_inside_calibrate_is_reported_not_hidden():
         pi.calibrate(
             target, "smc", key=0, num_sims=3, num_draws=5, method_kwargs={"num_particles": 50}
         )
+
+
+@pytest.mark.slow
+def test_simulations_spread_over_devices_give_the_one_device_draws(on_cpu_devices):
+    """Blocks of 8 simulations on 4 simulated CPU devices: each simulation is computed alone, so
+    the exact estimator's draws and the MAP references match one device to float rounding."""
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json
+        import jax, jax.numpy as jnp
+        import numpy as np
+        import probinfer as pi
+        from probinfer.models import conjugate
+
+        class Exact:
+            def sample(self, key, x, n):
+                y = x["y"]
+                precision = 1.0 + y.shape[0]
+                mean = jnp.sum(y) / precision
+                return {"mu": mean + jax.random.normal(key, (n,)) / jnp.sqrt(precision)}
+
+        target = conjugate.normal_normal_example(num_data=10).compile()
+        out = {}
+        for label, devices in [("sharded", None), ("single", 1)]:
+            result = pi.calibrate(target, Exact(), key=0, num_sims=16, num_draws=20,
+                                  block_size=8, bootstrap=10, devices=devices)
+            out[label] = {"samples": result.samples.tolist(),
+                          "devices": result.settings["devices"],
+                          "ecp": result.tarp.ecp.tolist()}
+        print(json.dumps(out))
+        """
+    )
+    runs = on_cpu_devices(script, 4)
+    assert runs["sharded"]["devices"] == 4 and runs["single"]["devices"] == 1
+    np.testing.assert_allclose(runs["sharded"]["samples"], runs["single"]["samples"], rtol=1e-5)
+    np.testing.assert_allclose(runs["sharded"]["ecp"], runs["single"]["ecp"], atol=1 / 16)
