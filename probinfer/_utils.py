@@ -9,7 +9,9 @@ import numpy as np
 
 __all__ = [
     "as_key",
+    "key_or_warn",
     "renamed",
+    "legacy_kwargs",
     "map_blocks",
     "cached_program",
     "atomic_write_bytes",
@@ -96,10 +98,10 @@ def legacy_kwargs(legacy, renames, where):
     unknown = set(legacy) - set(renames)
     if unknown:
         raise TypeError(f"{where}() got unexpected keyword argument(s) {sorted(unknown)}.")
-    return {
-        renames[old]: renamed(None, value, old, renames[old], where)
-        for old, value in legacy.items()
-    }
+    new = {}
+    for old, value in legacy.items():
+        new[renames[old]] = renamed(None, value, old, renames[old], where)
+    return new
 
 
 def map_blocks(fn, *args, block_size=None):

@@ -19,7 +19,14 @@ import numpy as np
 
 from probinfer.errors import ProbinferError
 
-__all__ = ["mesh", "leading_sharding", "shard_leading", "constrain_leading", "num_devices"]
+__all__ = [
+    "mesh",
+    "leading_sharding",
+    "shard_leading",
+    "constrain_leading",
+    "num_devices",
+    "devices_used",
+]
 
 AXIS = "items"
 
@@ -64,6 +71,12 @@ def leading_sharding(size, devices=None):
     if count < 2 or int(size) % count:
         return None
     return jax.sharding.NamedSharding(grid, jax.sharding.PartitionSpec(grid.axis_names[0]))
+
+
+def devices_used(size, devices=None):
+    """How many devices a leading axis of ``size`` is spread over (1 when it stays on one), as
+    runners record it in ``Posterior.settings["devices"]``."""
+    return 1 if leading_sharding(size, devices) is None else num_devices(devices)
 
 
 def shard_leading(tree, devices=None):

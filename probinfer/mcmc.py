@@ -148,9 +148,7 @@ def mcmc(
         "log_density": np.asarray(log_density),
         "is_divergent": np.asarray(divergent),
     }
-    settings["devices"] = (
-        _devices.num_devices(devices) if _devices.leading_sharding(num_chains, devices) else 1
-    )
+    settings["devices"] = _devices.devices_used(num_chains, devices)
     return Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from probinfer import runners
 from probinfer._utils import as_key, lbfgs_minimise, legacy_kwargs, renamed
-from probinfer.devices import leading_sharding, num_devices, shard_leading
+from probinfer.devices import devices_used, shard_leading
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
@@ -338,7 +338,7 @@ def calibrate(
             "num_sims": num_sims,
             "num_draws": num_samples,
             "method_kwargs": method_kwargs,
-            "devices": 1 if leading_sharding(batch_size, devices) is None else num_devices(devices),
+            "devices": devices_used(batch_size, devices),
         },
         seconds=seconds,
     )

@@ -208,9 +208,7 @@ def sgmcmc(
         "control_variates": bool(control_variates),
         "schedule": schedule.name,
         **dict(schedule.settings),
-        "devices": _devices.num_devices(devices)
-        if _devices.leading_sharding(num_chains, devices)
-        else 1,
+        "devices": _devices.devices_used(num_chains, devices),
     }
     return _posterior(target, kernel, paths, keep, step_sizes, geometry, {**settings, **run})
 
