@@ -142,9 +142,10 @@ def smc(
     path = path_for(checkpoint, "smc")
     max_steps = settings["max_steps"]
     every = max_steps if path is None else int(checkpoint_every or 10)
-    fingerprint = {
+    fingerprint = {  # plain values only: a resumed run may be another process
         "target": target.name,
-        **{k: repr(v) for k, v in settings.items()},
+        **{k: repr(v) for k, v in settings.items() if k != "kernel"},
+        "kernel": [settings["kernel"].name, list(settings["kernel"].options)],
         "key": np.asarray(jax.random.key_data(key)).tolist(),
     }
     carry, _ = run_chunks(

@@ -225,6 +225,10 @@ def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, killed_after_sa
     saves = killed_after_saves(2)
     with pytest.raises(KeyboardInterrupt):
         pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
+    # The fingerprint holds plain values only (no object addresses), so another process — the
+    # one a user restarts after a kill — recognises the checkpoint as its own.
+    with np.load(tmp_path / "smc.npz") as saved:
+        assert " at 0x" not in str(saved["fingerprint"])
     resumed = pi.smc(target, key=2, num_particles=200, checkpoint=tmp_path, checkpoint_every=2)
     assert saves[:3] == [2, 4, 6]  # resumed after temperature 4
     np.testing.assert_array_equal(resumed.draws["w"], whole.draws["w"])
