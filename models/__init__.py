@@ -16,6 +16,7 @@ from probinfer.models import (
     energies,
     logistic_regression,
     state_space,
+    volatility,
 )
 from probinfer.models._example import Example
 
@@ -29,6 +30,7 @@ __all__ = [
     "energies",
     "logistic_regression",
     "state_space",
+    "volatility",
 ]
 
 ZOO = {
@@ -39,6 +41,7 @@ ZOO = {
     "linear_regression": conjugate.linear_regression_example,
     "logistic_regression": logistic_regression.breast_cancer_example,
     "digits_bnn": bnn.digits_example,
+    "stochastic_volatility": volatility.example,
     "funnel": energies.funnel_example,
     "banana": energies.banana_example,
     "gaussian_mixture": energies.gaussian_mixture_example,

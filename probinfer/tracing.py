@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions import ImproperUniform, Unit
@@ -123,7 +124,11 @@ def trace_model(
     if overrides:
         merged.update(overrides)
     bound = inspect.BoundArguments(signature, merged)
-    return handlers.trace(fn).get_trace(*bound.args, **bound.kwargs)
+    # NumPyro validates concrete parameters on construction; a heavy-tailed prior draw (a Cauchy
+    # location at 1e5, say) makes a scale overflow and would raise while tracing. Invalid values
+    # show up as non-finite log densities instead, which every runner checks and explains.
+    with numpyro.validation_enabled(False):
+        return handlers.trace(fn).get_trace(*bound.args, **bound.kwargs)
 
 
 def _plate_sizes(trace):

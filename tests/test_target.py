@@ -263,6 +263,19 @@ def test_init_survives_heavy_tailed_prior_with_hard_constraint():
     assert np.all(np.abs(np.asarray(z)) < 0.3)
 
 
+def test_init_redraws_until_the_stochastic_volatility_likelihood_is_finite(targets):
+    """About 18 % of this model's prior draws give a NaN or −inf likelihood (Cauchy priors send
+    the log-volatility to ±1e5): every starting point has a finite density and gradient."""
+    target = targets["stochastic_volatility"]
+    prior = jax.jit(lambda key: target.log_likelihood(target.draw_z(key)))
+    draws = jax.vmap(prior)(jax.random.split(jax.random.PRNGKey(1), 256))
+    assert not np.all(np.isfinite(np.asarray(draws)))  # the test has teeth
+    z = target.init(0, 256)
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(target.log_density)))
+    for values in value_and_grad(z):
+        assert np.all(np.isfinite(np.asarray(values)))
+
+
 def test_prior_predictive_moments_match_normal_normal():
     n = 4000
     target = pi.compile(conjugate.normal_normal, y=jnp.zeros(3))

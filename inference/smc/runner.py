@@ -28,7 +28,10 @@ from probinfer.progress import ProgressBar, should_show
 __all__ = ["smc", "smc_draws"]
 
 # Error codes raised after the jitted loop (a while_loop cannot raise).
-_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS, _NAN_AT_START = 0, 1, 2, 3, 4
+_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS, _NAN_AT_START, _TOO_FEW_FINITE = range(6)
+# A prior draw whose log likelihood is NaN or ±inf is a zero-weight particle; SMC goes on while at
+# least this fraction of the prior particles (and at least 2) have a finite one.
+_MIN_FINITE_FRACTION = 0.01
 # SMC's own defaults for named kernels: shorter HMC trajectories than a long MCMC chain needs
 # (each temperature only has to decorrelate the particles from their ancestors), and a lower
 # acceptance target for the per-temperature Robbins–Monro step adaptation.
@@ -138,7 +141,10 @@ def smc(
     )
     holder["bar"] = ProgressBar(100, "smc: temperature (%)", enabled=show)
     key = as_key(key)
-    carry, key_loop, first_nan = program.start(key)
+    carry, key_loop, census = program.start(key)
+    census = _Census(*(np.asarray(x) for x in census))
+    if int(carry[3]) == _OK and census.nan + census.positive_inf:
+        _warn_zero_weight(target, census, settings["num_particles"])
     path = path_for(checkpoint, "smc")
     max_steps = settings["max_steps"]
     every = max_steps if path is None else int(checkpoint_every or 10)
@@ -159,7 +165,7 @@ def smc(
     state, trace, num_steps, error = program.finish(carry)
     num_steps, error = int(num_steps), int(error)
     trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
-    _raise_for(error, target, trace, num_steps, settings["max_steps"], first_nan)
+    _raise_for(error, target, trace, num_steps, settings, census)
     constrained = jax.vmap(target.constrain)(state.position)
     kernel = settings["kernel"]
     diagnostics = {
@@ -169,6 +175,15 @@ def smc(
         "acceptance_rate": trace.acceptance_rate,
         "log_evidence_increments": trace.log_evidence_increment,
         "num_steps": num_steps,
+        # Prior particles given weight zero at λ = 0 because their log likelihood was not finite.
+        "nonfinite_prior_draws": {
+            "nan": int(census.nan),
+            "+inf": int(census.positive_inf),
+            "-inf": int(census.negative_inf),
+        },
+        "nonfinite_sites": _nonfinite_sites(target, census)
+        if census.nan + census.positive_inf
+        else [],
         # One particle system = one chain: the chain axis first, as every runner's diagnostics.
         "step_size": np.asarray(state.step_size).reshape(1),
         "inverse_mass_matrix": np.asarray(state.inverse_mass)[None],
@@ -289,10 +304,7 @@ def _program(
         positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
         positions = _devices.constrain_leading(positions, sharding)
         state = init(positions, terms, step_size, block_size)
-        nan = jnp.isnan(state.log_prior) | jnp.isnan(state.log_likelihood).reshape(
-            num_particles, -1
-        ).any(-1)
-        first_nan = jnp.argmax(nan)
+        state, census, error = _admit(state, num_particles)
         dtype = positions.dtype
         trace = SMCInfo(
             temperature=jnp.zeros((max_steps,), dtype),
@@ -302,9 +314,8 @@ def _program(
             log_evidence_increment=jnp.zeros((max_steps,), dtype),
         )
 
-        error = jnp.where(jnp.any(nan), _NAN_AT_START, _OK)
         carry = (state, trace, jnp.zeros((), jnp.int32), error)
-        return carry, key_loop, (first_nan, positions[first_nan])
+        return carry, key_loop, census._replace(position=positions[census.first])
 
     def advance(carry, key_loop, limit):
         """Temperatures until λ = 1, an error, or ``limit`` steps in all."""
@@ -353,19 +364,84 @@ def _program(
     return _Program(start, advance, finish), holder
 
 
+class _Census(NamedTuple):
+    """The prior particles' log likelihoods at λ = 0: how many are NaN, +inf and −inf; ``first``:
+    the first NaN log prior if any, else the first NaN or +inf log L; ``position``: its z."""
+
+    nan: jax.Array
+    positive_inf: jax.Array
+    negative_inf: jax.Array
+    first: jax.Array
+    position: jax.Array = None
+
+
+def _admit(state, num_particles):
+    """``(state, census, error)``: a prior particle whose log likelihood is NaN or ±inf gets log L
+    = −inf, i.e. weight zero from the first λ > 0 on (a NaN log *prior* is a model bug: error
+    ``_NAN_AT_START``; fewer than ``_MIN_FINITE_FRACTION`` particles without NaN/+inf:
+    ``_TOO_FEW_FINITE``)."""
+    log_likelihood = state.log_likelihood.reshape(num_particles, -1)
+    nan = jnp.isnan(log_likelihood).any(-1)
+    positive_inf = (log_likelihood == jnp.inf).any(-1) & ~nan
+    negative_inf = (log_likelihood == -jnp.inf).any(-1) & ~nan & ~positive_inf
+    nan_prior = jnp.isnan(state.log_prior)
+    broken = nan | positive_inf
+    first = jnp.where(jnp.any(nan_prior), jnp.argmax(nan_prior), jnp.argmax(broken))
+    census = _Census(nan.sum(), positive_inf.sum(), negative_inf.sum(), first)
+    minimum = max(2, int(np.ceil(_MIN_FINITE_FRACTION * num_particles)))
+    error = jnp.where(num_particles - broken.sum() < minimum, _TOO_FEW_FINITE, _OK)
+    error = jnp.where(jnp.any(nan_prior), _NAN_AT_START, error)
+    finite = jnp.isfinite(state.log_likelihood)
+    state = state._replace(log_likelihood=jnp.where(finite, state.log_likelihood, -jnp.inf))
+    return state, census, error
+
+
 def _jitted(program, holder):
     return _Program(*(jax.jit(piece) for piece in program)), holder
 
 
-def _raise_for(error, target, trace, num_steps, max_steps, first_nan):
+def _nonfinite_sites(target, census):
+    """Names of the sites whose log probability is not finite at the census's first particle."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        terms = target.site_log_probs(jnp.asarray(census.position))
+    return sorted(k for k, v in terms.items() if not np.all(np.isfinite(np.asarray(v))))
+
+
+def _warn_zero_weight(target, census, num_particles):
+    sites = ", ".join(f"'{s}'" for s in _nonfinite_sites(target, census)) or "(none found)"
+    warnings.warn(
+        f"SMC on '{target.name}': {int(census.nan)} of {num_particles} prior particles have a "
+        f"NaN log likelihood, {int(census.positive_inf)} +inf and {int(census.negative_inf)} "
+        f"−inf (site(s) {sites}); they get weight zero from the first temperature on "
+        "(diagnostics['nonfinite_prior_draws']). If the likelihood should be finite there, "
+        "make it numerically stable (e.g. compute scales on the log scale).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _raise_for(error, target, trace, num_steps, settings, census):
+    max_steps = settings["max_steps"]
     temperature = float(trace.temperature[-1]) if num_steps else 0.0
     if error == _NAN_AT_START:
-        particle, position = first_nan
         raise NonFiniteError(
-            f"SMC on '{target.name}': the log density is NaN for prior particle {int(particle)} "
-            f"at temperature 0; {target.explain_nonfinite(position)}"
+            f"SMC on '{target.name}': the log prior is NaN for prior particle "
+            f"{int(census.first)} at temperature 0 (a model bug: a prior draw must have a "
+            f"finite prior density); {target.explain_nonfinite(census.position)}"
+        )
+    if error == _TOO_FEW_FINITE:
+        broken = int(census.nan + census.positive_inf)
+        sites = ", ".join(f"'{s}'" for s in _nonfinite_sites(target, census))
+        raise NonFiniteError(
+            f"SMC on '{target.name}': {broken} of {settings['num_particles']} prior "
+            f"particles have a NaN or +inf log likelihood (site(s) {sites}), leaving fewer than "
+            f"{_MIN_FINITE_FRACTION:.0%} to go on; make the likelihood numerically stable or use "
+            "a prior that keeps its parameters in a range where it is finite."
         )
     if error == _ALL_IMPOSSIBLE:
+        # The step that found every particle impossible started from the previous temperature.
+        temperature = float(trace.temperature[-2]) if num_steps > 1 else 0.0
         raise NonFiniteError(
             f"SMC on '{target.name}': every particle has zero likelihood (log L = −inf) at "
             f"temperature {temperature:.3g} (step {num_steps}); the data are impossible under "

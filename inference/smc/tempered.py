@@ -8,7 +8,8 @@ One step, on the particles as the previous move left them:
    keep the conditional ESS at ``target_ess · N`` (bisection; a fixed ladder may be given instead);
 2. reweight ``log w_i += g_i`` and accumulate ``log Z += log Σ_i W_i exp(g_i)`` (``W``: normalised
    previous weights) — ``log L = −∞`` gives ``g = −∞``, never ``0 · ∞ = NaN``;
-3. resample (systematic by default) when the ESS falls below ``resample_threshold · N``;
+3. resample (systematic by default) when the ESS falls below ``resample_threshold · N`` or a
+   particle has weight zero;
 4. move every particle with ``num_mcmc_steps`` of an MCMC kernel invariant for ``π_λ'`` (any
    :class:`~probinfer.kernels.Kernel`: HMC, MALA, RWM or a user's own) whose diagonal scale is the
    particles' weighted variance and whose step size follows the previous move's acceptance rate
@@ -82,6 +83,10 @@ def next_temperature(state, target_ess, num_bisections=50):
     n = state.log_weights.shape[0]
     remaining = 1.0 - state.temperature
 
+    # Particles whose log L is −inf (or was NaN at λ = 0) drop out at any λ' > λ: the ESS target
+    # is relative to the weight that survives an infinitesimal step, else no λ' would do.
+    goal = target_ess * _surviving_mass(state)
+
     def cess(delta):
         increments = _increments(state.log_likelihood, state.temperature, state.temperature + delta)
         return resampling_module.conditional_ess(state.log_weights, increments) / n
@@ -89,12 +94,24 @@ def next_temperature(state, target_ess, num_bisections=50):
     def bisect(_, bounds):
         low, high = bounds
         middle = 0.5 * (low + high)
-        ok = cess(middle) >= target_ess
+        ok = cess(middle) >= goal
         return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
 
     low, _ = jax.lax.fori_loop(0, num_bisections, bisect, (jnp.zeros_like(remaining), remaining))
-    delta = jnp.where(cess(remaining) >= target_ess, remaining, low)
+    delta = jnp.where(cess(remaining) >= goal, remaining, low)
     return jnp.minimum(state.temperature + delta, 1.0)
+
+
+def _surviving_mass(state):
+    """Normalised weight on particles whose incremental weight stays finite as ``λ' ↓ λ``: those
+    with finite log L (tempering), or finite log L for the datum entering next (data annealing)."""
+    log_likelihood = state.log_likelihood
+    if log_likelihood.ndim == 2:
+        num_data = log_likelihood.shape[1]
+        entering = jnp.clip(jnp.floor(state.temperature * num_data), 0, num_data - 1)
+        log_likelihood = log_likelihood[:, entering.astype(jnp.int32)]
+    weights = jnp.exp(resampling_module.normalise(state.log_weights))
+    return jnp.sum(jnp.where(jnp.isfinite(log_likelihood), weights, 0.0))
 
 
 def _weighted_variance(positions, log_weights):
@@ -139,7 +156,8 @@ def step(
     ess = resampling_module.ess(log_weights)
     resampler = resampling_module.RESAMPLERS[resampling]
     if chain_length is None:
-        resample = ess < resample_threshold * n
+        # Zero-weight particles (log L = −inf, or NaN at the prior) are never moved: resample.
+        resample = (ess < resample_threshold * n) | jnp.any(log_weights == -jnp.inf)
         ancestors = resampler(key_resample, log_weights)
         ancestors = jnp.where(resample, ancestors, jnp.arange(n))
         log_weights = jnp.where(resample, jnp.zeros_like(log_weights), log_weights)

@@ -10,7 +10,7 @@ from jax.scipy.special import logsumexp
 
 import probinfer as pi
 from probinfer import NonFiniteError, ProbinferError, dist
-from probinfer.inference.smc import resampling
+from probinfer.inference.smc import resampling, smc_draws
 from probinfer.models import conjugate
 
 WEIGHTS = np.array([0.05, 0.3, 0.0, 0.15, 0.02, 0.28, 0.1, 0.1])
@@ -121,12 +121,19 @@ def test_degenerate_and_bad_input():
     with pytest.raises(NonFiniteError, match="zero likelihood.*temperature 0"):
         pi.smc(pi.compile(impossible), key=0, num_particles=50)
 
-    def nan_model():
-        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
-        pi.factor("bad", jnp.log(mu))  # NaN for negative μ
+    def nan_prior():
+        s = pi.sample("s", dist.Normal(0.0, 1.0))
+        pi.sample("x", dist.Normal(0.0, s))  # a negative scale: the log prior is NaN
 
-    with pytest.raises(NonFiniteError, match="NaN for prior particle"):
-        pi.smc(pi.compile(nan_model), key=0, num_particles=50)
+    with pytest.raises(NonFiniteError, match="log prior is NaN for prior particle"):
+        pi.smc(pi.compile(nan_prior), key=0, num_particles=50)
+
+    def mostly_nan():
+        mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+        pi.factor("bad", jnp.log(-2.5 - mu))  # NaN for 99.4 % of the prior
+
+    with pytest.raises(NonFiniteError, match="400 prior particles.*'bad'.*fewer than 1%"):
+        pi.smc(pi.compile(mostly_nan), key=0, num_particles=400)
     target = conjugate.normal_normal_example().compile()
     with pytest.raises(ProbinferError, match="at least 2 particles"):
         pi.smc(target, key=0, num_particles=1)
@@ -148,6 +155,48 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, num_particles=100, waste_free=7)
     with pytest.raises(ProbinferError, match="increase strictly"):
         pi.smc(target, key=0, temperatures=[0.0, 0.5, 0.4, 1.0])
+
+
+def _log_of_mu(y=None):
+    """``μ ~ N(0, 1)`` and one factor ``log μ`` per datum: NaN for the half of the prior with
+    μ < 0, which SMC reads as likelihood zero. With k data the posterior is ``∝ φ(μ) μ^k`` on
+    μ > 0: ``Z = ∫₀^∞ φ μ^k``, ``E[μ] = ∫₀^∞ φ μ^{k+1} / Z`` (half-normal moments)."""
+    mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+    with pi.plate("data", y.shape[0]):
+        pi.factor("log_mu", jnp.log(mu) + 0.0 * y)
+
+
+def _half_normal_moment(k):
+    """``∫₀^∞ φ(μ) μ^k dμ = 2^{k/2 − 1} Γ((k + 1)/2) / √π``."""
+    from scipy.special import gammaln
+
+    return np.exp((k / 2 - 1) * np.log(2) + gammaln((k + 1) / 2) - 0.5 * np.log(np.pi))
+
+
+@pytest.mark.parametrize(
+    ("num_data", "settings"),
+    [(1, {}), (2, {"waste_free": 10}), (2, {"annealing": "data"})],
+)
+def test_nan_likelihood_at_prior_particles_means_weight_zero(num_data, settings):
+    """Half the prior particles have a NaN log likelihood: a warning naming the site, the counts in
+    diagnostics, and log Z and E[μ] of the posterior on μ > 0 (exact: half-normal moments)."""
+    target = pi.compile(_log_of_mu, jnp.ones(num_data), data="y")
+    with pytest.warns(RuntimeWarning, match="NaN log likelihood.*'log_mu'.*weight zero"):
+        posts, log_z = _replicates(target, 6, num_particles=500, **settings)
+    counts = posts[0].diagnostics["nonfinite_prior_draws"]
+    assert 200 < counts["nan"] < 300 and counts["-inf"] + counts["+inf"] <= 1  # log 0 = −inf
+    assert posts[0].diagnostics["nonfinite_sites"] == ["log_mu"]
+    exact_log_z = np.log(_half_normal_moment(num_data))
+    exact_mean = _half_normal_moment(num_data + 1) / _half_normal_moment(num_data)
+    se = log_z.std(ddof=1) / np.sqrt(log_z.size)
+    assert abs(log_z.mean() - exact_log_z) < 3 * se + 1e-3, (log_z, exact_log_z)
+    means = np.array([float(np.exp(p.log_weights[0]) @ p.draws["mu"][0]) for p in posts])
+    se = means.std(ddof=1) / np.sqrt(means.size)
+    assert abs(means.mean() - exact_mean) < 3 * se + 1e-3, (means, exact_mean)
+    assert all(np.all(p.draws["mu"] > 0) for p in posts)
+    if not settings:  # the pure form calibrate runs takes the same path
+        draws = jax.jit(lambda key: smc_draws(target, key, 200))(jax.random.PRNGKey(0))["mu"]
+        assert np.all(np.asarray(draws) > 0)
 
 
 def _spread_of_independent_runs(target, seeds, **settings):
