@@ -1,6 +1,8 @@
-"""``mcmc``: adaptive Metropolis chains (HMC, MALA or random walk) on a :class:`~probinfer.Target`.
+"""``mcmc``: adaptive MCMC chains (NUTS by default; HMC, MALA or random walk) on a
+:class:`~probinfer.Target`.
 
-Warm-up follows Stan: the step size is tuned by dual averaging to an acceptance target (Hoffman &
+NUTS is NumPyro's, with its own Stan-style warm-up (:mod:`probinfer.kernels.nuts`). For the
+fixed-length kernels the warm-up follows Stan too: the step size is tuned by dual averaging to an acceptance target (Hoffman &
 Gelman 2014), and a diagonal inverse mass matrix is estimated from the chain in doubling windows
 (Stan reference manual). Chains are independent and vmapped; warm-up and sampling are one jitted
 ``lax.scan`` each. The kernels are the shared ones in :mod:`probinfer.kernels`.
@@ -19,6 +21,8 @@ from probinfer._utils import as_key, cached_program, legacy_kwargs
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
+from probinfer.kernels.nuts import program as _nuts_program
+from probinfer.kernels.nuts import tree_depth
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
@@ -28,7 +32,8 @@ __all__ = ["mcmc", "mcmc_draws"]
 def _kernel(kernel, num_integration_steps):
     if num_integration_steps is None:
         return kernels.get(kernel)
-    if kernel != "hmc":
+    # The old spelling predates NUTS as the default: it always meant fixed-length HMC.
+    if kernel not in ("hmc", "nuts"):
         raise ProbinferError(
             "num_integration_steps= is an option of the HMC kernel: pass "
             "kernel=probinfer.kernels.hmc(num_integration_steps=...)."
@@ -40,7 +45,7 @@ def mcmc(
     target,
     *,
     key,
-    kernel="hmc",
+    kernel="nuts",
     num_chains=4,
     num_draws=1000,
     num_warmup=1000,
@@ -59,15 +64,16 @@ def mcmc(
     Args:
         target: a compiled :class:`~probinfer.Target` (continuous latents).
         key: int seed or JAX PRNG key.
-        kernel: ``"hmc"`` (default, 16 leapfrog steps), ``"mala"``, ``"rwm"`` or a
-            :class:`~probinfer.kernels.Kernel` (``probinfer.kernels.hmc(num_integration_steps=32)``,
-            or your own).
+        kernel: ``"nuts"`` (default: NumPyro's No-U-Turn Sampler), ``"hmc"`` (16 leapfrog
+            steps), ``"mala"``, ``"rwm"`` or a :class:`~probinfer.kernels.Kernel`
+            (``probinfer.kernels.nuts(dense_mass=True)``,
+            ``probinfer.kernels.hmc(num_integration_steps=32)``, or your own).
         num_chains: independent chains (vmapped; sharded over ``devices``; R-hat needs ≥ 2).
         num_draws: kept draws per chain (after thinning).
         num_warmup: adaptation steps per chain (discarded).
         step_size: initial step size; adapted during warm-up (a dimension-based guess if None).
         target_accept: acceptance rate the step size is tuned to (the kernel's own by default:
-            0.8 HMC, 0.57 MALA, 0.234 RWM).
+            0.8 NUTS and HMC, 0.57 MALA, 0.234 RWM).
         thinning: keep every ``thinning``-th draw.
         init: starting points — a dict of constrained site values (``site_shape`` or
             ``(num_chains, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or
@@ -84,8 +90,9 @@ def mcmc(
     Returns:
         Posterior with draws ``(num_chains, num_draws, *site_shape)`` and diagnostics
         ``acceptance_rate`` (per chain), ``step_size`` (per chain), ``inverse_mass_matrix``
-        ``(num_chains, dim)``, ``num_divergent`` (per chain), ``log_density`` and
-        ``is_divergent`` (per draw).
+        ``(num_chains, dim)`` (NUTS: the diagonal, or the dense matrix ``(num_chains, dim,
+        dim)``), ``num_divergent`` (per chain), ``log_density`` and ``is_divergent`` (per draw);
+        NUTS adds ``num_integration_steps`` and ``tree_depth`` per draw.
 
     Example:
         >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
@@ -125,7 +132,7 @@ def mcmc(
         "target_accept": target_accept,
         "thinning": thinning,
     }
-    state, (positions, log_density, acceptance, divergent), final_step = _run_chunked(
+    state, (positions, log_density, acceptance, divergent, *extra), final_step = _run_chunked(
         target,
         kernel,
         positions,
@@ -138,7 +145,7 @@ def mcmc(
         checkpoint_every=checkpoint_every,
     )
     constrained = jax.jit(jax.vmap(jax.vmap(target.constrain)))(positions)
-    inverse_mass = state[3]
+    inverse_mass = state.adapt_state.inverse_mass_matrix if kernels.is_nuts(kernel) else state[3]
     acceptance = np.asarray(acceptance)
     diagnostics = {
         "acceptance_rate": acceptance.mean(axis=1),
@@ -148,6 +155,10 @@ def mcmc(
         "log_density": np.asarray(log_density),
         "is_divergent": np.asarray(divergent),
     }
+    if extra:
+        steps = np.asarray(extra[0])
+        diagnostics["num_integration_steps"] = steps
+        diagnostics["tree_depth"] = np.asarray(tree_depth(steps))
     settings["devices"] = _devices.devices_used(num_chains, devices)
     return Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
 
@@ -211,7 +222,7 @@ def _run_chunked(
     ends = boundaries(num_warmup, max(1, every)) + [
         num_warmup + e for e in boundaries(total, every_draws * thinning)
     ]
-    state = program.start(_devices.shard_leading(positions, devices))
+    state = program.start(_devices.shard_leading(positions, devices), key_warmup)
     fingerprint = {
         "target": target.name,
         **{k: repr(v) for k, v in settings.items()},
@@ -253,7 +264,7 @@ def mcmc_draws(
     key,
     n,
     *,
-    kernel="hmc",
+    kernel="nuts",
     num_chains=4,
     num_warmup=500,
     step_size=None,
@@ -306,7 +317,7 @@ class _Program(NamedTuple):
     """The adaptive run in pieces, pure JAX (no host checks), so the runner can jit and
     checkpoint them chunk by chunk and :func:`mcmc_draws` can run them whole under ``vmap``.
 
-    ``start(positions) -> state``; ``warmup(state, steps, keys, collect, window_end) -> state``
+    ``start(positions, key) -> state``; ``warmup(state, steps, keys, collect, window_end) -> state``
     over a range of warm-up steps; ``sample(state, steps, keys) -> (state, trace)`` over a range
     of sampling steps (a multiple of ``thinning``), trace = (positions, log_density, acceptance,
     divergent), one row per kept draw; ``step_size(state)`` the step used for sampling.
@@ -332,10 +343,23 @@ def _program(
     show,
 ):
     """:class:`_Program` for these settings (Stan-style warm-up, then fixed-step sampling)."""
-    step = kernel.step
-    log_density_fn, dim = target.log_density, target.dim
     warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
     sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
+    if kernels.is_nuts(kernel):
+        return _Program(
+            *_nuts_program(
+                target,
+                num_chains=num_chains,
+                num_warmup=num_warmup,
+                step_size=step_size,
+                target_accept=target_accept,
+                thinning=thinning,
+                options=kernel.options,
+                bars=(warmup_bar, sample_bar),
+            )
+        )
+    step = kernel.step
+    log_density_fn, dim = target.log_density, target.dim
 
     def warmup_one(adapt, key, collect_t, window_end_t):
         kernel_state, da, welford, inverse_mass = adapt
@@ -363,7 +387,8 @@ def _program(
         )
         return kernel_state, da, welford, inverse_mass
 
-    def start(positions):
+    def start(positions, key):
+        del key  # the fixed-length kernels draw from the per-step keys
         states = jax.vmap(kernel.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
         welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
@@ -410,7 +435,7 @@ def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):
     """Every step in one traced call: ``(state, trace)`` with trace rows = kept draws."""
     collect, window_end = adaptation.warmup_schedule(num_warmup)
     state = program.warmup(
-        program.start(positions),
+        program.start(positions, key_warmup),
         jnp.arange(num_warmup),
         jax.random.split(key_warmup, num_warmup),
         jnp.asarray(collect),

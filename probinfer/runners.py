@@ -34,7 +34,7 @@ def register(name, runner, draws=None):
 
 register("mcmc", mcmc, mcmc_draws)
 # Shorthands: the MCMC runner with one kernel (Posterior.method is still "mcmc").
-for _kernel in ("hmc", "mala", "rwm"):
+for _kernel in ("nuts", "hmc", "mala", "rwm"):
     register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
 
 

@@ -30,7 +30,7 @@ def normal_normal():
     return models.get("normal_normal")
 
 
-@pytest.mark.parametrize("kernel", ["hmc", "mala", "rwm"])
+@pytest.mark.parametrize("kernel", ["nuts", "hmc", "mala", "rwm"])
 def test_kernels_recover_normal_normal_posterior(kernel, normal_normal):
     post = pi.mcmc(
         normal_normal.compile(), key=0, kernel=kernel, num_chains=4, num_draws=1000, num_warmup=500
@@ -40,20 +40,36 @@ def test_kernels_recover_normal_normal_posterior(kernel, normal_normal):
     assert post.draws["mu"].shape == (4, 1000)
 
 
-def test_hmc_recovers_beta_binomial_posterior():
+def test_default_nuts_recovers_beta_binomial_posterior():
     example = models.get("beta_binomial")
     post = pi.mcmc(example.compile(), key=1, num_draws=1000, num_warmup=500)
     a, b = conjugate.beta_binomial_posterior(example.args[0], example.kwargs["successes"])
     _check_moments(post.draws["p"], stats.beta.mean(a, b), stats.beta.var(a, b))
 
 
-def test_hmc_recovers_correlated_linear_regression_posterior():
+def test_default_nuts_recovers_correlated_linear_regression_posterior():
     example = models.get("linear_regression")
     post = pi.mcmc(example.compile(), key=2, num_draws=1000, num_warmup=500)
     mean, covariance = example.exact["w_mean"], example.exact["w_cov"]
     for i in range(3):
         _check_moments(post.draws["w"][..., i], mean[i], covariance[i, i])
     assert post.diagnostics["num_divergent"].sum() == 0
+    assert post.settings["kernel"] == "nuts" and post.diagnostics["tree_depth"].shape == (4, 1000)
+
+
+def test_nuts_reports_divergences_on_the_funnel():
+    """Neal's funnel defeats any fixed step size in its neck: NUTS must say so, per draw."""
+    post = pi.mcmc(
+        models.get("funnel").compile(), key=0, num_chains=2, num_draws=300, num_warmup=300
+    )
+    divergent = post.diagnostics["is_divergent"]
+    assert divergent.shape == (2, 300) and divergent.sum() > 0
+    assert np.array_equal(post.diagnostics["num_divergent"], divergent.sum(1))
+    assert np.all(post.diagnostics["tree_depth"] <= 10)
+    with pytest.raises(pi.ProbinferError, match="max_tree_depth"):
+        pi.kernels.nuts(max_tree_depth=0)
+    with pytest.raises(pi.ProbinferError, match="NUTS.*drives pi.mcmc only"):
+        pi.smc(models.get("funnel").compile(), key=0, kernel="nuts")
 
 
 def test_same_key_gives_identical_draws_and_different_keys_differ(normal_normal):
@@ -66,7 +82,7 @@ def test_same_key_gives_identical_draws_and_different_keys_differ(normal_normal)
     assert not np.array_equal(first, third)
 
 
-@pytest.mark.parametrize("kernel", ["hmc", "mala", "rwm"])
+@pytest.mark.parametrize("kernel", ["nuts", "hmc", "mala", "rwm"])
 def test_nan_log_density_is_rejected_not_propagated(kernel):
     def model():
         x = pi.sample("x", pi.dist.Normal(0.0, 1.0))
@@ -88,7 +104,7 @@ def test_nan_log_density_is_rejected_not_propagated(kernel):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kernel": "nuts"}, "kernel"),
+        ({"kernel": "nutz"}, "did you mean 'nuts'"),
         ({"step_size": -1.0}, "step_size"),
         ({"num_chains": 0}, "num_chains"),
         ({"init": jnp.zeros((3, 1))}, "init"),

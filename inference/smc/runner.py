@@ -22,6 +22,7 @@ from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.tempered import SMCInfo, init, step
 from probinfer.inference.smc.tempering import terms_fn
+from probinfer.kernels.nuts import not_a_transition
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
@@ -48,7 +49,7 @@ def smc(
     target_ess=0.5,
     resampling="systematic",
     resample_threshold=0.5,
-    num_mcmc_steps=10,
+    num_mcmc_steps=None,
     target_accept=None,
     temperatures=None,
     max_steps=500,
@@ -73,7 +74,10 @@ def smc(
         target_ess: conditional-ESS fraction each new temperature keeps (adaptive ladder).
         resampling: ``"systematic"``, ``"stratified"``, ``"residual"`` or ``"multinomial"``.
         resample_threshold: resample when ESS < threshold · N.
-        num_mcmc_steps: kernel steps per particle per temperature.
+        num_mcmc_steps: kernel steps per particle per temperature; None (default): adaptive —
+            steps in blocks of 2 until the rank correlation of every coordinate (and of the log
+            density) between the particles before and after the move is below
+            max(0.1, 3/√N), at most 50 (``diagnostics["num_mcmc_steps"]`` records them).
         target_accept: acceptance the step size is steered to (0.65 for HMC, the kernel's own
             otherwise).
         temperatures: a fixed increasing ladder from 0 to 1 instead of the adaptive one.
@@ -173,6 +177,7 @@ def smc(
         "ess": trace.ess,
         "resampled": trace.resampled,
         "acceptance_rate": trace.acceptance_rate,
+        "num_mcmc_steps": trace.num_mcmc_steps,
         "log_evidence_increments": trace.log_evidence_increment,
         "num_steps": num_steps,
         # Prior particles given weight zero at λ = 0 because their log likelihood was not finite.
@@ -224,6 +229,8 @@ def _settings(
     if isinstance(kernel, str) and kernel in kernels.NAMES:
         kernel = kernels.get(kernel, **_NAMED_OPTIONS.get(kernel, {}))
     kernel = kernels.get(kernel)
+    if kernels.is_nuts(kernel):
+        not_a_transition()  # raises: NUTS has no standalone transition to move particles with
     if target_accept is None:
         target_accept = _TARGET_ACCEPT.get(kernel.name, kernel.target_accept)
     if int(num_particles) < 2:
@@ -236,8 +243,10 @@ def _settings(
         raise ProbinferError(
             f"resampling must be one of {sorted(resampling_module.RESAMPLERS)}, got '{resampling}'."
         )
-    if int(num_mcmc_steps) < 1:
-        raise ProbinferError(f"num_mcmc_steps must be ≥ 1, got {num_mcmc_steps}.")
+    if num_mcmc_steps is not None and int(num_mcmc_steps) < 1:
+        raise ProbinferError(
+            f"num_mcmc_steps must be ≥ 1 or None (adaptive), got {num_mcmc_steps}."
+        )
     if annealing not in ("temperature", "data"):
         raise ProbinferError(f"annealing must be 'temperature' or 'data', got '{annealing}'.")
     if waste_free is not None and (int(waste_free) < 2 or int(num_particles) % int(waste_free)):
@@ -256,7 +265,7 @@ def _settings(
         "target_ess": float(target_ess),
         "resampling": resampling,
         "resample_threshold": float(resample_threshold),
-        "num_mcmc_steps": int(num_mcmc_steps),
+        "num_mcmc_steps": None if num_mcmc_steps is None else int(num_mcmc_steps),
         "target_accept": float(target_accept),
         "temperatures": temperatures,
         "max_steps": int(max_steps),
@@ -312,6 +321,7 @@ def _program(
             resampled=jnp.zeros((max_steps,), bool),
             acceptance_rate=jnp.zeros((max_steps,), dtype),
             log_evidence_increment=jnp.zeros((max_steps,), dtype),
+            num_mcmc_steps=jnp.zeros((max_steps,), jnp.int32),
         )
 
         carry = (state, trace, jnp.zeros((), jnp.int32), error)

@@ -10,7 +10,9 @@ One step, on the particles as the previous move left them:
    previous weights) — ``log L = −∞`` gives ``g = −∞``, never ``0 · ∞ = NaN``;
 3. resample (systematic by default) when the ESS falls below ``resample_threshold · N`` or a
    particle has weight zero;
-4. move every particle with ``num_mcmc_steps`` of an MCMC kernel invariant for ``π_λ'`` (any
+4. move every particle with MCMC steps of a kernel invariant for ``π_λ'`` — until the particles
+   have decorrelated from where the move started (rank correlation, see ``_BLOCK`` below), or a
+   fixed ``num_mcmc_steps`` — (any
    :class:`~probinfer.kernels.Kernel`: HMC, MALA, RWM or a user's own) whose diagonal scale is the
    particles' weighted variance and whose step size follows the previous move's acceptance rate
    towards ``target_accept``.
@@ -32,7 +34,7 @@ from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.tempering import increments as _increments
 from probinfer.inference.smc.tempering import tempered as _tempered
 
-__all__ = ["SMCState", "SMCInfo", "init", "next_temperature", "step"]
+__all__ = ["SMCState", "SMCInfo", "init", "next_temperature", "step", "rank_correlation"]
 
 
 class SMCState(NamedTuple):
@@ -51,13 +53,26 @@ class SMCState(NamedTuple):
 
 class SMCInfo(NamedTuple):
     """temperature reached; ess: after reweighting (before resampling); resampled; acceptance_rate
-    of the move (mean over particles and steps); log_evidence_increment."""
+    of the move (mean over particles and steps); log_evidence_increment; num_mcmc_steps: kernel
+    steps each particle took at this temperature."""
 
     temperature: jax.Array
     ess: jax.Array
     resampled: jax.Array
     acceptance_rate: jax.Array
     log_evidence_increment: jax.Array
+    num_mcmc_steps: jax.Array
+
+
+# Adaptive move length (num_mcmc_steps=None): kernel steps are taken in blocks of _BLOCK until the
+# largest rank correlation between the particles where the temperature's move started and where
+# they are now — over every coordinate and the tempered log density — is below
+# max(_DECORRELATED, 3 / √N) (3 / √N: above the noise of N pairs), or _MAX_MOVES steps were taken.
+# Buchholz, Chopin & Jacob (2021) tune HMC inside SMC from the same kind of before/after statistic.
+_BLOCK = 2
+_DECORRELATED = 0.1
+_MAX_MOVES = 50
+_GAIN = 1.0
 
 
 def init(positions, terms_fn, step_size, block_size=None):
@@ -132,7 +147,7 @@ def step(
     target_ess=0.5,
     resampling="systematic",
     resample_threshold=0.5,
-    num_mcmc_steps=10,
+    num_mcmc_steps=None,
     chain_length=None,
     block_size=None,
 ):
@@ -177,28 +192,28 @@ def step(
         log_prior, log_likelihood = terms_fn(z)
         return _tempered(log_prior, log_likelihood, new_temperature)
 
-    def move(key, z):
-        kernel_state = kernel.init(z, log_density)
-
-        def one(kernel_state, key):
-            kernel_state, info = kernel.step(
-                key, kernel_state, log_density, state.step_size, inverse_mass
-            )
-            return kernel_state, (kernel_state.position, info.acceptance_rate)
-
-        kernel_state, (path, acceptance) = jax.lax.scan(
-            one, kernel_state, jax.random.split(key, num_moves)
+    if chain_length is None and num_mcmc_steps is None:
+        position, acceptance_rate, num_moves, step_size = _move_until_decorrelated(
+            key_move,
+            starts,
+            kernel,
+            log_density,
+            (state.step_size, target_accept),
+            inverse_mass,
+            block_size,
         )
-        return jnp.concatenate([z[None], path]), acceptance.mean()
-
-    paths, acceptance = map_blocks(
-        move, jax.random.split(key_move, num_chains), starts, block_size=block_size
-    )
+        paths = position[:, None]
+    else:
+        paths, acceptance = map_blocks(
+            _fixed_move(kernel, log_density, state.step_size, inverse_mass, num_moves),
+            jax.random.split(key_move, num_chains),
+            starts,
+            block_size=block_size,
+        )
+        acceptance_rate = jnp.mean(acceptance)
+        step_size = _adapt(state.step_size, acceptance_rate, target_accept)
     position = paths[:, -1] if chain_length is None else paths.reshape(n, -1)
     log_prior, log_likelihood = map_blocks(terms_fn, position, block_size=block_size)
-    acceptance_rate = jnp.mean(acceptance)
-    # Robbins–Monro on log ε towards the acceptance target, bounded per step.
-    step_size = state.step_size * jnp.exp(jnp.clip(2.0 * (acceptance_rate - target_accept), -1, 1))
     new_state = SMCState(
         position=position,
         log_prior=log_prior,
@@ -209,5 +224,94 @@ def step(
         step_size=step_size,
         inverse_mass=inverse_mass,
     )
-    info = SMCInfo(new_temperature, ess, resample, acceptance_rate, log_increment)
+    steps = jnp.asarray(num_moves, jnp.int32)
+    info = SMCInfo(new_temperature, ess, resample, acceptance_rate, log_increment, steps)
     return new_state, info
+
+
+def _adapt(step_size, acceptance_rate, target_accept):
+    """Robbins–Monro on log ε towards the acceptance target, bounded per update."""
+    return step_size * jnp.exp(jnp.clip(_GAIN * (acceptance_rate - target_accept), -1, 1))
+
+
+def _fixed_move(kernel, log_density, step_size, inverse_mass, num_moves):
+    """``(key, z) -> (path (num_moves + 1, dim), mean acceptance)``: one particle's chain."""
+
+    def move(key, z):
+        kernel_state = kernel.init(z, log_density)
+
+        def one(kernel_state, key):
+            kernel_state, info = kernel.step(
+                key, kernel_state, log_density, step_size, inverse_mass
+            )
+            return kernel_state, (kernel_state.position, info.acceptance_rate)
+
+        kernel_state, (path, acceptance) = jax.lax.scan(
+            one, kernel_state, jax.random.split(key, num_moves)
+        )
+        return jnp.concatenate([z[None], path]), acceptance.mean()
+
+    return move
+
+
+def _summaries(kernel_states):
+    """(N, dim [+ 1]): the positions, and the log density when the kernel state carries one."""
+    columns = [kernel_states.position]
+    if hasattr(kernel_states, "log_density"):
+        columns.append(kernel_states.log_density[:, None])
+    return jnp.concatenate(columns, axis=1)
+
+
+def _standardised_ranks(x):
+    ranks = jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(x.dtype)
+    centred = ranks - ranks.mean(0)
+    scale = jnp.sqrt(jnp.mean(centred**2, 0))
+    return jnp.where(scale > 0, centred / jnp.where(scale > 0, scale, 1.0), 0.0)
+
+
+def rank_correlation(before, after):
+    """Spearman's ρ of each column of ``before`` and ``after`` (N, k) -> (k,)."""
+    return jnp.mean(_standardised_ranks(before) * _standardised_ranks(after), axis=0)
+
+
+def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_mass, blocks):
+    """Blocks of ``_BLOCK`` kernel steps for every particle until the largest rank correlation with
+    the starting points is below the threshold (or ``_MAX_MOVES``). ``tuning``: (ε, target
+    acceptance); ε follows the population's acceptance after every block (each block's kernel is
+    invariant for π_λ', its ε a function of the whole particle system, as the scale is). Returns
+    ``(positions (N, dim), mean acceptance, steps taken, ε for the next temperature)``."""
+    n = starts.shape[0]
+    step_size, target_accept = tuning
+    threshold = max(_DECORRELATED, 3.0 / float(n) ** 0.5)
+    states = map_blocks(lambda z: kernel.init(z, log_density), starts, block_size=blocks)
+    before = _summaries(states)
+
+    def run_block(key, kernel_state, step_size):
+        def one(kernel_state, key):
+            kernel_state, info = kernel.step(
+                key, kernel_state, log_density, step_size, inverse_mass
+            )
+            return kernel_state, info.acceptance_rate
+
+        kernel_state, acceptance = jax.lax.scan(one, kernel_state, jax.random.split(key, _BLOCK))
+        return kernel_state, acceptance.sum()
+
+    def cond(carry):
+        _, steps, _, correlation, _ = carry
+        return (steps < _MAX_MOVES) & (correlation > threshold)
+
+    def body(carry):
+        states, steps, accepted, _, step_size = carry
+        keys = jax.random.split(jax.random.fold_in(key, steps), n)
+        states, acceptance = map_blocks(
+            lambda k, s: run_block(k, s, step_size), keys, states, block_size=blocks
+        )
+        correlation = jnp.max(jnp.abs(rank_correlation(before, _summaries(states))))
+        acceptance = jnp.mean(acceptance) / _BLOCK
+        step_size = _adapt(step_size, acceptance, target_accept)
+        return states, steps + _BLOCK, accepted + acceptance, correlation, step_size
+
+    one = jnp.ones((), starts.dtype)
+    carry = (states, jnp.zeros((), jnp.int32), 0.0 * one, one, step_size)
+    states, steps, accepted, _, step_size = jax.lax.while_loop(cond, body, carry)
+    return states.position, accepted * _BLOCK / steps, steps, step_size

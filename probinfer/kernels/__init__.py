@@ -25,9 +25,10 @@ from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
 from probinfer.kernels import hmc as _hmc
 from probinfer.kernels import mala as _mala
+from probinfer.kernels import nuts as _nuts
 from probinfer.kernels import rwm as _rwm
 
-__all__ = ["Kernel", "hmc", "mala", "rwm", "get", "NAMES", "adaptation"]
+__all__ = ["Kernel", "nuts", "hmc", "mala", "rwm", "get", "NAMES", "adaptation", "is_nuts"]
 
 
 class Kernel(NamedTuple):
@@ -49,6 +50,29 @@ class Kernel(NamedTuple):
     target_accept: float
     initial_step_size: Callable
     options: tuple = ()
+
+
+@cache  # one object per options: programs cache on it
+def nuts(max_tree_depth=10, dense_mass=False):
+    """The No-U-Turn Sampler (NumPyro's, :mod:`probinfer.kernels.nuts`): trajectory lengths
+    chosen per transition, trees up to ``max_tree_depth`` (2^depth − 1 leapfrog steps), a
+    diagonal or ``dense_mass`` inverse mass matrix; its step size is tuned to 0.8 acceptance.
+    It drives :func:`probinfer.mcmc` (its default); SMC and PMMH take the kernels below."""
+    if int(max_tree_depth) < 1:
+        raise ProbinferError(f"max_tree_depth must be ≥ 1, got {max_tree_depth}.")
+    return Kernel(
+        "nuts",
+        _nuts.not_a_transition,
+        _nuts.not_a_transition,
+        0.8,
+        _nuts.initial_step_size,
+        (("max_tree_depth", int(max_tree_depth)), ("dense_mass", bool(dense_mass))),
+    )
+
+
+def is_nuts(kernel):
+    """Whether ``kernel`` is :func:`nuts` (which has no standalone transition)."""
+    return isinstance(kernel, Kernel) and kernel.step is _nuts.not_a_transition
 
 
 @cache  # one object per options: programs cache on it
@@ -86,7 +110,7 @@ def rwm():
     return Kernel("rwm", _rwm.init, _rwm.step, 0.234, partial(adaptation.initial_step_size, "rwm"))
 
 
-NAMES = {"hmc": hmc, "mala": mala, "rwm": rwm}
+NAMES = {"nuts": nuts, "hmc": hmc, "mala": mala, "rwm": rwm}
 
 
 def get(kernel, **options):
