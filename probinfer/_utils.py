@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_path",
     "lbfgs_minimise",
+    "import_arviz",
 ]
 
 
@@ -182,3 +183,18 @@ def write_json(path, obj):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def import_arviz():
+    """ArviZ, imported without its once-a-day FutureWarning about its 1.0 refactor, so a user of
+    ``probinfer`` sees only our output.
+
+    >>> az = import_arviz()   # doctest: +SKIP
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*ArviZ is undergoing")
+        import arviz
+
+    return arviz

@@ -1,7 +1,7 @@
 """The ``probinfer`` command.
 
-``probinfer`` alone runs the embedded default — the non-centred eight-schools model with adaptive
-HMC — prints the posterior summary and writes a report folder. ``probinfer run MODEL --method
+``probinfer`` alone runs the embedded default — the non-centred eight-schools model with NUTS
+(``pi.mcmc``'s default kernel) — prints the posterior summary and writes a report folder. ``probinfer run MODEL --method
 NAME`` does the same for any zoo model and any registered runner (``probinfer.runners.names()``:
 mcmc, hmc, smc, sgmcmc, …), with ``--set key=value`` for the runner's settings;
 ``probinfer calibrate MODEL --method NAME --sims N`` checks a method's calibration (TARP and SBC)
@@ -26,7 +26,9 @@ def _parser():
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run a method on a zoo model and write a report")
     run.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="zoo model name")
-    run.add_argument("--method", default="hmc", help="registered runner (mcmc, hmc, smc, …)")
+    run.add_argument(
+        "--method", default="mcmc", help="registered runner (mcmc = NUTS, hmc, smc, …)"
+    )
     run.add_argument("--chains", type=int, default=None, help="num_chains (default 4)")
     run.add_argument("--draws", type=int, default=None, help="num_draws (default 1000)")
     run.add_argument("--warmup", type=int, default=None, help="num_warmup (default 1000)")

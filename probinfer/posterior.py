@@ -128,7 +128,9 @@ class Posterior:
         draws, moments and quantiles are weighted, ``ess_bulk`` is Kish's ESS of the weights and
         R-hat is not defined (NaN). Returns a ``pandas.DataFrame`` indexed by ``site[i,j]``.
         """
-        import arviz as az
+        from probinfer._utils import import_arviz
+
+        az = import_arviz()
         import pandas as pd
 
         sites = list(sites or self.sites)
@@ -170,7 +172,9 @@ class Posterior:
         ``sample_stats``. Weighted draws are first resampled (multinomially, with ``key``) to an
         unweighted set of the same size, since ArviZ has no notion of weights; the log weights are
         kept in ``sample_stats.log_weight`` of the original draws' order only when unweighted."""
-        import arviz as az
+        from probinfer._utils import import_arviz
+
+        az = import_arviz()
 
         if self.log_weights is not None:
             key = key_or_warn(key, "Posterior.to_arviz of weighted draws")

@@ -42,7 +42,9 @@ def save_figure(axes, title, path, dpi=110):
 
 def write_report(posterior, folder, *, title="probinfer run", header_lines=()):
     """Write the report files for ``posterior`` into ``folder``; returns ``{kind: path}``."""
-    import arviz as az
+    from probinfer._utils import import_arviz
+
+    az = import_arviz()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -69,8 +69,10 @@ class Coverage:
         references: which references were used ("random (x-independent)", "callable", "array").
         ecp_replicates: (B, K + 1) bootstrap ECPs (B = 0 without bootstrap).
         ecp_low, ecp_high: pointwise bootstrap band at ``band_level`` (None without bootstrap).
-        max_deviation_threshold: (1 − level) bootstrap quantile of max_α |ECP_b − ECP|, a
-            simultaneous band half-width (None without bootstrap).
+        max_deviation_threshold: the simultaneous bootstrap half-width the default verdict
+            (``level=0.05``) holds ``max_deviation`` to — ``band(0.025)``, the 97.5 % quantile of
+            max_α |ECP_b − ECP| (None without bootstrap); ``diagnosis(level)`` reports
+            ``band(level / 2)`` for other levels.
         band_level: coverage of the bootstrap band.
         bias: (dim,) mean over simulations of the standardised error
             z = (mean_j θ_ij − θ*_i) / sd_j θ_ij (0 when unbiased).
@@ -110,7 +112,10 @@ class Coverage:
             "ks_pvalue": self.ks_pvalue,
             "atc": self.atc,
             "max_deviation": self.max_deviation,
-            "max_deviation_threshold": self.max_deviation_threshold,
+            # The number the verdict compares max_deviation with (at this level).
+            "max_deviation_threshold": self.band(level / 2)
+            if self.ecp_replicates.shape[0]
+            else None,
             "bias_squared": bias_sq,
             "dispersion": dispersion,
         }
@@ -335,7 +340,8 @@ def tarp(
         )
         tail = (1.0 - band_level) / 2.0
         low_band, high_band = np.quantile(replicates, [tail, 1.0 - tail], axis=0)
-        threshold = float(np.quantile(np.abs(replicates - ecp).max(1), band_level))
+        # The default verdict's (level 0.05, Bonferroni-halved) simultaneous half-width.
+        threshold = float(np.quantile(np.abs(replicates - ecp).max(1), 1.0 - 0.05 / 2))
     return Coverage(
         alpha=alpha,
         ecp=ecp,

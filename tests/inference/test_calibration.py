@@ -95,6 +95,9 @@ def test_gaussian_toy_verdicts(width, shift, expected, references, toy):
     assert coverage.diagnosis()[0] == expected, coverage.verdict()
     if expected == "calibrated":
         assert coverage.max_deviation <= coverage.max_deviation_threshold
+    if coverage.ecp_replicates.shape[0]:  # one threshold: the one the verdict used
+        threshold = coverage.diagnosis()[1]["max_deviation_threshold"]
+        assert threshold == coverage.max_deviation_threshold == coverage.band(0.025)
     if expected == "over-confident":
         assert coverage.atc < 0
     if expected == "under-confident":
