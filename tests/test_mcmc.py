@@ -40,6 +40,7 @@ def test_kernels_recover_normal_normal_posterior(kernel, normal_normal):
     assert post.draws["mu"].shape == (4, 1000)
 
 
+@pytest.mark.slow
 def test_default_nuts_recovers_beta_binomial_posterior():
     example = models.get("beta_binomial")
     post = pi.mcmc(example.compile(), key=1, num_draws=1000, num_warmup=500)
@@ -57,6 +58,7 @@ def test_default_nuts_recovers_correlated_linear_regression_posterior():
     assert post.settings["kernel"] == "nuts" and post.diagnostics["tree_depth"].shape == (4, 1000)
 
 
+@pytest.mark.slow
 def test_nuts_reports_divergences_on_the_funnel():
     """Neal's funnel defeats any fixed step size in its neck: NUTS must say so, per draw."""
     post = pi.mcmc(
@@ -169,8 +171,8 @@ def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
         target = example.compile()
         out = {}
         for label, devices in [("sharded", None), ("single", 1)]:
-            post = pi.mcmc(target, key=0, num_chains=4, num_draws=500, num_warmup=300,
-                           devices=devices)
+            post = pi.mcmc(target, key=0, kernel="hmc", num_chains=4, num_draws=500,
+                           num_warmup=300, devices=devices)
             table = post.summary()
             out[label] = {"mean": float(table["mean"].iloc[0]), "sd": float(table["sd"].iloc[0]),
                           "ess": float(table["ess_bulk"].iloc[0]),

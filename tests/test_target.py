@@ -263,6 +263,7 @@ def test_init_survives_heavy_tailed_prior_with_hard_constraint():
     assert np.all(np.abs(np.asarray(z)) < 0.3)
 
 
+@pytest.mark.slow
 def test_init_redraws_until_the_stochastic_volatility_likelihood_is_finite(targets):
     """About 18 % of this model's prior draws give a NaN or −inf likelihood (Cauchy priors send
     the log-volatility to ±1e5): every starting point has a finite density and gradient."""

@@ -175,7 +175,11 @@ def _half_normal_moment(k):
 
 @pytest.mark.parametrize(
     ("num_data", "settings"),
-    [(1, {}), (2, {"waste_free": 10}), (2, {"annealing": "data"})],
+    [
+        (1, {}),
+        pytest.param(2, {"waste_free": 10}, marks=pytest.mark.slow),
+        pytest.param(2, {"annealing": "data"}, marks=pytest.mark.slow),
+    ],
 )
 def test_nan_likelihood_at_prior_particles_means_weight_zero(num_data, settings):
     """Half the prior particles have a NaN log likelihood: a warning naming the site, the counts in
