@@ -147,8 +147,9 @@ def smc(
     key = as_key(key)
     carry, key_loop, census = program.start(key)
     census = _Census(*(np.asarray(x) for x in census))
+    broken_sites = _nonfinite_sites(target, census) if census.nan + census.positive_inf else []
     if int(carry[3]) == _OK and census.nan + census.positive_inf:
-        _warn_zero_weight(target, census, settings["num_particles"])
+        _warn_zero_weight(target, census, settings["num_particles"], broken_sites)
     path = path_for(checkpoint, "smc")
     max_steps = settings["max_steps"]
     every = max_steps if path is None else int(checkpoint_every or 10)
@@ -186,9 +187,7 @@ def smc(
             "+inf": int(census.positive_inf),
             "-inf": int(census.negative_inf),
         },
-        "nonfinite_sites": _nonfinite_sites(target, census)
-        if census.nan + census.positive_inf
-        else [],
+        "nonfinite_sites": broken_sites,
         # One particle system = one chain: the chain axis first, as every runner's diagnostics.
         "step_size": np.asarray(state.step_size).reshape(1),
         "inverse_mass_matrix": np.asarray(state.inverse_mass)[None],
@@ -418,8 +417,8 @@ def _nonfinite_sites(target, census):
     return sorted(k for k, v in terms.items() if not np.all(np.isfinite(np.asarray(v))))
 
 
-def _warn_zero_weight(target, census, num_particles):
-    sites = ", ".join(f"'{s}'" for s in _nonfinite_sites(target, census)) or "(none found)"
+def _warn_zero_weight(target, census, num_particles, broken_sites):
+    sites = ", ".join(f"'{s}'" for s in broken_sites) or "(none found)"
     warnings.warn(
         f"SMC on '{target.name}': {int(census.nan)} of {num_particles} prior particles have a "
         f"NaN log likelihood, {int(census.positive_inf)} +inf and {int(census.negative_inf)} "

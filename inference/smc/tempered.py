@@ -263,10 +263,11 @@ def _summaries(kernel_states):
 
 
 def _standardised_ranks(x):
+    """Ranks of each column scaled to mean 0, variance 1. Ties (resampled copies, a constant
+    column) are broken by particle index: the ranks are always a permutation of 0 … N − 1."""
+    n = x.shape[0]
     ranks = jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(x.dtype)
-    centred = ranks - ranks.mean(0)
-    scale = jnp.sqrt(jnp.mean(centred**2, 0))
-    return jnp.where(scale > 0, centred / jnp.where(scale > 0, scale, 1.0), 0.0)
+    return (ranks - (n - 1) / 2) / jnp.sqrt((n**2 - 1) / 12)
 
 
 def rank_correlation(before, after):

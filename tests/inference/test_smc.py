@@ -302,3 +302,21 @@ def test_old_argument_names_warn_and_mean_the_same():
     assert len(caught) == 3
     np.testing.assert_array_equal(old.draws["mu"], new.draws["mu"])
     assert old.settings["annealing"] == "data" and old.settings["block_size"] == 100
+
+
+def test_rank_correlation_is_one_for_monotone_maps_and_noise_level_for_independent_columns():
+    """Spearman's ρ (the adaptive move length's stopping statistic): 1 for a monotone map, −1 for
+    a decreasing one, and for independent columns within 4/√N of 0 (its sd is 1/√(N − 1)).
+    Exact for a monotone map: ranks are scaled by their known mean (N − 1)/2 and sd √((N² − 1)/12)."""
+    from probinfer.inference.smc.tempered import rank_correlation
+
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+    n = 2000
+    a = jax.random.normal(key_a, (n, 3))
+    b = jax.random.normal(key_b, (n, 3))
+    rho = np.asarray(rank_correlation(a, jnp.stack([jnp.exp(a[:, 0]), -a[:, 1], b[:, 2]], 1)))
+    np.testing.assert_allclose(rho[:2], [1.0, -1.0], atol=1e-5)
+    assert abs(rho[2]) < 4 / np.sqrt(n)
+    # Ties (a constant column, resampled copies) are broken by index: noise level, never NaN.
+    constant = np.asarray(rank_correlation(a[:, :1], jnp.zeros((n, 1))))
+    assert np.isfinite(constant).all() and abs(constant[0]) < 4 / np.sqrt(n)
