@@ -10,11 +10,13 @@
    delta-method standard error. SMC: defaults, 1,000 particles, ``--runs`` seeds; mean ± se.
 
 Writes ``experiments/smc/results/hard_models.json`` (the slow test reads the SV reference).
+``--reuse`` takes both references from that file instead of recomputing them (about 10 minutes).
 
-    python experiments/smc/hard_models.py [--runs 5]
+    python experiments/smc/hard_models.py [--runs 5] [--lr-runs 20] [--reuse]
 """
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -91,17 +93,23 @@ def importance_log_evidence(target, num_draws=2_000_000, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lr-runs", type=int, default=20)
+    parser.add_argument("--reuse", action="store_true", help="references from the --out file")
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "hard_models.json")
     )
     args = parser.parse_args()
     results = {}
+    previous = json.loads(Path(args.out).read_text()) if args.reuse else None
 
     example = get("stochastic_volatility")
     target = example.compile()
-    start = time.perf_counter()
-    reference = nuts_reference(example.args[0])
-    reference["seconds"] = time.perf_counter() - start
+    if previous:
+        reference = previous["stochastic_volatility"]["nuts_reference"]
+    else:
+        start = time.perf_counter()
+        reference = nuts_reference(example.args[0])
+        reference["seconds"] = time.perf_counter() - start
     runs = []
     for seed in range(args.runs):
         start = time.perf_counter()
@@ -124,9 +132,13 @@ def main():
     results["stochastic_volatility"] = {"nuts_reference": reference, "smc_default": runs}
 
     target = get("logistic_regression").compile()
-    reference, se = importance_log_evidence(target)
+    if previous:
+        reference = previous["logistic_regression"]["reference_log_evidence"]
+        se = previous["logistic_regression"]["reference_se"]
+    else:
+        reference, se = importance_log_evidence(target)
     log_z, steps = [], []
-    for seed in range(args.runs):
+    for seed in range(args.lr_runs):
         post = pi.smc(target, key=seed, num_particles=1000, progress=False)
         log_z.append(post.log_evidence)
         steps.append(float(np.mean(post.diagnostics["num_mcmc_steps"])))

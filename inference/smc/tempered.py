@@ -69,7 +69,13 @@ class SMCInfo(NamedTuple):
 # they are now — over every coordinate and the tempered log density — is below
 # max(_DECORRELATED, 3 / √N) (3 / √N: above the noise of N pairs), or _MAX_MOVES steps were taken.
 # Buchholz, Chopin & Jacob (2021) tune HMC inside SMC from the same kind of before/after statistic.
+# Coordinates alone miss a slow direction that is a combination of many of them (a correlated
+# regression: each coordinate carries a small share of it), so the projections on the _PRINCIPAL
+# leading principal axes of the scaled particle cloud are watched too, and at least _MIN_MOVES
+# steps are taken whatever the statistic says (it is noisy at small N).
 _BLOCK = 2
+_MIN_MOVES = 10
+_PRINCIPAL = 2
 _DECORRELATED = 0.1
 _MAX_MOVES = 50
 _GAIN = 1.0
@@ -254,9 +260,28 @@ def _fixed_move(kernel, log_density, step_size, inverse_mass, num_moves):
     return move
 
 
-def _summaries(kernel_states):
-    """(N, dim [+ 1]): the positions, and the log density when the kernel state carries one."""
-    columns = [kernel_states.position]
+def _principal_axes(positions, inverse_mass, iterations=30):
+    """(dim, k): the leading ``_PRINCIPAL`` eigenvectors of the covariance of the particles scaled
+    by the kernel's scale (the directions a diagonally preconditioned kernel explores slowest),
+    by subspace iteration — N × dim work per iteration, no dim × dim matrix."""
+    dim = positions.shape[1]
+    k = min(_PRINCIPAL, dim)
+    scaled = positions / jnp.sqrt(inverse_mass)
+    scaled = scaled - jnp.mean(scaled, axis=0)
+
+    def iterate(_, basis):
+        return jnp.linalg.qr(scaled.T @ (scaled @ basis))[0]
+
+    start = jnp.eye(dim, k, dtype=positions.dtype) + 1.0 / dim
+    return jax.lax.fori_loop(0, iterations, iterate, jnp.linalg.qr(start)[0]) / jnp.sqrt(
+        inverse_mass
+    )[:, None]
+
+
+def _summaries(kernel_states, axes):
+    """(N, dim + k [+ 1]): the positions, their projections on ``axes`` (dim, k), and the log
+    density when the kernel state carries one."""
+    columns = [kernel_states.position, kernel_states.position @ axes]
     if hasattr(kernel_states, "log_density"):
         columns.append(kernel_states.log_density[:, None])
     return jnp.concatenate(columns, axis=1)
@@ -285,7 +310,8 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
     step_size, target_accept = tuning
     threshold = max(_DECORRELATED, 3.0 / float(n) ** 0.5)
     states = map_blocks(lambda z: kernel.init(z, log_density), starts, block_size=blocks)
-    before = _summaries(states)
+    axes = _principal_axes(starts, inverse_mass)
+    before = _summaries(states, axes)
 
     def run_block(key, kernel_state, step_size):
         def one(kernel_state, key):
@@ -299,7 +325,7 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
 
     def cond(carry):
         _, steps, _, correlation, _ = carry
-        return (steps < _MAX_MOVES) & (correlation > threshold)
+        return (steps < _MIN_MOVES) | ((steps < _MAX_MOVES) & (correlation > threshold))
 
     def body(carry):
         states, steps, accepted, _, step_size = carry
@@ -307,7 +333,7 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
         states, acceptance = map_blocks(
             lambda k, s: run_block(k, s, step_size), keys, states, block_size=blocks
         )
-        correlation = jnp.max(jnp.abs(rank_correlation(before, _summaries(states))))
+        correlation = jnp.max(jnp.abs(rank_correlation(before, _summaries(states, axes))))
         acceptance = jnp.mean(acceptance) / _BLOCK
         step_size = _adapt(step_size, acceptance, target_accept)
         return states, steps + _BLOCK, accepted + acceptance, correlation, step_size

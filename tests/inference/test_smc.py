@@ -320,3 +320,23 @@ def test_rank_correlation_is_one_for_monotone_maps_and_noise_level_for_independe
     # Ties (a constant column, resampled copies) are broken by index: noise level, never NaN.
     constant = np.asarray(rank_correlation(a[:, :1], jnp.zeros((n, 1))))
     assert np.isfinite(constant).all() and abs(constant[0]) < 4 / np.sqrt(n)
+
+
+def test_principal_axes_find_the_slow_direction_of_a_correlated_cloud():
+    """The adaptive move also watches the particles' projections on the leading principal axes
+    of the cloud scaled by the kernel's diagonal scale: for N(0, Σ) with Σ = 0.1 I + 0.9 · 11ᵀ
+    (d = 20), each coordinate then multiplied by its own scale (0.01 to 100), the scaled leading
+    axis is 1/√d (up to sign; eigengap 18 : 0.1, so the subspace iteration has converged and only
+    sampling noise of the covariance remains, ~1/√N)."""
+    from probinfer.inference.smc.tempered import _principal_axes
+
+    d, n = 20, 4000
+    covariance = 0.1 * np.eye(d) + 0.9 * np.ones((d, d))
+    scales = jnp.logspace(-2, 2, d)
+    x = jax.random.normal(jax.random.PRNGKey(3), (n, d)) @ jnp.asarray(np.linalg.cholesky(covariance).T)
+    x = x * scales
+    inverse_mass = jnp.var(x, axis=0)
+    axes = np.asarray(_principal_axes(x, inverse_mass)) * np.sqrt(np.asarray(inverse_mass))[:, None]
+    leading = axes[:, 0] * np.sign(axes[0, 0])
+    assert np.max(np.abs(leading - 1 / np.sqrt(d))) < 4 / np.sqrt(n)
+    np.testing.assert_allclose(axes.T @ axes, np.eye(2), atol=1e-4)
