@@ -7,7 +7,11 @@ here (mode search, step size from the curvature at the mode, 10 % burn-in), mini
 4 chains of ``--steps`` steps, thinning 10:
 
 * MAP: the runner's mode search alone (Adam on minibatches, then full-batch L-BFGS);
-* SGLD (default step 0.1/λ_max of the Hessian at the mode);
+* SGLD default: the runner with no kernel and no step (SGLD, Fisher-preconditioned here, step
+  chosen by the KSD pilot, :mod:`probinfer.inference.sgmcmc.pilot`);
+* SGLD curvature step: the same kernel at the step the default used before the pilot
+  (0.1 / λ_max of the preconditioned Hessian at the mode — the pilot's smallest candidate);
+* SGLD: no preconditioner, step from the pilot;
 * cSGHMC: SGHMC with 4 cosine cycles, draws from the sampling half of each cycle;
 * S-SGLD: Structured SGLD, one group per layer (kernel and bias: 2 groups, 2 gradients a step), and
   S-SGLD dropout (p = 0.5, 2 copies: 2 gradients a step);
@@ -32,9 +36,11 @@ import numpy as np
 
 import probinfer as pi
 from probinfer._utils import write_json
-from probinfer.inference.sgmcmc import entropy, find_mode, schedules, structured
+from probinfer.inference.sgmcmc import entropy, find_mode, schedules, sgld, structured
 
 METHODS = {
+    "SGLD default": dict(),
+    "SGLD curvature step": None,  # the default before the pilot: same kernel, ε = 0.1 / λ_max
     "SGLD": dict(kernel="sgld"),
     "cSGHMC": dict(kernel="sghmc", schedule=schedules.cyclical(num_cycles=4)),
     "S-SGLD (layers)": dict(kernel=structured(groups="layer")),
@@ -74,6 +80,9 @@ def main():
             {"accuracy": pred.accuracy, "nll": pred.nll, "ece": pred.ece, "seconds": seconds}
         )
         for name, kwargs in METHODS.items():
+            if kwargs is None:
+                base = rows["SGLD default"][-1]["pilot"]["step_size"][0]
+                kwargs = dict(kernel=sgld(preconditioner="auto"), step_size=base)
             start = time.perf_counter()
             post = pi.sgmcmc(
                 target, key=seed, batch_size=128, num_steps=args.steps, progress=False, **kwargs
@@ -93,11 +102,14 @@ def main():
                     "draws": post.num_chains * post.num_draws,
                 }
             )
-            print(seed, name, {k: round(v, 4) for k, v in rows[name][-1].items()}, flush=True)
+            if "step_size_pilot" in post.diagnostics:
+                rows[name][-1]["pilot"] = post.diagnostics["step_size_pilot"]
+            print(seed, name, rows[name][-1], flush=True)
     summary = {
         name: {
             key: [float(np.mean([r[key] for r in runs])), float(np.std([r[key] for r in runs]))]
             for key in runs[0]
+            if key != "pilot"
         }
         for name, runs in rows.items()
     }

@@ -26,6 +26,7 @@ from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
 from probinfer.inference.sgmcmc.legacy import kernel_from_legacy
 from probinfer.inference.sgmcmc.loop import run_blocks
+from probinfer.inference.sgmcmc.pilot import pilot_step_size
 from probinfer.inference.sgmcmc.preconditioning import Geometry, gradient_estimator
 from probinfer.posterior import Posterior
 from probinfer.progress import should_show
@@ -131,23 +132,11 @@ def sgmcmc(
     geometry = Geometry(target, key_mode, batch_size=batch_size)
     if kernel.prepare is not None:
         kernel = kernel.prepare(kernel, geometry)
-    if step_size is None and schedule.name != "custom":
-        if kernel.default_step_size is None:
-            raise ProbinferError(
-                f"{kernel.name} needs a step_size (it has no default: its preconditioner has the "
-                "gradient's scale)."
-            )
-        step_size = kernel.default_step_size(geometry)
     starts = (
         geometry.starts(key_start, num_chains)
         if init is None
         else target.starting_points(init, num_chains)
     )
-    step_sizes, keep = schedule.sizes(step_size, num_steps)
-    keep = keep & (np.arange(num_steps) >= num_warmup)
-    if not np.all(np.isfinite(step_sizes) & (step_sizes >= 0)):
-        raise ProbinferError("the step-size schedule gives negative or non-finite step sizes.")
-
     centre = geometry.mode if control_variates else None
     params = {
         "kernel": kernel.params,
@@ -168,6 +157,24 @@ def sgmcmc(
             key_step, state, lambda z: estimator(z, index), epsilon, params["kernel"], noise
         )
         return new
+
+    pilot = None
+    if step_size is None and schedule.name != "custom":
+        if kernel.default_step_size is None:
+            raise ProbinferError(
+                f"{kernel.name} needs a step_size (it has no default: its preconditioner has the "
+                "gradient's scale)."
+            )
+        step_size = kernel.default_step_size(geometry)
+        if kernel.name == "sgld":
+            static = (kernel.static, batch_size, bool(control_variates), num_chains)
+            step_size, pilot = _pilot(
+                target, kernel, step, params, starts, key_mode, step_size, static
+            )
+    step_sizes, keep = schedule.sizes(step_size, num_steps)
+    keep = keep & (np.arange(num_steps) >= num_warmup)
+    if not np.all(np.isfinite(step_sizes) & (step_sizes >= 0)):
+        raise ProbinferError("the step-size schedule gives negative or non-finite step sizes.")
 
     settings = _recorded(kernel, geometry, default)
     fingerprint = {
@@ -210,7 +217,32 @@ def sgmcmc(
         **dict(schedule.settings),
         "devices": _devices.devices_used(num_chains, devices),
     }
-    return _posterior(target, kernel, paths, keep, step_sizes, geometry, {**settings, **run})
+    post = _posterior(target, kernel, paths, keep, step_sizes, geometry, {**settings, **run})
+    if pilot is not None:
+        post.diagnostics["step_size_pilot"] = pilot
+    return post
+
+
+def _pilot(target, kernel, step, params, starts, key, base, cache):
+    """The step the KSD pilot chooses among multiples of the curvature step ``base``
+    (:mod:`.pilot`), with full-data scores."""
+    preconditioner = kernel.params.get("preconditioner")
+    if preconditioner is None:
+        scale = jnp.ones(target.dim, starts.dtype)
+    else:
+        matrix = jnp.asarray(preconditioner)
+        scale = jnp.sqrt(jnp.diag(matrix) if matrix.ndim == 2 else matrix)
+    return pilot_step_size(
+        step,
+        kernel.init,
+        starts,
+        jax.random.fold_in(key, 7),
+        base,
+        score=jax.grad(target.log_density),
+        scale=scale,
+        params=params,
+        cache=(target, cache),
+    )
 
 
 def _recorded(kernel, geometry, default):

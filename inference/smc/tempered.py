@@ -273,9 +273,10 @@ def _principal_axes(positions, inverse_mass, iterations=30):
         return jnp.linalg.qr(scaled.T @ (scaled @ basis))[0]
 
     start = jnp.eye(dim, k, dtype=positions.dtype) + 1.0 / dim
-    return jax.lax.fori_loop(0, iterations, iterate, jnp.linalg.qr(start)[0]) / jnp.sqrt(
-        inverse_mass
-    )[:, None]
+    return (
+        jax.lax.fori_loop(0, iterations, iterate, jnp.linalg.qr(start)[0])
+        / jnp.sqrt(inverse_mass)[:, None]
+    )
 
 
 def _summaries(kernel_states, axes):

@@ -421,3 +421,31 @@ def test_default_run_is_told_apart_from_plain_sgld():
     assert default.settings["preconditioner"] == "laplace" and default.settings["default_kernel"]
     assert plain.settings["preconditioner"] is None and not plain.settings["default_kernel"]
     assert default.settings["kernel"] == plain.settings["kernel"] == "sgld"
+
+
+def test_step_size_pilot_grows_a_timid_step_and_keeps_a_stable_one():
+    """The KSD pilot on exact Langevin (ULA) for N(0, I₂) from far-off starts (x = 5). From a
+    timid base ε₀ = 10⁻⁴ the chains barely move in the pilot's 1,000 steps, so a step of at least
+    30 ε₀ must win. From ε₀ = 0.5, ULA is unstable for ε ≥ 4 (|1 − ε/2| ≥ 1): those candidates
+    diverge (KSD = inf) and 1.5 (stationary variance 1/(1 − ε/4) = 1.6) loses to 0.5 (1.14)."""
+    from typing import NamedTuple
+
+    import jax
+    import jax.numpy as jnp
+
+    from probinfer.inference.sgmcmc.pilot import pilot_step_size
+
+    class State(NamedTuple):
+        position: jax.Array
+
+    def step(key, state, t, epsilon, noise, params):
+        z = state.position
+        return State(z - 0.5 * epsilon * z + jnp.sqrt(epsilon) * jax.random.normal(key, z.shape))
+
+    starts = jnp.full((4, 2), 5.0)
+    common = dict(score=lambda z: -z, scale=jnp.ones(2), params=None)
+    timid, table = pilot_step_size(step, State, starts, jax.random.PRNGKey(0), 1e-4, **common)
+    assert timid >= 30e-4, table
+    stable, table = pilot_step_size(step, State, starts, jax.random.PRNGKey(1), 0.5, **common)
+    assert stable == 0.5, table
+    assert np.isinf(table["ksd"][2:]).all(), table

@@ -333,7 +333,9 @@ def test_principal_axes_find_the_slow_direction_of_a_correlated_cloud():
     d, n = 20, 4000
     covariance = 0.1 * np.eye(d) + 0.9 * np.ones((d, d))
     scales = jnp.logspace(-2, 2, d)
-    x = jax.random.normal(jax.random.PRNGKey(3), (n, d)) @ jnp.asarray(np.linalg.cholesky(covariance).T)
+    x = jax.random.normal(jax.random.PRNGKey(3), (n, d)) @ jnp.asarray(
+        np.linalg.cholesky(covariance).T
+    )
     x = x * scales
     inverse_mass = jnp.var(x, axis=0)
     axes = np.asarray(_principal_axes(x, inverse_mass)) * np.sqrt(np.asarray(inverse_mass))[:, None]
