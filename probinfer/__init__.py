@@ -56,6 +56,9 @@ __all__ = [
     "smc",
     "particle_filter",
     "sgmcmc",
+    "coin_svgd",
+    "coin_ksdd",
+    "svgd",
     "models",
     "inference",
     "ProbinferError",
@@ -74,6 +77,9 @@ _LAZY_FUNCTIONS = {
     "smc": "probinfer.inference.smc",
     "particle_filter": "probinfer.inference.smc",
     "sgmcmc": "probinfer.inference.sgmcmc",
+    "coin_svgd": "probinfer.inference.coin",
+    "coin_ksdd": "probinfer.inference.coin",
+    "svgd": "probinfer.inference.coin",
 }
 
 

@@ -24,6 +24,9 @@ _REGISTRY = {}
 _LAZY = {
     "smc": "probinfer.inference.smc",
     "sgmcmc": "probinfer.inference.sgmcmc",
+    "coin_svgd": "probinfer.inference.coin",
+    "coin_ksdd": "probinfer.inference.coin",
+    "svgd": "probinfer.inference.coin",
 }
 
 

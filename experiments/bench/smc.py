@@ -8,6 +8,12 @@ time per temperature and log Z for each. The floor is the same number of batched
 evaluations as our run made, timed alone in one jitted loop. A second table gives |log Z − exact|
 against wall time on the conjugate linear regression.
 
+Equal accuracy (issue 11 §2): on the conjugate linear regression (exact log Z), our defaults
+(adaptive move lengths) and BlackJAX (10 HMC steps of 10 leapfrog steps per temperature, handed
+our run's step size and mass at each N) at N = 125 … 4,000 particles, ``--seeds`` seeds each:
+root-mean-square log Z error and mean wall time per run. The time each needs to reach the same
+error — the smallest RMSE both reach, times interpolated on the log–log curve — and their ratio.
+
     pip install -e '.[bench]' && python experiments/bench/smc.py [--particles 1000]
 """
 
@@ -85,6 +91,64 @@ def blackjax_run(target, num_particles, step_size, inverse_mass):
     return run
 
 
+def equal_accuracy(target, exact, seeds, particle_counts=(125, 250, 500, 1000, 2000, 4000)):
+    """RMSE of log Z and mean seconds per run for both samplers at each N, and the time each
+    takes to reach the smallest RMSE both reach (log–log interpolation)."""
+    curves = {"probinfer": [], "blackjax": []}
+    for n in particle_counts:
+        warm = pi.smc(target, key=0, num_particles=n, progress=False)  # compiles
+        bj = blackjax_run(
+            target,
+            n,
+            float(warm.diagnostics["step_size"][0]),
+            warm.diagnostics["inverse_mass_matrix"][0],
+        )
+        jax.block_until_ready(bj(jax.random.PRNGKey(0)))
+        for name, run in (
+            (
+                "probinfer",
+                lambda s, n=n: pi.smc(target, key=s, num_particles=n, progress=False).log_evidence,
+            ),
+            ("blackjax", lambda s, bj=bj: float(bj(jax.random.PRNGKey(s))[0])),
+        ):
+            errors, seconds = [], []
+            for seed in range(1, seeds + 1):
+                start = time.perf_counter()
+                errors.append(run(seed) - exact)
+                seconds.append(time.perf_counter() - start)
+            curves[name].append(
+                {
+                    "particles": n,
+                    "rmse": float(np.sqrt(np.mean(np.square(errors)))),
+                    "mean_error": float(np.mean(errors)),
+                    "seconds": float(np.mean(seconds)),
+                }
+            )
+            print(name, curves[name][-1], flush=True)
+    goal = max(min(row["rmse"] for row in rows) for rows in curves.values())
+    times = {name: _time_to_reach(rows, goal) for name, rows in curves.items()}
+    return {
+        "curves": curves,
+        "common_rmse": goal,
+        "seconds_to_reach": times,
+        "ratio_probinfer_over_blackjax": times["probinfer"] / times["blackjax"],
+    }
+
+
+def _time_to_reach(rows, goal):
+    """Seconds at which the RMSE curve first falls to ``goal`` (log–log interpolation between the
+    particle counts that bracket it)."""
+    for before, after in zip(rows, rows[1:], strict=False):
+        if before["rmse"] <= goal:
+            return before["seconds"]
+        if after["rmse"] <= goal:
+            slope = np.log(after["seconds"] / before["seconds"]) / np.log(
+                after["rmse"] / before["rmse"]
+            )
+            return float(before["seconds"] * (goal / before["rmse"]) ** slope)
+    return rows[-1]["seconds"]
+
+
 def floor_run(target, num_particles, num_gradients):
     grad = jax.vmap(jax.grad(target.log_density))
 
@@ -99,6 +163,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "smc.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -167,6 +232,7 @@ def main():
             }
         )
     results["linear_regression_log_z_error_vs_time"] = rows
+    results["equal_accuracy"] = equal_accuracy(linreg, example.exact["log_evidence"], args.seeds)
     write_json(args.out, results)  # before printing: a closed pipe must not lose the results
     print(json.dumps(results, indent=2))
 
