@@ -314,32 +314,35 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
     axes = _principal_axes(starts, inverse_mass)
     before = _summaries(states, axes)
 
-    def run_block(key, kernel_state, step_size):
+    def run_block(key, kernel_state, step_size, length):
         def one(kernel_state, key):
             kernel_state, info = kernel.step(
                 key, kernel_state, log_density, step_size, inverse_mass
             )
             return kernel_state, info.acceptance_rate
 
-        kernel_state, acceptance = jax.lax.scan(one, kernel_state, jax.random.split(key, _BLOCK))
+        kernel_state, acceptance = jax.lax.scan(one, kernel_state, jax.random.split(key, length))
         return kernel_state, acceptance.sum()
 
-    def cond(carry):
-        _, steps, _, correlation, _ = carry
-        return (steps < _MIN_MOVES) | ((steps < _MAX_MOVES) & (correlation > threshold))
-
-    def body(carry):
+    def advance(carry, length):
         states, steps, accepted, _, step_size = carry
         keys = jax.random.split(jax.random.fold_in(key, steps), n)
         states, acceptance = map_blocks(
-            lambda k, s: run_block(k, s, step_size), keys, states, block_size=blocks
+            lambda k, s: run_block(k, s, step_size, length), keys, states, block_size=blocks
         )
         correlation = jnp.max(jnp.abs(rank_correlation(before, _summaries(states, axes))))
-        acceptance = jnp.mean(acceptance) / _BLOCK
-        step_size = _adapt(step_size, acceptance, target_accept)
-        return states, steps + _BLOCK, accepted + acceptance, correlation, step_size
+        total = jnp.mean(acceptance)  # acceptance summed over the block's steps
+        step_size = _adapt(step_size, total / length, target_accept)
+        return states, steps + length, accepted + total, correlation, step_size
+
+    def cond(carry):
+        _, steps, _, correlation, _ = carry
+        return (steps < _MAX_MOVES) & (correlation > threshold)
 
     one = jnp.ones((), starts.dtype)
-    carry = (states, jnp.zeros((), jnp.int32), 0.0 * one, one, step_size)
-    states, steps, accepted, _, step_size = jax.lax.while_loop(cond, body, carry)
-    return states.position, accepted * _BLOCK / steps, steps, step_size
+    # The first _MIN_MOVES steps in one block (the statistic is only read after them), then
+    # blocks of _BLOCK until decorrelated.
+    carry = advance((states, jnp.zeros((), jnp.int32), 0.0 * one, one, step_size), _MIN_MOVES)
+    carry = jax.lax.while_loop(cond, lambda carry: advance(carry, _BLOCK), carry)
+    states, steps, accepted, _, step_size = carry
+    return states.position, accepted / steps, steps, step_size
