@@ -312,7 +312,7 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
     threshold = max(_DECORRELATED, 3.0 / float(n) ** 0.5)
     states = map_blocks(lambda z: kernel.init(z, log_density), starts, block_size=blocks)
     axes = _principal_axes(starts, inverse_mass)
-    before = _summaries(states, axes)
+    before = _standardised_ranks(_summaries(states, axes))  # ranked once, not every block
 
     def run_block(key, kernel_state, step_size, length):
         def one(kernel_state, key):
@@ -330,7 +330,8 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
         states, acceptance = map_blocks(
             lambda k, s: run_block(k, s, step_size, length), keys, states, block_size=blocks
         )
-        correlation = jnp.max(jnp.abs(rank_correlation(before, _summaries(states, axes))))
+        after = _standardised_ranks(_summaries(states, axes))
+        correlation = jnp.max(jnp.abs(jnp.mean(before * after, axis=0)))
         total = jnp.mean(acceptance)  # acceptance summed over the block's steps
         step_size = _adapt(step_size, total / length, target_accept)
         return states, steps + length, accepted + total, correlation, step_size
