@@ -4,8 +4,8 @@ A step from the curvature at the mode alone (ε₀ = 0.1 / λ_max of the precond
 safe for a Gaussian posterior and far too small for a neural network: there λ_max belongs to a
 handful of stiff directions, bounded by the likelihood's non-linearity away from the mode, while
 thousands of soft directions move a distance ∝ ε per step (on scikit-learn's digits, ε₀ left the
-chains drifting after 20,000 steps). The pilot measures instead (Gorham & Mackey 2017, §5, chose
-SGLD's step the same way):
+chains drifting after 20,000 steps). The pilot measures instead (Gorham & Mackey 2017 select
+SGLD's step size by the same discrepancy):
 
 1. run the chains for ``PILOT_STEPS`` steps at each candidate ``ε₀ · m``, m ∈ ``MULTIPLIERS``
    (all candidates' chains vmapped in one program), from the run's own starting points;

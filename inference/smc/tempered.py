@@ -71,8 +71,9 @@ class SMCInfo(NamedTuple):
 # Buchholz, Chopin & Jacob (2021) tune HMC inside SMC from the same kind of before/after statistic.
 # Coordinates alone miss a slow direction that is a combination of many of them (a correlated
 # regression: each coordinate carries a small share of it), so the projections on the _PRINCIPAL
-# leading principal axes of the scaled particle cloud are watched too, and at least _MIN_MOVES
-# steps are taken whatever the statistic says (it is noisy at small N).
+# leading principal axes of the scaled particle cloud are watched too, and the first _MIN_MOVES
+# steps run as one block before the statistic is first read (it is noisy at small N, and reading
+# it costs as much as a step on a cheap model).
 _BLOCK = 2
 _MIN_MOVES = 10
 _PRINCIPAL = 2
