@@ -7,8 +7,10 @@ thousands of soft directions move a distance ∝ ε per step (on scikit-learn's 
 chains drifting after 20,000 steps). The pilot measures instead (Gorham & Mackey 2017 select
 SGLD's step size by the same discrepancy):
 
-1. run the chains for ``PILOT_STEPS`` steps at each candidate ``ε₀ · m``, m ∈ ``MULTIPLIERS``
-   (all candidates' chains vmapped in one program), from the run's own starting points;
+1. run the chains for ``pilot_length(num_steps)`` steps — 1/20 of the run, between 100 and
+   ``PILOT_STEPS`` = 1,000, so the five candidates together cost at most a quarter of the run —
+   at each candidate ``ε₀ · m``, m ∈ ``MULTIPLIERS`` (all candidates' chains vmapped in one
+   program), from the run's own starting points;
 2. keep ``PILOT_DRAWS`` draws per chain from the pilot's second half and evaluate the full-data
    score ∇ log π at each (minibatch scores made the discrepancy of the hottest candidates
    noise-dominated);
@@ -34,12 +36,18 @@ import numpy as np
 from probinfer._utils import cached_program
 from probinfer.diagnostics import ksd, median_lengthscale
 
-__all__ = ["pilot_step_size", "MULTIPLIERS"]
+__all__ = ["pilot_step_size", "pilot_length", "MULTIPLIERS"]
 
 MULTIPLIERS = (1.0, 3.0, 10.0, 30.0, 100.0)
 PILOT_STEPS = 1000
 PILOT_DRAWS = 25
 TIE = 0.1
+
+
+def pilot_length(num_steps):
+    """Pilot steps per candidate for a run of ``num_steps``: ``num_steps // 20`` within
+    [4 · PILOT_DRAWS, PILOT_STEPS] = [100, 1,000]."""
+    return int(min(PILOT_STEPS, max(4 * PILOT_DRAWS, int(num_steps) // 20)))
 
 
 def pilot_step_size(

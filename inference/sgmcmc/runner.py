@@ -26,7 +26,7 @@ from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
 from probinfer.inference.sgmcmc.legacy import kernel_from_legacy
 from probinfer.inference.sgmcmc.loop import run_blocks
-from probinfer.inference.sgmcmc.pilot import pilot_step_size
+from probinfer.inference.sgmcmc.pilot import pilot_length, pilot_step_size
 from probinfer.inference.sgmcmc.preconditioning import Geometry, gradient_estimator
 from probinfer.posterior import Posterior
 from probinfer.progress import should_show
@@ -169,7 +169,7 @@ def sgmcmc(
         if kernel.name == "sgld":
             static = (kernel.static, batch_size, bool(control_variates), num_chains)
             step_size, pilot = _pilot(
-                target, kernel, step, params, starts, key_mode, step_size, static
+                target, kernel, step, params, starts, key_mode, step_size, static, num_steps
             )
     step_sizes, keep = schedule.sizes(step_size, num_steps)
     keep = keep & (np.arange(num_steps) >= num_warmup)
@@ -223,7 +223,7 @@ def sgmcmc(
     return post
 
 
-def _pilot(target, kernel, step, params, starts, key, base, cache):
+def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps):
     """The step the KSD pilot chooses among multiples of the curvature step ``base``
     (:mod:`.pilot`), with full-data scores."""
     preconditioner = kernel.params.get("preconditioner")
@@ -242,6 +242,7 @@ def _pilot(target, kernel, step, params, starts, key, base, cache):
         scale=scale,
         params=params,
         cache=(target, cache),
+        num_steps=pilot_length(num_steps),
     )
 
 

@@ -65,6 +65,7 @@ def _scaled_model(scale):
     return pi.compile(model, y), y.sum() / scale**2 / precision, precision**-0.5
 
 
+@pytest.mark.slow
 def test_coin_svgd_is_scale_free_and_svgd_with_a_fixed_learning_rate_is_not():
     """The same posterior in units s = 1 and s = 1,000. Coin SVGD's standardised errors
     (|mean − exact| / sd, sd / exact sd − 1) are small at both scales; SVGD with Adam at the
@@ -119,20 +120,22 @@ def test_a_particle_with_a_nan_score_is_restarted_and_reported():
     assert np.isfinite(x).all() and abs(x.mean() + 0.0044) < 4 / np.sqrt(50)
 
 
+@pytest.mark.slow
 def test_calibrate_runs_coin_svgd_as_one_vmapped_program():
     """The registered draws function is pure: calibrate vmaps it over simulated data sets and
-    the normal–normal posterior is calibrated at the default level."""
+    the normal–normal posterior is calibrated (at level 0.01: on another machine rounding makes
+    this an independent run, so the false-alarm rate is what a failure costs)."""
     result = pi.calibrate(
         pi.models.get("normal_normal").compile(),
         "coin_svgd",
         key=0,
-        num_sims=100,
-        num_draws=50,
-        method_kwargs={"num_particles": 50, "num_steps": 300},
+        num_sims=60,
+        num_draws=30,
+        method_kwargs={"num_particles": 30, "num_steps": 200},
         progress=False,
     )
-    assert result.samples.shape == (50, 100, 1)
-    assert result.is_calibrated(), result.verdict()
+    assert result.samples.shape == (30, 60, 1)
+    assert result.is_calibrated(level=0.01), result.verdict(level=0.01)
 
 
 @pytest.mark.slow
