@@ -88,6 +88,7 @@ def test_registered_runner_is_vmapped_over_simulations(target, tmp_path):
     assert "hmc on 12 simulated data sets" in Path(paths["verdict"]).read_text()
 
 
+@pytest.mark.slow
 def test_smc_is_vmapped_over_simulations(target):
     result = pi.calibrate(
         target,
@@ -103,6 +104,7 @@ def test_smc_is_vmapped_over_simulations(target):
     assert np.abs(z).max() < 4.0, z
 
 
+@pytest.mark.slow
 def test_draws_follow_each_simulated_data_set(target):
     """A uniform-signature runner gets the conditioned target: its draws track that data set."""
 
@@ -118,6 +120,7 @@ def test_draws_follow_each_simulated_data_set(target):
     assert result.is_calibrated(), result.verdict()
 
 
+@pytest.mark.slow
 def test_non_traceable_estimator_falls_back_to_a_loop(target):
     class NumpyExact:
         def sample(self, key, x, n):
@@ -130,6 +133,7 @@ def test_non_traceable_estimator_falls_back_to_a_loop(target):
     assert result.is_calibrated(), result.verdict()
 
 
+@pytest.mark.slow
 def test_calibrate_from_a_model_function_and_a_zoo_name():
     def model(y=None):
         mu = pi.sample("mu", dist.Normal(0.0, 1.0))

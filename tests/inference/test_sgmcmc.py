@@ -415,6 +415,7 @@ def test_old_method_options_translate_to_kernels_with_a_warning():
         pi.sgmcmc(TARGET, key=0, method="sgld", friction=0.2)
 
 
+@pytest.mark.slow
 def test_default_run_is_told_apart_from_plain_sgld():
     default = pi.sgmcmc(TARGET, key=0, batch_size=10, num_steps=500)
     plain = pi.sgmcmc(TARGET, key=0, kernel="sgld", batch_size=10, num_steps=500)

@@ -218,6 +218,7 @@ def _spread_of_independent_runs(target, seeds, **settings):
 BOUND = 4 * np.sqrt(2) * 1.5
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_one_device_answer(on_cpu_devices):
     """Particles sharded over 8 simulated CPU devices: the same key gives the same ladder start
     and, after rounding has flipped an MH decision, a run with the spread of an independent one.
@@ -255,6 +256,7 @@ def test_eight_devices_give_the_one_device_answer(on_cpu_devices):
     )
 
 
+@pytest.mark.slow
 def test_particle_blocks_give_the_same_run():
     """Same keys per particle in blocks of 64 as all at once: the same ladder start, then a run
     within the spread of independent runs (rounding flips MH decisions; see BOUND)."""
@@ -268,6 +270,7 @@ def test_particle_blocks_give_the_same_run():
     np.testing.assert_array_less(np.abs(blocks.mean()["w"] - whole.mean()["w"]), BOUND * mean_sd)
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, killed_after_saves):
     """Killed after its second save (every 2 temperatures) and run again on the same folder: the
     run continues from the saved particle system and ends with the uninterrupted run's particles,
