@@ -51,16 +51,26 @@ def pilot_length(num_steps):
 
 
 def pilot_step_size(
-    step, init, starts, key, base, *, score, scale, params, cache=None, num_steps=PILOT_STEPS
+    step,
+    init,
+    starts,
+    key,
+    curvature_step,
+    *,
+    score,
+    scale,
+    params,
+    cache=None,
+    num_steps=PILOT_STEPS,
 ):
-    """``(ε, table)``: the step the pilot chooses among ``base · m``, m ∈ ``MULTIPLIERS``.
+    """``(ε, table)``: the step the pilot chooses among ``curvature_step · m``, m ∈ ``MULTIPLIERS``.
 
     Args:
         step: the runner's ``(key, state, t, ε, noise, params) -> state``.
         init: ``position -> kernel state``.
         starts: (C, dim) starting points (the run's chains).
         key: PRNG key of the pilot.
-        base: ε₀, the curvature-based step.
+        curvature_step: ε₀, the step from the curvature at the mode.
         score: ``z -> ∇ log π(z)`` (full data).
         scale: (dim,) the coordinates' scale (root of the diagonal preconditioner, or ones).
         params: the arrays ``step`` reads.
@@ -80,7 +90,7 @@ def pilot_step_size(
         if cache is None
         else cached_program(cache[0], ("sgmcmc-pilot", cache[1], num_steps), build)
     )
-    candidates = jnp.asarray([base * m for m in MULTIPLIERS], starts.dtype)
+    candidates = jnp.asarray([curvature_step * m for m in MULTIPLIERS], starts.dtype)
     values = np.asarray(run(starts, key, candidates, scale, params), np.float64)
     values = np.where(np.isfinite(values), values, np.inf)
     # Within TIE of the smallest discrepancy the candidates are not told apart by 100 correlated
