@@ -29,6 +29,7 @@ from a fresh prior draw with a fresh betting (or optimiser) state; restarts are 
 >>> post.diagnostics["ksd"][-1]                          # doctest: +SKIP
 """
 
+import warnings
 from functools import partial
 
 import jax
@@ -258,8 +259,6 @@ def _run(
         "batch_size": batch_size,
     }
     if restarts.sum():
-        import warnings
-
         warnings.warn(
             f"{method} on '{target.name}': {int(np.sum(restarts))} particle restart(s) after a "
             "NaN or infinite score (see diagnostics['restarts'] for the steps).",
