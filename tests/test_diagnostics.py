@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from probinfer.diagnostics import ksd, median_lengthscale, mmd
+from probinfer.diagnostics import ksd, median_lengthscale, median_squared_distance, mmd
 from probinfer.errors import DataError
 
 
@@ -101,3 +101,15 @@ def test_median_lengthscale_and_bad_input():
         mmd(jnp.zeros((5, 2)), jnp.zeros((5, 3)))
     with pytest.raises(DataError, match="beta"):
         ksd(jnp.zeros((5, 2)), jnp.zeros((5, 2)), beta=-1.5)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7, 50])
+def test_sort_free_median_equals_the_sorted_median(n):
+    """The bisection median of pairwise squared distances equals ``np.median`` of the upper
+    triangle: odd and even pair counts, tied distances (integer points), coincident points."""
+    rng = np.random.default_rng(n)
+    for x in (rng.normal(size=(n, 3)), np.round(2 * rng.normal(size=(n, 2))), np.ones((n, 2))):
+        squared = np.sum((x[:, None] - x[None]) ** 2, -1)[np.triu_indices(n, 1)]
+        expected = np.median(squared) if np.median(squared) > 0 else 1.0
+        got = median_squared_distance(jnp.asarray(x, jnp.float32))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

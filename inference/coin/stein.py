@@ -22,6 +22,7 @@ distance (heavier tails: particles far apart still interact).
 import jax
 import jax.numpy as jnp
 
+from probinfer.diagnostics import median_squared_distance
 from probinfer.errors import DataError
 
 __all__ = ["KERNELS", "bandwidth", "stein_direction"]
@@ -33,12 +34,7 @@ _MEDIAN_POINTS = 1000
 def bandwidth(x, stein_kernel):
     """The kernel's scale for particles ``x`` (N, d): h for RBF, ℓ² for IMQ (from at most the
     first 1,000 particles; 1 when they all coincide)."""
-    sub = x[:_MEDIAN_POINTS]
-    norms = jnp.sum(sub * sub, 1)
-    squared = jnp.maximum(norms[:, None] + norms[None] - 2 * sub @ sub.T, 0.0)
-    n = sub.shape[0]
-    median = jnp.median(squared[jnp.triu_indices(n, k=1)])
-    median = jnp.where(median > 0, median, 1.0)
+    median = median_squared_distance(x, _MEDIAN_POINTS)
     if stein_kernel == "rbf":
         return median / jnp.log(x.shape[0] + 1.0)
     return median
