@@ -23,8 +23,7 @@ RETIRED = {
 # batch_size means data points per minibatch; runners that have no data minibatches must not
 # take it (particles or simulations per block are block_size).
 MINIBATCHING = {"sgmcmc", "coin_svgd", "coin_ksdd", "svgd"}
-# Particle variational methods have no Markov transition (their RKHS kernel is stein_kernel) and
-# do not shard their particles over devices yet (open: issue 12).
+# Particle variational methods have no Markov transition (their RKHS kernel is stein_kernel).
 PARTICLE_VI = {"coin_svgd", "coin_ksdd", "svgd"}
 OTHER_RUNNERS = {"pmmh": pmmh, "particle_filter": particle_filter, "pbnn_smc": pbnn_smc}
 
@@ -42,10 +41,10 @@ def test_registered_runner_follows_the_calling_convention(name):
     key = params["key"]
     assert key.kind is inspect.Parameter.KEYWORD_ONLY and key.default is inspect.Parameter.empty
     assert params["progress"].default == "auto"
+    assert params["devices"].default is None
     if name in PARTICLE_VI:
         assert "kernel" not in params and params["stein_kernel"].default in ("rbf", "imq")
     else:
-        assert params["devices"].default is None
         assert "kernel" in params  # the transition, by name or object
     for old, new in RETIRED.items():
         assert old not in params, f"{name} takes {old}=; DESIGN calls it {new}="

@@ -21,6 +21,11 @@ L · max(A + L, α L), which is L (A + L) for α ≤ 1; its default α = 100 bet
 max(R − g (x − x₀), 0) and cumulative −Σ g are the paper's with g = −c. So the update is cocob's,
 not a copy of it.
 
+Particles are split over ``devices`` (:mod:`probinfer.devices`): each step gathers all particles
+and scores once and every device computes the direction for its own rows (the kernel sum is
+all-to-all). Long runs checkpoint (``checkpoint=``, :mod:`probinfer.checkpoint`) after every
+``checkpoint_every`` KSD records and resume bit-identically.
+
 A particle whose score is NaN or infinite (or whose position left the finite numbers) is restarted
 from a fresh prior draw with a fresh betting (or optimiser) state; restarts are counted per step in
 ``diagnostics["restarts"]``, never silent.
@@ -31,23 +36,45 @@ from a fresh prior draw with a fresh betting (or optimiser) state; restarts are 
 
 import warnings
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from probinfer import devices as _devices
 from probinfer._utils import as_key, cached_program
+from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.diagnostics import ksd
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.coin.stein import KERNELS, bandwidth, stein_direction
 from probinfer.posterior import Posterior
-from probinfer.progress import ProgressBar, should_show
+from probinfer.progress import should_show
 
 __all__ = ["coin_svgd", "svgd", "coin_ksdd", "coin_draws", "svgd_draws", "ksdd_draws"]
 
 _RECORDS = 100  # points of the KSD trace
 _BLOCK = 1024  # particles per row block of the N × N kernel work
+
+
+class _Settings(NamedTuple):
+    """What a particle run computes (the compiled program's identity, with the update)."""
+
+    method: str
+    num_particles: int
+    num_steps: int
+    stein_kernel: str
+    batch_size: int | None
+
+
+class _Place(NamedTuple):
+    """Where and how a run is kept: devices, checkpoint file and period, progress bar."""
+
+    devices: object = None
+    checkpoint: object = None
+    checkpoint_every: int | None = None
+    progress: object = "auto"
 
 
 def _betting():
@@ -64,6 +91,9 @@ def coin_svgd(
     stein_kernel="rbf",
     batch_size=None,
     init=None,
+    devices=None,
+    checkpoint=None,
+    checkpoint_every=None,
     progress="auto",
 ):
     """Coin SVGD: SVGD's direction, moved by coin betting — no learning rate.
@@ -77,28 +107,23 @@ def coin_svgd(
         batch_size: data points per minibatch for the scores (one minibatch per step shared by
             all particles, likelihood scaled by N_data / batch_size); None for full data.
         init: starting points (as :meth:`~probinfer.Target.starting_points`); None: prior draws.
+        devices: where the particles live (:mod:`probinfer.devices`; None: every local device,
+            when N divides evenly).
+        checkpoint: a folder (``<folder>/coin_svgd.npz``) or ``.npz`` path; the run is saved
+            every ``checkpoint_every`` of its 100 KSD records (default 10) and resumes from it.
         progress: progress bar (True, False or ``"auto"``).
 
     Returns:
         A :class:`~probinfer.Posterior` with the particles as one chain of ``num_particles``
-        draws; diagnostics ``ksd`` (IMQ KSD of the particles, 100 points over the run),
-        ``ksd_steps``, ``restarts`` (per step) and ``bandwidth`` (last).
+        draws; diagnostics ``ksd`` (IMQ KSD of the particles, 100 points over the run, the last
+        at the end), ``ksd_steps``, ``restarts`` (per step) and ``bandwidth`` (last).
 
     Example:
         >>> post = pi.coin_svgd(pi.compile(model, x, y=y), key=0, num_particles=200)  # doctest: +SKIP
     """
-    return _run(
-        target,
-        key,
-        "coin_svgd",
-        num_particles,
-        num_steps,
-        stein_kernel,
-        batch_size,
-        init,
-        progress,
-        None,
-    )
+    settings = _Settings("coin_svgd", num_particles, num_steps, stein_kernel, batch_size)
+    place = _Place(devices, checkpoint, checkpoint_every, progress)
+    return _run(target, key, settings, init, place)
 
 
 def coin_ksdd(
@@ -110,6 +135,9 @@ def coin_ksdd(
     stein_kernel="imq",
     batch_size=None,
     init=None,
+    devices=None,
+    checkpoint=None,
+    checkpoint_every=None,
     progress="auto",
 ):
     """Coin KSDD: particles descend the kernel Stein discrepancy KSD²(x₁ … x_N) (IMQ by default,
@@ -120,18 +148,9 @@ def coin_ksdd(
     Example:
         >>> post = pi.coin_ksdd(target, key=0)            # doctest: +SKIP
     """
-    return _run(
-        target,
-        key,
-        "coin_ksdd",
-        num_particles,
-        num_steps,
-        stein_kernel,
-        batch_size,
-        init,
-        progress,
-        None,
-    )
+    settings = _Settings("coin_ksdd", num_particles, num_steps, stein_kernel, batch_size)
+    place = _Place(devices, checkpoint, checkpoint_every, progress)
+    return _run(target, key, settings, init, place)
 
 
 def svgd(
@@ -145,6 +164,9 @@ def svgd(
     optimizer=None,
     batch_size=None,
     init=None,
+    devices=None,
+    checkpoint=None,
+    checkpoint_every=None,
     progress="auto",
 ):
     """Stein variational gradient descent (Liu & Wang 2016): x ← x + optimiser step along φ(x).
@@ -163,22 +185,13 @@ def svgd(
         if not learning_rate > 0:
             raise ProbinferError(f"learning_rate must be positive, got {learning_rate}.")
         optimizer, cache = optax.adam(learning_rate), ("adam", float(learning_rate))
-    return _run(
-        target,
-        key,
-        "svgd",
-        num_particles,
-        num_steps,
-        stein_kernel,
-        batch_size,
-        init,
-        progress,
-        optimizer,
-        cache,
-    )
+    settings = _Settings("svgd", num_particles, num_steps, stein_kernel, batch_size)
+    place = _Place(devices, checkpoint, checkpoint_every, progress)
+    return _run(target, key, settings, init, place, optimizer, cache)
 
 
-def _check(target, num_particles, num_steps, stein_kernel, batch_size, method):
+def _check(target, settings):
+    method, num_particles, num_steps, stein_kernel, batch_size = settings
     target.check_continuous()
     if method == "coin_ksdd" and stein_kernel != "imq":
         raise DataError(
@@ -207,38 +220,68 @@ def _check(target, num_particles, num_steps, stein_kernel, batch_size, method):
             )
 
 
-def _run(
-    target,
-    key,
-    method,
-    num_particles,
-    num_steps,
-    stein_kernel,
-    batch_size,
-    init,
-    progress,
-    optimizer,
-    cache=("betting",),
-):
-    """``cache``: what identifies the update in the compiled-program cache (None: a user's
-    optimiser object, compiled afresh)."""
-    _check(target, num_particles, num_steps, stein_kernel, batch_size, method)
+def _run(target, key, settings, init, place, optimizer=None, cache=("betting",)):
+    """``optimizer``: None for the betting update; ``cache``: what identifies the update in the
+    compiled-program cache (None: a user's optimiser object, compiled afresh)."""
+    _check(target, settings)
+    method = settings.method
+    settings = settings._replace(
+        num_particles=int(settings.num_particles),
+        num_steps=int(settings.num_steps),
+        batch_size=None if settings.batch_size is None else int(settings.batch_size),
+    )
     key_init, key_run = jax.random.split(as_key(key))
-    starts = target.starting_points(init, int(num_particles), key=key_init)
-    show = should_show(progress, num_steps)
-    settings = (
-        method,
-        int(num_particles),
-        int(num_steps),
-        stein_kernel,
-        None if batch_size is None else int(batch_size),
-        show,
-    )
-    build = partial(_program, target, *settings, optimizer)
+    starts = target.starting_points(init, settings.num_particles, key=key_init)
+    sharding = _devices.leading_sharding(settings.num_particles, place.devices)
+    build = partial(_program, target, settings, optimizer, sharding)
     program = (
-        build() if cache is None else cached_program(target, ("coin", cache) + settings, build)
+        build()
+        if cache is None
+        else cached_program(target, ("coin", cache, settings, sharding), build)
     )
-    x, trace, restarts, scale = program(starts, key_run)
+    every, num_records = _records(settings.num_steps)
+    program.bar(num_records, method, should_show(place.progress, settings.num_steps))
+    place_particles = partial(_place_particles, settings.num_particles, sharding)
+    carry = place_particles(program.init(starts, key_run))
+    path = path_for(place.checkpoint, method)
+    period = num_records if path is None else int(place.checkpoint_every or 10)
+    fingerprint = {
+        "target": target.name,
+        "dim": int(starts.shape[1]),
+        "key": np.asarray(jax.random.key_data(key_run)).tolist(),
+        "update": "custom" if cache is None else list(cache),
+        **settings._asdict(),
+    }
+
+    def advance(carry, start, stop):
+        carry, outputs = program.segment(carry, jnp.arange(start, stop))
+        return carry, list(outputs)
+
+    carry, (trace, restarts, scales) = run_chunks(
+        advance,
+        carry,
+        boundaries(num_records, period),
+        path=path,
+        fingerprint=fingerprint,
+        restore=place_particles,
+    )
+    restarts = np.asarray(restarts).reshape(-1)[: settings.num_steps]
+    return _posterior(target, settings, carry[0], trace, restarts, scales[-1], place)
+
+
+def _place_particles(num_particles, sharding, carry):
+    """Split the particle-shaped leaves of the carry (positions, per-particle optimiser or
+    betting state) over the devices; scalars and the key stay replicated."""
+    if sharding is None:
+        return carry
+    return jax.tree.map(
+        lambda a: jax.device_put(a, sharding) if jnp.ndim(a) and a.shape[0] == num_particles else a,
+        carry,
+    )
+
+
+def _posterior(target, settings, x, trace, restarts, scale, place):
+    method = settings.method
     x = np.asarray(x)
     if not np.isfinite(x).all():
         raise ProbinferError(
@@ -246,25 +289,21 @@ def _run(
             "were made; check the model's log density for overflow (e.g. exp of a large value)."
         )
     draws = jax.vmap(target.constrain)(jnp.asarray(x))
-    diagnostics = {
-        "ksd": np.asarray(trace),
-        "ksd_steps": _record_steps(int(num_steps)),
-        "restarts": np.asarray(restarts),
-        "bandwidth": float(scale),
-    }
-    run = {
-        "num_particles": int(num_particles),
-        "num_steps": int(num_steps),
-        "stein_kernel": stein_kernel,
-        "batch_size": batch_size,
-    }
     if restarts.sum():
         warnings.warn(
-            f"{method} on '{target.name}': {int(np.sum(restarts))} particle restart(s) after a "
+            f"{method} on '{target.name}': {int(restarts.sum())} particle restart(s) after a "
             "NaN or infinite score (see diagnostics['restarts'] for the steps).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+    diagnostics = {
+        "ksd": np.asarray(trace),
+        "ksd_steps": _record_steps(settings.num_steps),
+        "restarts": restarts,
+        "bandwidth": float(scale),
+    }
+    run = {k: v for k, v in settings._asdict().items() if k != "method"}
+    run["devices"] = _devices.devices_used(settings.num_particles, place.devices)
     return Posterior(
         {k: np.asarray(v)[None] for k, v in draws.items()},
         method=method,
@@ -273,19 +312,39 @@ def _run(
     )
 
 
-def _record_steps(num_steps):
+def _records(num_steps):
+    """``(every, num_records)``: the KSD is recorded every ``every`` steps and at the end."""
     every = max(1, num_steps // _RECORDS)
-    return np.arange(1, num_steps // every + 1) * every
+    return every, -(-num_steps // every)
 
 
-def _program(target, method, num_particles, num_steps, stein_kernel, batch_size, show, optimizer):
-    """The jitted ``(starts (N, dim), key) -> (particles, KSD trace, restarts per step, scale)``."""
+def _record_steps(num_steps):
+    every, num_records = _records(num_steps)
+    return np.minimum(np.arange(1, num_records + 1) * every, num_steps)
+
+
+class _Program(NamedTuple):
+    init: object  # (starts (N, dim), key) -> carry
+    segment: object  # (carry, record indices) -> (carry, (KSD, restarts per step, scale))
+    holder: dict  # the progress bar the compiled callback looks up
+
+    def bar(self, total, description, enabled):
+        from probinfer.progress import ProgressBar
+
+        self.holder["bar"] = ProgressBar(total, description, enabled=enabled)
+        self.holder["enabled"] = enabled
+
+
+def _program(target, settings, optimizer, sharding, progress=True):
+    """The run as jitted pieces: ``init`` and ``segment``, which runs the KSD records whose
+    indices it is given (``every`` steps each; steps past ``num_steps`` leave the particles
+    alone). ``progress=False`` leaves the bar's callback out (for :func:`calibrate`'s vmap)."""
+    method, num_particles, num_steps, stein_kernel, batch_size = settings
     update = _betting() if optimizer is None else optimizer
     score_fn = _score(target, batch_size)
-    every = max(1, num_steps // _RECORDS)
-    num_records = num_steps // every
-    tail = num_steps - every * num_records
-    bar = ProgressBar(num_records, method, enabled=show)
+    every, num_records = _records(num_steps)
+    holder = {}
+    phi_fn = _sharded_direction(stein_kernel, sharding)
 
     def direction(x, key):
         scores = score_fn(x, key)
@@ -294,18 +353,18 @@ def _program(target, method, num_particles, num_steps, stein_kernel, batch_size,
         safe_scores = jnp.where(bad[:, None], 0.0, scores)
         scale = bandwidth(safe_x, stein_kernel)
         if method == "coin_ksdd":  # stein_kernel is "imq": scale is ℓ²
-            c = _ksd_descent(target, safe_x, key, scale, batch_size, score_fn)
+            c = _ksd_descent(safe_x, key, scale, score_fn)
         else:
-            c = stein_direction(safe_x, safe_scores, scale, stein_kernel, _BLOCK)
+            c = phi_fn(safe_x, safe_scores, scale)
         return jnp.where(bad[:, None], 0.0, c), bad, safe_scores, scale
 
     def step(carry, t):
         x, state, key = carry
-        key, key_score, key_fresh = jax.random.split(jax.random.fold_in(key, t), 3)
+        key_score, key_fresh = jax.random.split(jax.random.fold_in(key, t))
         c, bad, scores, scale = direction(x, key_score)
-        updates, state = update.update(-c, state, x)
-        x = optax.apply_updates(x, updates)
-        bad = bad | ~jnp.isfinite(x).all(1)
+        updates, new_state = update.update(-c, state, x)
+        new_x = optax.apply_updates(x, updates)
+        bad = bad | ~jnp.isfinite(new_x).all(1)
 
         def restart(args):
             x, state = args
@@ -321,27 +380,59 @@ def _program(target, method, num_particles, num_steps, stein_kernel, batch_size,
             )
             return x, state
 
-        x, state = jax.lax.cond(jnp.any(bad), restart, lambda args: args, (x, state))
-        return (x, state, key), (jnp.sum(bad), scores, scale)
+        new_x, new_state = jax.lax.cond(
+            jnp.any(bad), restart, lambda args: args, (new_x, new_state)
+        )
+        live = t < num_steps  # the last record may run past the end
+        carry = jax.tree.map(
+            lambda a, b: jnp.where(live, a, b), (new_x, new_state, key), (x, state, key)
+        )
+        carry = (_devices.constrain_leading(carry[0], sharding), *carry[1:])
+        return carry, (jnp.where(live, jnp.sum(bad), 0), scores, scale)
 
     def record(carry, r):
         carry, (restarts, scores, scale) = jax.lax.scan(step, carry, r * every + jnp.arange(every))
-        bar.tick(r)
+        if progress:
+            jax.lax.cond(
+                ((r + 1) % max(1, num_records // 100) == 0) | (r == num_records - 1),
+                lambda: jax.debug.callback(lambda i: _tick(holder, i), r),
+                lambda: None,
+            )
         x = carry[0]
         return carry, (ksd(x, scores[-1], block_size=_BLOCK), restarts, scale[-1])
 
-    @jax.jit
-    def run(starts, key):
-        carry = (starts, update.init(starts), key)
-        carry, (trace, restarts, scales) = jax.lax.scan(record, carry, jnp.arange(num_records))
-        restarts = restarts.reshape(-1)
-        if tail:
-            start = num_records * every
-            carry, (more, _, _) = jax.lax.scan(step, carry, start + jnp.arange(tail))
-            restarts = jnp.concatenate([restarts, more])
-        return carry[0], trace, restarts, scales[-1]
+    def init(starts, key):
+        return (starts, update.init(starts), key)
 
-    return run
+    def segment(carry, records):
+        return jax.lax.scan(record, carry, records)
+
+    return _Program(init, jax.jit(segment), holder)
+
+
+def _tick(holder, i):
+    if holder.get("enabled"):
+        holder["bar"]._update(i)
+
+
+def _sharded_direction(stein_kernel, sharding):
+    """``(x, scores, scale) -> φ``: on one device the blocked sum; over several, every device
+    gathers all particles and scores once and computes φ for its own rows."""
+    if sharding is None:
+        return lambda x, s, scale: stein_direction(x, s, scale, stein_kernel, _BLOCK)
+    spec = jax.sharding.PartitionSpec
+    axis = sharding.spec[0]
+
+    def local(rows, x, s, scale):
+        return stein_direction(x, s, scale, stein_kernel, _BLOCK, rows=rows)
+
+    mapped = jax.shard_map(
+        local,
+        mesh=sharding.mesh,
+        in_specs=(spec(axis), spec(), spec(), spec()),
+        out_specs=spec(axis),
+    )
+    return lambda x, s, scale: mapped(x, x, s, scale)
 
 
 def _score(target, batch_size):
@@ -359,7 +450,7 @@ def _score(target, batch_size):
     return scores
 
 
-def _ksd_descent(target, x, key, scale, batch_size, score_fn):
+def _ksd_descent(x, key, scale, score_fn):
     """c = −∇_x KSD²(x) (V-statistic, IMQ with ℓ² = ``scale``), scaled by N so that its size does
     not shrink with the number of particles."""
 
@@ -388,20 +479,18 @@ def _draws(method, target, key, n, **settings):
     optimizer = None
     if method == "svgd":
         optimizer = settings.get("optimizer") or optax.adam(settings.get("learning_rate", 0.1))
-    stein_kernel = settings.get("stein_kernel", "imq" if method == "coin_ksdd" else "rbf")
-    program = _program(
-        target,
+    run = _Settings(
         method,
         num_particles,
         int(settings.get("num_steps", 1000)),
-        stein_kernel,
+        settings.get("stein_kernel", "imq" if method == "coin_ksdd" else "rbf"),
         settings.get("batch_size"),
-        False,
-        optimizer,
     )
+    program = _program(target, run, optimizer, None, progress=False)
     key_init, key_run = jax.random.split(key)
     starts, _ = target.init_fn(key_init, num_particles)
-    x, _, _, _ = program(starts, key_run)
+    _, num_records = _records(run.num_steps)
+    (x, _, _), _ = program.segment(program.init(starts, key_run), jnp.arange(num_records))
     return jax.vmap(target.constrain)(x[: int(n)])
 
 

@@ -50,19 +50,22 @@ def _kernel_and_gradient(squared, scale, stein_kernel):
     return k, k / (u * scale)
 
 
-def stein_direction(x, scores, scale, stein_kernel="rbf", block_size=1024):
+def stein_direction(x, scores, scale, stein_kernel="rbf", block_size=1024, rows=None):
     """φ(x_i) for every particle: (N, d), from particles ``x`` (N, d), their scores ∇ log π (N, d)
-    and the kernel scale (:func:`bandwidth`).
+    and the kernel scale (:func:`bandwidth`); with ``rows`` (M, d), φ at those points only (the
+    sum still runs over all N particles: one device's share of a sharded run).
 
     >>> phi = stein_direction(x, jax.vmap(jax.grad(log_p))(x), bandwidth(x, "rbf"))  # doctest: +SKIP
     """
     if stein_kernel not in KERNELS:
         raise DataError(f"stein_kernel must be one of {KERNELS}, got '{stein_kernel}'.")
     n, d = x.shape
-    block_size = int(min(block_size, n))
-    num_blocks = -(-n // block_size)
-    pad = num_blocks * block_size - n
-    padded = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)])
+    rows = x if rows is None else rows
+    m = rows.shape[0]
+    block_size = int(min(block_size, m))
+    num_blocks = -(-m // block_size)
+    pad = num_blocks * block_size - m
+    padded = jnp.concatenate([rows, jnp.zeros((pad, d), x.dtype)])
     norms = jnp.sum(x * x, 1)
 
     def rows(start):
@@ -72,4 +75,4 @@ def stein_direction(x, scores, scale, stein_kernel="rbf", block_size=1024):
         return (k @ scores + jnp.sum(g, 1, keepdims=True) * xb - g @ x) / n
 
     phi = jax.lax.map(rows, jnp.arange(num_blocks) * block_size)
-    return phi.reshape(-1, d)[:n]
+    return phi.reshape(-1, d)[:m]
