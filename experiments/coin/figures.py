@@ -118,10 +118,13 @@ def main():
 
     shown = ["banana", "mixture", "donut (U1)", "breast cancer LR (31-D)"]
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.4))
-    for ax, name in zip(axes, shown):
+    for ax, name in zip(axes, shown, strict=True):
         means = [_mean_se(sweeps[name][lr]) for lr in LEARNING_RATES]
         ax.errorbar(
-            LEARNING_RATES, [m for m, _ in means], [s for _, s in means], marker="o",
+            LEARNING_RATES,
+            [m for m, _ in means],
+            [s for _, s in means],
+            marker="o",
             label="SVGD (Adam)",
         )
         coin, coin_se = _mean_se(sweeps[name]["coin_svgd"])
@@ -166,10 +169,15 @@ def main():
         ]
     results["logistic_regression_test"] = metrics
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for index, (ax, what) in enumerate(zip(axes, ["test accuracy", "test log-likelihood"])):
+    for index, (ax, what) in enumerate(
+        zip(axes, ["test accuracy", "test log-likelihood"], strict=True)
+    ):
         means = [_mean_se([m[index] for m in metrics[lr]]) for lr in LEARNING_RATES]
         ax.errorbar(
-            LEARNING_RATES, [m for m, _ in means], [s for _, s in means], marker="o",
+            LEARNING_RATES,
+            [m for m, _ in means],
+            [s for _, s in means],
+            marker="o",
             label="SVGD (Adam)",
         )
         coin, coin_se = _mean_se([m[index] for m in metrics["coin_svgd"]])
