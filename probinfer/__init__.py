@@ -58,6 +58,7 @@ __all__ = [
     "sgmcmc",
     "coin_svgd",
     "coin_ksdd",
+    "flow_vi",
     "svgd",
     "models",
     "inference",
@@ -80,6 +81,7 @@ _LAZY_FUNCTIONS = {
     "coin_svgd": "probinfer.inference.coin",
     "coin_ksdd": "probinfer.inference.coin",
     "svgd": "probinfer.inference.coin",
+    "flow_vi": "probinfer.inference.flows",
 }
 
 

@@ -27,6 +27,7 @@ _LAZY = {
     "coin_svgd": "probinfer.inference.coin",
     "coin_ksdd": "probinfer.inference.coin",
     "svgd": "probinfer.inference.coin",
+    "flow_vi": "probinfer.inference.flows",
 }
 
 

@@ -1,0 +1,15 @@
+"""Normalizing-flow variational inference: planar, radial, RealNVP, IAF/MAF and neural spline
+flows on a Target's unconstrained space, fitted by the ELBO or tighter bounds.
+
+>>> import probinfer as pi
+>>> post = pi.flow_vi(target, key=0)                 # doctest: +SKIP
+"""
+
+from probinfer import runners
+from probinfer.inference.flows.flow import FLOWS, Flow, make_flow
+from probinfer.inference.flows.objectives import OBJECTIVES
+from probinfer.inference.flows.runner import FlowPosterior, flow_draws, flow_vi
+
+__all__ = ["flow_vi", "FlowPosterior", "make_flow", "Flow", "FLOWS", "OBJECTIVES"]
+
+runners.register("flow_vi", flow_vi, flow_draws)
