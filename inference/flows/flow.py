@@ -165,12 +165,10 @@ def make_flow(
         raise DataError(f"flow must be one of {FLOWS}, got '{flow}'.")
     if context_dim and flow in ("planar", "radial"):
         raise DataError(f"{flow} flows have no conditioner, so they cannot take a context.")
-    if flow in ("nsf", "realnvp") and dim < 2 and False:
-        raise DataError("coupling flows need at least 2 dimensions.")
     module = _Stack(
         flow,
         int(dim),
-        int(num_layers or default_layers(flow, dim)),
+        int(default_layers(flow, dim) if num_layers is None else num_layers),
         tuple(hidden or default_hidden(dim)),
         int(num_bins),
         float(bound),

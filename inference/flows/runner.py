@@ -289,10 +289,16 @@ def _tick(holder, t):
         holder["bar"]._update(t)
 
 
+@partial(jax.jit, static_argnums=(0, 1, 4))
+def _draws_and_log_weights(target, flow, params, key, n):
+    """``n`` draws of q (n, dim) and their log weights log p − log q, in one compiled call."""
+    x, log_q = flow.sample_and_log_prob(params, key, n)
+    return x, jax.vmap(target.log_density)(x) - log_q
+
+
 def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resample, devices):
-    x, log_q = flow.sample_and_log_prob(params, key, num_draws)
-    log_p = jax.vmap(target.log_density)(x)
-    log_w = np.asarray(log_p - log_q, np.float64)
+    x, log_w = _draws_and_log_weights(target, flow, params, key, num_draws)
+    log_w = np.asarray(log_w, np.float64)
     skipped = np.asarray(skipped)
     if skipped.all():
         raise ProbinferError(
@@ -313,7 +319,7 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
             "flow; the fit failed."
         )
     smoothed, k_hat = import_arviz().psislw(np.where(finite, log_w, -np.inf))
-    draws = jax.vmap(target.constrain)(x)
+    draws = jax.jit(jax.vmap(target.constrain))(x)
     diagnostics = {
         "elbo": np.asarray(elbo),
         "elbo_final": float(np.mean(log_w[finite])),
