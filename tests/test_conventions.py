@@ -22,9 +22,11 @@ RETIRED = {
 }
 # batch_size means data points per minibatch; runners that have no data minibatches must not
 # take it (particles or simulations per block are block_size).
-MINIBATCHING = {"sgmcmc", "coin_svgd", "coin_ksdd", "svgd"}
+MINIBATCHING = {"sgmcmc", "coin_svgd", "coin_ksdd", "svgd", "flow_vi"}
 # Particle variational methods have no Markov transition (their RKHS kernel is stein_kernel).
 PARTICLE_VI = {"coin_svgd", "coin_ksdd", "svgd"}
+# Variational runners fit a distribution by optimisation: no Markov transition either.
+VARIATIONAL = {"flow_vi"}
 OTHER_RUNNERS = {"pmmh": pmmh, "particle_filter": particle_filter, "pbnn_smc": pbnn_smc}
 
 
@@ -44,6 +46,8 @@ def test_registered_runner_follows_the_calling_convention(name):
     assert params["devices"].default is None
     if name in PARTICLE_VI:
         assert "kernel" not in params and params["stein_kernel"].default in ("rbf", "imq")
+    elif name in VARIATIONAL:
+        assert "kernel" not in params and "flow" in params
     else:
         assert "kernel" in params  # the transition, by name or object
     for old, new in RETIRED.items():
@@ -80,7 +84,7 @@ def test_every_runner_returns_a_posterior_named_after_its_registration():
     small = {
         "mcmc": {"num_chains": 2, "num_draws": 20, "num_warmup": 20},
         "smc": {"num_particles": 100},
-        "sgmcmc": {"num_steps": 200, "batch_size": 5, "num_chains": 2},
+        "sgmcmc": {"num_steps": 200, "batch_size": 5, "num_chains": 2, "step_size": 1e-3},
     }
     for name in ("mcmc", "hmc", "smc", "sgmcmc"):
         runner, _ = runners.get(name)

@@ -132,6 +132,7 @@ def test_old_argument_names_still_work_with_a_deprecation_warning(normal_normal)
     assert old.settings["num_integration_steps"] == 4
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_gives_the_uninterrupted_draws(
     tmp_path, killed_after_saves, normal_normal
 ):

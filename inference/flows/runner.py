@@ -58,14 +58,19 @@ class FlowPosterior(Posterior):
         """log q of constrained latent values ``{site: (n, *site_shape)}``: the flow's density
         on the unconstrained space minus log|det ∂θ/∂z| of the constraining map. Returns (n,)."""
         z = jnp.atleast_2d(self.target.unconstrain({k: jnp.asarray(v) for k, v in values.items()}))
-        return np.asarray(self.flow.log_prob(self.params, z) - jax.vmap(self._log_jacobian)(z))
+        return np.asarray(_constrained_log_prob(self.target, self.flow, self.params, z))
 
-    def _log_jacobian(self, z):
-        def flat(z):
-            values = self.target.constrain(z)
-            return jnp.concatenate([jnp.ravel(values[k]) for k in self.target.latent_sites])
 
-        return jnp.linalg.slogdet(jax.jacfwd(flat)(z))[1]
+@partial(jax.jit, static_argnums=(0, 1))
+def _constrained_log_prob(target, flow, params, z):
+    """log q(z) − log|det ∂θ/∂z| for unconstrained points ``z`` (n, dim)."""
+
+    def flat(z):
+        values = target.constrain(z)
+        return jnp.concatenate([jnp.ravel(values[k]) for k in target.latent_sites])
+
+    log_jacobian = jax.vmap(lambda z: jnp.linalg.slogdet(jax.jacfwd(flat)(z))[1])(z)
+    return flow.log_prob(params, z) - log_jacobian
 
 
 def flow_vi(
@@ -125,11 +130,12 @@ def flow_vi(
     key_init, key_fit, key_draws = jax.random.split(as_key(key), 3)
     starts = target.starting_points(init, _INIT_POINTS, key=key_init)
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
-    program = _program(target, settings, optimizer, sharding)
-    if optimizer is None:
-        program = cached_program(
-            target, ("flow_vi", tuple(sorted(settings.items())), sharding), lambda: program
-        )
+    build = partial(_program, target, settings, optimizer, sharding)
+    program = (
+        build()
+        if optimizer is not None
+        else cached_program(target, ("flow_vi", tuple(sorted(settings.items())), sharding), build)
+    )
     params = program["init"](key_fit, starts)
     state = (params, program["optimizer"].init(params))
     show = should_show(progress, settings["num_steps"])
