@@ -81,11 +81,16 @@ def u4(z):
     )
 
 
-def energy_model(energy):
-    """A model with an improper flat prior on ``z`` (2,) and ``factor("energy", −U(z))``."""
+def energy_model(energy, bound=None):
+    """A model with a flat prior on ``z`` (2,) and ``factor("energy", −U(z))``: improper by
+    default; with ``bound``, uniform on the box [−bound, bound]² (U2–U4 do not confine z₁, so
+    only the boxed versions are proper — the flows paper shows them on [−4, 4]²)."""
 
     def model():
-        z = sample("z", dist.ImproperUniform(constraints.real_vector, (), (2,)))
+        if bound is None:
+            z = sample("z", dist.ImproperUniform(constraints.real_vector, (), (2,)))
+        else:
+            z = sample("z", dist.Uniform(-bound, bound).expand([2]).to_event(1))
         factor("energy", -energy(z))
 
     model.__name__ = f"energy_{energy.__name__}"

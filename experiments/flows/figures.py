@@ -1,6 +1,7 @@
 """The flows paper's Figure 3, remade (Rezende & Mohamed 2015): the 2-D energies U1–U4 (first
 column, exact on a grid) and the densities learned by planar flows of length 2, 8 and 32 and by
-probinfer's default spline flow (``pi.flow_vi`` defaults), each fitted for ``--steps`` steps. The
+probinfer's default spline flow (``pi.flow_vi`` defaults), each fitted for ``--steps`` steps, on
+the box [−4, 4]² (U2–U4 are improper in z₁ without it). The
 planar flows use the paper's annealed objective; the spline flow its default ELBO. Each panel's
 title gives KL(q ‖ p) estimated on the grid.
 
@@ -49,7 +50,7 @@ def main():
         p = np.exp(log_p - log_z)
         axes[row, 0].imshow(p.reshape(SIZE, SIZE), origin="lower", extent=[-HALF, HALF] * 2)
         axes[row, 0].set_title(f"{name}: exp(−U), exact")
-        target = pi.compile(energies.energy_model(energy))
+        target = pi.compile(energies.energy_model(energy, bound=HALF))
         for column, (flow, layers) in enumerate(COLUMNS, start=1):
             objective = "annealed" if flow == "planar" else "elbo"
             with warnings.catch_warnings():
