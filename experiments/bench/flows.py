@@ -141,6 +141,8 @@ def main():
     parser.add_argument("--out", default=str(HERE / "results" / "flows.json"))
     args = parser.parse_args()
     rows = {}
+    if args.only and Path(args.out).exists():  # keep the other targets' rows
+        rows = json.loads(Path(args.out).read_text())["rows"]
     for name, (model, a, kw, reference) in problems().items():
         if args.only and name not in args.only:
             continue
