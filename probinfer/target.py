@@ -194,6 +194,18 @@ class Target:
                 "the latent space; minibatching needs global latents only."
             )
 
+    def check_batch_size(self, batch_size):
+        """Raise unless minibatches of ``batch_size`` data points are possible: data marked,
+        latents global (:meth:`check_minibatchable`) and 1 ≤ ``batch_size`` ≤ N. Returns the
+        batch size as an int."""
+        self.check_minibatchable()
+        if not 1 <= int(batch_size) <= self.num_data:
+            raise DataError(
+                f"batch_size must be between 1 and the {self.num_data} data points of "
+                f"'{self.name}', got {batch_size}."
+            )
+        return int(batch_size)
+
     def minibatch_log_density(self, z, batch):
         """Prior plus the likelihood of a minibatch scaled by ``N / B``.
 

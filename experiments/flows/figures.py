@@ -32,7 +32,8 @@ HALF, SIZE = 4.0, 300
 
 
 def grid():
-    a = np.linspace(-HALF, HALF, SIZE)
+    edges = np.linspace(-HALF, HALF, SIZE + 1)
+    a = 0.5 * (edges[1:] + edges[:-1])  # cell centres, inside the box
     points = np.stack(np.meshgrid(a, a), -1).reshape(-1, 2).astype(np.float32)
     return a, points, (a[1] - a[0]) ** 2
 
@@ -64,7 +65,7 @@ def main():
                     objective=objective,
                     progress=False,
                 )
-            log_q = np.asarray(post.flow.log_prob(post.params, jnp.asarray(points)), np.float64)
+            log_q = np.asarray(post.log_prob({"z": points}), np.float64)  # on the box
             q = np.exp(log_q)
             kl = float(np.sum(q * (log_q - log_p + log_z)) * cell)
             label = f"planar K={layers}" if flow == "planar" else "spline (default)"

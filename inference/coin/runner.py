@@ -207,17 +207,7 @@ def _check(target, settings):
     if stein_kernel not in KERNELS:
         raise DataError(f"stein_kernel must be one of {KERNELS}, got '{stein_kernel}'.")
     if batch_size is not None:
-        if not target.data_names:
-            raise DataError(
-                f"batch_size needs data marked on '{target.name}': compile with data=(...) naming "
-                "the arguments whose leading axis indexes data points."
-            )
-        target.check_minibatchable()
-        if not 1 <= int(batch_size) <= target.num_data:
-            raise DataError(
-                f"batch_size must be between 1 and the {target.num_data} data points, got "
-                f"{batch_size}."
-            )
+        target.check_batch_size(batch_size)
 
 
 def _run(target, key, settings, init, place, optimizer=None, cache=("betting",)):

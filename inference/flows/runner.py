@@ -185,17 +185,7 @@ def _settings(target, flow, num_layers, num_steps, num_particles, objective, bat
             f"num_steps and num_particles must be at least 1, got {num_steps} and {num_particles}."
         )
     if batch_size is not None:
-        if not target.data_names:
-            raise DataError(
-                f"batch_size needs data marked on '{target.name}': compile with data=(...) naming "
-                "the arguments whose leading axis indexes data points."
-            )
-        target.check_minibatchable()
-        if not 1 <= int(batch_size) <= target.num_data:
-            raise DataError(
-                f"batch_size must be between 1 and the {target.num_data} data points, got "
-                f"{batch_size}."
-            )
+        target.check_batch_size(batch_size)
     make_flow(flow, target.dim, num_layers=num_layers)  # checks the name
     return {
         "flow": flow,

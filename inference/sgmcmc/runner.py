@@ -116,11 +116,8 @@ def sgmcmc(
             f"Target '{target.name}' has no data marked; SGMCMC needs minibatches: compile with "
             "data=('x', 'y') naming the arguments whose leading axis indexes data points."
         )
-    target.check_minibatchable()
     n, dim = target.num_data, target.dim
-    batch_size = min(n, 128) if batch_size is None else int(batch_size)
-    if not 1 <= batch_size <= n:
-        raise DataError(f"batch_size must be between 1 and the {n} data points, got {batch_size}.")
+    batch_size = target.check_batch_size(min(n, 128) if batch_size is None else batch_size)
     if step_size is not None and not step_size > 0:
         raise ProbinferError(f"step_size must be positive, got {step_size}.")
     num_steps, num_chains, thinning = int(num_steps), int(num_chains), int(thinning)
