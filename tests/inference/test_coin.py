@@ -187,8 +187,9 @@ def test_calibrate_runs_coin_svgd_as_one_vmapped_program():
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="open (issue 12): at 2,000 steps Coin SVGD's KSD is 7–8 % above Adam-SVGD's at its best "
-    "rate (Gaussian 0.0231 vs 0.0213, banana 0.0312 vs 0.0293, 4 seeds, se ≈ 0.0003)",
+    reason="known limitation (README, coin sampling): at 2,000 steps Coin SVGD's KSD is 7–8 % "
+    "above Adam-SVGD's at its best rate (Gaussian 0.0231 vs 0.0213, banana 0.0312 vs 0.0293, "
+    "4 seeds, se ≈ 0.0003)",
 )
 @pytest.mark.parametrize("name", ["gaussian", "banana"])
 def test_coin_svgd_is_as_good_as_svgd_at_its_best_learning_rate(name):
