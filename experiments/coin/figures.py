@@ -98,6 +98,22 @@ def _mean_se(values):
     return values.mean(), values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
 
 
+def _sweep_panel(ax, values):
+    """SVGD's mean ± se against the learning rate, Coin SVGD's as a line with its band;
+    ``values``: {"coin_svgd" or learning rate: per-seed values}."""
+    means = [_mean_se(values[lr]) for lr in LEARNING_RATES]
+    ax.errorbar(
+        LEARNING_RATES,
+        [m for m, _ in means],
+        [s for _, s in means],
+        marker="o",
+        label="SVGD (Adam)",
+    )
+    coin, coin_se = _mean_se(values["coin_svgd"])
+    ax.axhline(coin, color="C3", label="Coin SVGD (no learning rate)")
+    ax.axhspan(coin - coin_se, coin + coin_se, color="C3", alpha=0.2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -119,17 +135,7 @@ def main():
     shown = ["banana", "mixture", "donut (U1)", "breast cancer LR (31-D)"]
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.4))
     for ax, name in zip(axes, shown, strict=True):
-        means = [_mean_se(sweeps[name][lr]) for lr in LEARNING_RATES]
-        ax.errorbar(
-            LEARNING_RATES,
-            [m for m, _ in means],
-            [s for _, s in means],
-            marker="o",
-            label="SVGD (Adam)",
-        )
-        coin, coin_se = _mean_se(sweeps[name]["coin_svgd"])
-        ax.axhline(coin, color="C3", label="Coin SVGD (no learning rate)")
-        ax.axhspan(coin - coin_se, coin + coin_se, color="C3", alpha=0.2)
+        _sweep_panel(ax, {k: sweeps[name][k] for k in ("coin_svgd", *LEARNING_RATES)})
         ax.set(xscale="log", yscale="log", xlabel="learning rate", title=name)
     axes[0].set_ylabel("KSD after 1,000 iterations")
     axes[0].legend(fontsize=8)
@@ -172,17 +178,7 @@ def main():
     for index, (ax, what) in enumerate(
         zip(axes, ["test accuracy", "test log-likelihood"], strict=True)
     ):
-        means = [_mean_se([m[index] for m in metrics[lr]]) for lr in LEARNING_RATES]
-        ax.errorbar(
-            LEARNING_RATES,
-            [m for m, _ in means],
-            [s for _, s in means],
-            marker="o",
-            label="SVGD (Adam)",
-        )
-        coin, coin_se = _mean_se([m[index] for m in metrics["coin_svgd"]])
-        ax.axhline(coin, color="C3", label="Coin SVGD")
-        ax.axhspan(coin - coin_se, coin + coin_se, color="C3", alpha=0.2)
+        _sweep_panel(ax, {k: [m[index] for m in v] for k, v in metrics.items()})
         ax.set(xscale="log", xlabel="learning rate", ylabel=what)
     axes[0].legend(fontsize=8)
     fig.suptitle("Bayesian logistic regression, breast cancer (80/20 split), 100 particles")
