@@ -136,6 +136,7 @@ class Flow(NamedTuple):
         return x, _log_normal(z) - log_det
 
     def sample(self, params, key, n, context=None):
+        """``n`` draws (n, d) of the flow."""
         return self.sample_and_log_prob(params, key, n, context)[0]
 
     def log_prob(self, params, x, context=None):
