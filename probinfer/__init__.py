@@ -60,6 +60,8 @@ __all__ = [
     "coin_ksdd",
     "flow_vi",
     "svgd",
+    "npe",
+    "AmortizedPosterior",
     "models",
     "inference",
     "ProbinferError",
@@ -82,6 +84,8 @@ _LAZY_FUNCTIONS = {
     "coin_ksdd": "probinfer.inference.coin",
     "svgd": "probinfer.inference.coin",
     "flow_vi": "probinfer.inference.flows",
+    "npe": "probinfer.inference.amortized",
+    "AmortizedPosterior": "probinfer.inference.amortized",
 }
 
 

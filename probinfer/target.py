@@ -35,7 +35,7 @@ from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
 from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
 
-__all__ = ["compile", "Target", "SiteInfo"]
+__all__ = ["compile", "as_target", "Target", "SiteInfo"]
 
 
 class Target:
@@ -74,6 +74,7 @@ class Target:
     data_plates = property(lambda self: self._structure.data_plates)
     dim = property(lambda self: self._structure.dim)
     dtype = property(lambda self: self._structure.dtype)
+    observed_shapes = property(lambda self: dict(self._structure.observed_shapes))
 
     def _trace(self, key, substitute_fn=None, overrides=None, uncondition=False):
         return trace_model(
@@ -129,12 +130,7 @@ class Target:
             name = site["name"]
             if name in self.latent_sites:
                 log_prior = log_prior + site_log_prob(site)
-                transform = biject_to(site["fn"].support)
-                log_det = transform.log_abs_det_jacobian(free[name], site["value"])
-                log_det = sum_rightmost(
-                    log_det,
-                    jnp.ndim(log_det) - jnp.ndim(site["value"]) + len(site["fn"].event_shape),
-                )
+                log_det = _site_log_det(site, free[name])
                 if site["scale"] is not None:
                     log_det = site["scale"] * log_det
                 log_prior = log_prior + jnp.sum(log_det)
@@ -169,6 +165,21 @@ class Target:
         """
         log_prior, log_likelihood = self.log_terms(z)
         return log_prior + log_likelihood
+
+    def log_abs_det_jacobian(self, z):
+        """``log|det ∂θ/∂z|`` of the map from ``z`` to the constrained latent values θ (the
+        Jacobian terms of :meth:`log_prior`, unscaled): ``(..., dim)`` → ``(...)``. A density
+        q(z) on the unconstrained space is the density q(z) − this on the constrained one."""
+        z = jnp.asarray(z)
+        if z.ndim > 1:
+            return jax.vmap(self.log_abs_det_jacobian)(z)
+        self.check_continuous()
+        free, substitute_fn = self._substitute_fn(z)
+        tr = self._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn)
+        return sum(
+            (jnp.sum(_site_log_det(tr[name], free[name])) for name in self.latent_sites),
+            jnp.zeros((), self.dtype),
+        )
 
     def batch(self, indices):
         """The data arguments at ``indices`` (shape ``(B,)``), as a dict ready for minibatching."""
@@ -484,6 +495,34 @@ class Target:
             f"Target({self.name}: dim={self.dim}, latent=[{sites}], "
             f"observed={list(self.observed_sites)}, data={list(self.data_names)})"
         )
+
+
+def _site_log_det(site, free):
+    """log|det| of ``biject_to(support)`` at a latent site, summed over its event dimensions."""
+    log_det = biject_to(site["fn"].support).log_abs_det_jacobian(free, site["value"])
+    return sum_rightmost(
+        log_det, jnp.ndim(log_det) - jnp.ndim(site["value"]) + len(site["fn"].event_shape)
+    )
+
+
+def as_target(model, model_args=(), model_kwargs=None, data=()):
+    """A :class:`Target` from what a user may hand a runner that takes a *model*: a model
+    function (compiled with ``model_args``, ``model_kwargs`` and ``data``), a Target, a zoo
+    :class:`~probinfer.models.Example` or a zoo name."""
+    if isinstance(model, Target):
+        return model
+    if isinstance(model, str):
+        from probinfer.models import get
+
+        return get(model).compile()
+    if hasattr(model, "compile") and not callable(model):  # a zoo Example
+        return model.compile()
+    if callable(model):
+        return compile(model, *model_args, data=data, **(model_kwargs or {}))
+    raise ModelError(
+        f"expected a model function, a compiled Target, a zoo Example or a zoo name; got "
+        f"{type(model).__name__}."
+    )
 
 
 def compile(model, *args, data=(), prior_sites=(), name=None, **kwargs):  # noqa: A001

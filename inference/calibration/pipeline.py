@@ -31,7 +31,7 @@ from probinfer.devices import devices_used, shard_leading
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
-from probinfer.target import Target
+from probinfer.target import as_target
 
 __all__ = ["calibrate", "Calibration"]
 
@@ -121,25 +121,6 @@ class Calibration:
             "figure": str(folder / "calibration.png"),
             "verdict": str(folder / "calibration.txt"),
         }
-
-
-def _as_target(model, model_args, model_kwargs, data):
-    if isinstance(model, Target):
-        return model
-    if isinstance(model, str):
-        from probinfer.models import get
-
-        return get(model).compile()
-    if hasattr(model, "compile") and not callable(model):  # a zoo Example
-        return model.compile()
-    if callable(model):
-        from probinfer.target import compile
-
-        return compile(model, *model_args, data=data, **(model_kwargs or {}))
-    raise ProbinferError(
-        f"calibrate() needs a model function, a compiled Target, a zoo Example or a zoo name; got "
-        f"{type(model).__name__}."
-    )
 
 
 def _labels(target):
@@ -267,7 +248,7 @@ def calibrate(
         )
     if int(block_size) < 1:
         raise ProbinferError(f"block_size must be a positive integer, got {block_size}.")
-    target = _as_target(model, model_args, model_kwargs, data)
+    target = as_target(model, model_args, model_kwargs, data)
     target.check_continuous()
     num_sims, num_samples, batch_size = int(num_sims), int(num_draws), int(block_size)
     batch_size = min(batch_size, num_sims)

@@ -1,0 +1,14 @@
+"""Amortized inference: pay for training once, then get a posterior for a new data set in one
+forward pass — neural posterior estimation (:func:`npe`) on the model's own simulations.
+
+>>> import probinfer as pi
+>>> post = pi.npe(model, key=0)                              # doctest: +SKIP
+>>> post.sample(1, {"y": y_obs}, 1000)                       # doctest: +SKIP
+>>> pi.calibrate(model, post, key=2)                         # doctest: +SKIP
+"""
+
+from probinfer.inference.amortized.embeddings import MLPEmbedding, SetEmbedding
+from probinfer.inference.amortized.npe import npe
+from probinfer.inference.amortized.posterior import AmortizedPosterior, load
+
+__all__ = ["npe", "AmortizedPosterior", "load", "MLPEmbedding", "SetEmbedding"]

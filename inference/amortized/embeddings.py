@@ -1,0 +1,92 @@
+"""Embedding networks s_ψ(x): a data set's standardised features → the context of a conditional
+flow (ALGORITHMS §10).
+
+* :class:`MLPEmbedding` — an MLP on the flattened observations ``(b, x_dim) → (b, features)``.
+* :class:`SetEmbedding` — DeepSets (Zaheer et al. 2017, "Deep Sets"):
+  s(x) = ρ(mean_i φ(x_i)) over the m elements of ``(b, m, e)``; the mean makes it invariant to the
+  order of exchangeable observations (exactly, up to the float order of the sum).
+
+Any flax module mapping ``(b, *feature_shape) → (b, features)`` can stand in for them.
+
+>>> net = SetEmbedding(features=16)
+>>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 1)))
+>>> net.apply(params, jnp.ones((4, 10, 1))).shape
+(4, 16)
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from probinfer.errors import DataError
+
+__all__ = ["MLPEmbedding", "SetEmbedding", "default_features", "default_width"]
+
+
+def default_features(theta_dim):
+    """Context size: 4 per parameter, between 16 and 64."""
+    return int(min(64, max(16, 4 * theta_dim)))
+
+
+def default_width(input_dim):
+    """Hidden width: twice the input size, between 64 and 256."""
+    return int(min(256, max(64, 2 * input_dim)))
+
+
+def _gelu_layers(x, widths):
+    """Dense + GELU layers of ``widths`` (inside a compact module's call)."""
+    for width in widths:
+        x = nn.gelu(nn.Dense(width)(x))
+    return x
+
+
+class MLPEmbedding(nn.Module):
+    """``features`` outputs after ``hidden`` GELU layers."""
+
+    features: int = 32
+    hidden: tuple = (64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features)(_gelu_layers(x, self.hidden))
+
+
+class SetEmbedding(nn.Module):
+    """ρ(mean over elements of φ(x_i)); φ and ρ are MLPs of ``hidden`` GELU layers."""
+
+    features: int = 32
+    hidden: tuple = (64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        pooled = jnp.mean(_gelu_layers(x, self.hidden), axis=-2)
+        return MLPEmbedding(self.features, self.hidden)(pooled)
+
+
+def layout_kind(embedding):
+    """The observation layout an embedding reads: ``"set"`` for ``"set"``, else ``"flat"``."""
+    if isinstance(embedding, nn.Module) or embedding in ("mlp", "set"):
+        return "set" if embedding == "set" else "flat"
+    raise DataError(
+        f"embedding must be 'mlp', 'set' or a flax module mapping (b, x_dim) to (b, features); "
+        f"got {embedding!r}."
+    )
+
+
+def embedding_module(embedding, feature_shape, theta_dim):
+    """The flax module for ``embedding`` (``"mlp"``, ``"set"`` or a module, returned as is),
+    sized from the features' shape and the number of parameters."""
+    if isinstance(embedding, nn.Module):
+        return embedding
+    features = default_features(theta_dim)
+    width = default_width(feature_shape[-1] * (4 if embedding == "set" else 1))
+    cls = SetEmbedding if embedding == "set" else MLPEmbedding
+    return cls(features, (width, width))
+
+
+def output_size(module, feature_shape):
+    """The module's number of output features for inputs of ``feature_shape``."""
+    shapes = jax.eval_shape(
+        lambda: module.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, *feature_shape)))[0]
+    )
+    return int(shapes.shape[-1])

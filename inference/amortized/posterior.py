@@ -1,0 +1,261 @@
+"""``AmortizedPosterior``: a trained conditional density q(θ | x) that gives a posterior for any
+data set x in one forward pass (what :func:`~probinfer.inference.amortized.npe` returns).
+
+q lives on the Target's unconstrained space, standardised: z = loc + scale · u, u drawn from a
+conditional flow whose context is the embedding s_ψ(x) of the standardised data. Draws are mapped
+to constrained values by the Target, and densities carry the Jacobians of both maps:
+
+    log q(θ | x) = log q_u(u | s_ψ(x)) − Σ log scale − log|det ∂θ/∂z|.
+
+>>> post = pi.npe(model, key=0)                            # doctest: +SKIP
+>>> draws = post.sample(1, {"y": y_obs}, 1000)             # {site: (1000, *shape)}  # doctest: +SKIP
+>>> post.posterior({"y": y_obs}, key=2).summary()          # a Posterior  # doctest: +SKIP
+"""
+
+import json
+import os
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probinfer._utils import as_key, atomic_write_bytes
+from probinfer.errors import DataError, ProbinferError
+from probinfer.inference.amortized.embeddings import embedding_module
+from probinfer.inference.amortized.layout import ObservationLayout
+from probinfer.inference.flows.flow import make_flow
+from probinfer.posterior import Posterior
+from probinfer.target import as_target
+
+__all__ = ["AmortizedPosterior", "load"]
+
+_FORMAT = "probinfer.amortized/1"
+
+
+class AmortizedPosterior:
+    """q(θ | x) for every data set x of a model.
+
+    Attributes:
+        target: the compiled model (its latent sites are θ; its observed sites are x).
+        flow, embedding: the conditional :class:`~probinfer.inference.flows.flow.Flow` and the flax
+            embedding module; ``params``: ``{"flow": …, "embedding": …}``.
+        layout: how x becomes features (:class:`ObservationLayout`, with its standardisation).
+        loc, scale: ``(dim,)`` standardisation of the unconstrained θ.
+        method: ``"npe"``; settings: what it was trained with; diagnostics: training and
+            validation losses per epoch, the best epoch, simulation counts.
+    """
+
+    def __init__(
+        self, *, target, flow, embedding, layout, params, loc, scale, method, settings, diagnostics
+    ):
+        self.target, self.flow, self.embedding, self.layout = target, flow, embedding, layout
+        self.params = params
+        self.loc, self.scale = jnp.asarray(loc), jnp.asarray(scale)
+        self.method, self.settings, self.diagnostics = method, dict(settings), dict(diagnostics)
+        self._draw_z = jax.jit(self._draw_z_impl, static_argnums=(3,))
+        self._log_q = jax.jit(self._log_q_impl)
+
+    # -- the density ------------------------------------------------------------------------------
+
+    def _context(self, params, features):
+        return self.embedding.apply(params["embedding"], features)
+
+    def _draw_z_impl(self, params, key, features, n):
+        context = self._context(params, features)
+        keys = jax.random.split(key, context.shape[0])
+        u = jax.vmap(lambda k, c: self.flow.sample(params["flow"], k, n, c))(keys, context)
+        return self.loc + self.scale * u
+
+    def _log_q_impl(self, params, z, features):
+        context = jnp.broadcast_to(
+            self._context(params, features), (z.shape[0], self.flow.context_dim)
+        )
+        u = (z - self.loc) / self.scale
+        log_q = self.flow.log_prob(params["flow"], u, context) - jnp.sum(jnp.log(self.scale))
+        return log_q - self.target.log_abs_det_jacobian(z)
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def sample_unconstrained(self, key, x, n):
+        """``n`` draws of z on the unconstrained space: ``(n, dim)`` for one data set x,
+        ``(b, n, dim)`` for a batch."""
+        features, batched = self.layout.features(x)
+        z = self._draw_z(self.params, as_key(key), features, int(n))
+        return z if batched else z[0]
+
+    def sample(self, key, x, n):
+        """``n`` posterior draws for data set ``x`` (``{observed site: array}``, or an array when
+        the model has one observed site): ``{site: (n, *shape)}`` of constrained values, or
+        ``{site: (b, n, *shape)}`` for a batch of b data sets (each site ``(b, *shape)``) in one
+        call. Traceable, so :func:`probinfer.calibrate` vmaps it over simulated data sets."""
+        values, batched = self._sample(key, x, n)
+        return values if batched else {k: v[0] for k, v in values.items()}
+
+    def _sample(self, key, x, n):
+        features, batched = self.layout.features(x)
+        z = self._draw_z(self.params, as_key(key), features, int(n))
+        values = jax.vmap(self.target.constrain)(z.reshape(-1, z.shape[-1]))
+        return {k: v.reshape(z.shape[:2] + v.shape[1:]) for k, v in values.items()}, batched
+
+    def log_prob(self, theta, x):
+        """log q(θ | x) of constrained values ``theta`` (``{site: (n, *shape)}`` or one point)
+        given one data set ``x`` (or a batch of n data sets, one per θ): ``(n,)``."""
+        missing = [s for s in self.target.latent_sites if s not in theta]
+        if missing:
+            raise DataError(f"theta lacks latent site(s) {missing} of '{self.target.name}'.")
+        z = jnp.atleast_2d(
+            self.target.unconstrain({k: jnp.asarray(theta[k]) for k in self.target.latent_sites})
+        )
+        features, batched = self.layout.features(x)
+        if batched and features.shape[0] not in (1, z.shape[0]):
+            raise DataError(
+                f"log_prob got {z.shape[0]} parameter points and a batch of "
+                f"{features.shape[0]} data sets; give one data set or one per point."
+            )
+        return self._log_q(self.params, z, features)
+
+    def posterior(self, x, *, key, n=1000):
+        """A :class:`~probinfer.Posterior` of ``n`` draws for one data set ``x`` (summaries,
+        ArviZ, reports), or a list of them for a batch."""
+        draws, batched = self._sample(key, x, n)
+        settings = {"kernel": self.method, **self.settings}
+
+        def one(i):
+            return Posterior(
+                {k: np.asarray(v[i])[None] for k, v in draws.items()},
+                method=self.method,
+                settings=settings,
+                diagnostics={"amortized": True},
+            )
+
+        if not batched:
+            return one(0)
+        return [one(i) for i in range(next(iter(draws.values())).shape[0])]
+
+    def __repr__(self):
+        epochs = self.diagnostics.get("num_epochs")
+        return (
+            f"AmortizedPosterior({self.method} on '{self.target.name}': {self.flow.kind} flow, "
+            f"{self.settings.get('embedding')} embedding, {epochs} epochs)"
+        )
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the trained estimator to ``path`` atomically (flax msgpack: weights,
+        standardisation, settings, diagnostics). The model itself is code: :func:`load` takes
+        it again."""
+        if self.settings.get("embedding") == "custom":
+            embedding = None
+        else:
+            embedding = {"features": self.embedding.features, "hidden": list(self.embedding.hidden)}
+        meta = {
+            "format": _FORMAT,
+            "method": self.method,
+            "target": self.target.name,
+            "latent": {k: list(v.shape) for k, v in self.target.latent_sites.items()},
+            "observed": {k: list(v) for k, v in self.target.observed_shapes.items()},
+            "settings": self.settings,
+            "flow": {
+                "kind": self.flow.kind,
+                "context_dim": self.flow.context_dim,
+                "num_layers": self.flow.module.num_layers,
+                "hidden": list(self.flow.module.hidden),
+                "num_bins": self.flow.module.num_bins,
+                "bound": self.flow.module.bound,
+            },
+            "embedding": embedding,
+            "diagnostics": _jsonable(self.diagnostics),
+        }
+        payload = {
+            "meta": json.dumps(meta),
+            "params": jax.tree.map(np.asarray, self.params),
+            "loc": np.asarray(self.loc),
+            "scale": np.asarray(self.scale),
+            "x_loc": np.asarray(self.layout.loc),
+            "x_scale": np.asarray(self.layout.scale),
+        }
+        atomic_write_bytes(os.fspath(path), flax.serialization.msgpack_serialize(payload))
+        return os.fspath(path)
+
+    @classmethod
+    def load(cls, path, model, *, embedding=None, model_args=(), model_kwargs=None, data=()):
+        """The estimator saved at ``path``, for ``model`` (the model function, Target, zoo
+        Example or name it was trained on; checked against the saved sites). A custom
+        embedding module must be given again as ``embedding``."""
+        return load(
+            path,
+            model,
+            embedding=embedding,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+            data=data,
+        )
+
+
+def load(path, model, *, embedding=None, model_args=(), model_kwargs=None, data=()):
+    """:meth:`AmortizedPosterior.load`."""
+    with open(path, "rb") as f:
+        payload = flax.serialization.msgpack_restore(f.read())
+    meta = json.loads(payload.get("meta", "{}")) if isinstance(payload, dict) else {}
+    if meta.get("format") != _FORMAT:
+        raise ProbinferError(f"'{path}' is not a saved amortized estimator of probinfer.")
+    target = as_target(model, model_args, model_kwargs, data)
+    latent = {k: list(v.shape) for k, v in target.latent_sites.items()}
+    observed = {k: list(v) for k, v in target.observed_shapes.items()}
+    if latent != meta["latent"] or observed != meta["observed"]:
+        raise DataError(
+            f"'{path}' was trained on a model with latent sites {meta['latent']} and observed "
+            f"sites {meta['observed']}; '{target.name}' has {latent} and {observed}."
+        )
+    settings = meta["settings"]
+    kind = "set" if settings["embedding"] == "set" else "flat"
+    layout = ObservationLayout.from_target(target, kind)._replace(
+        loc=np.asarray(payload["x_loc"]), scale=np.asarray(payload["x_scale"])
+    )
+    if meta["embedding"] is None:
+        if embedding is None:
+            raise DataError(
+                f"'{path}' was trained with a custom embedding module; pass it as embedding=."
+            )
+        module = embedding
+    else:
+        module = embedding_module(settings["embedding"], layout.feature_shape, target.dim)
+        module = module.clone(
+            features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
+        )
+    spec = meta["flow"]
+    flow = make_flow(
+        spec["kind"],
+        target.dim,
+        num_layers=spec["num_layers"],
+        hidden=tuple(spec["hidden"]),
+        num_bins=spec["num_bins"],
+        bound=spec["bound"],
+        context_dim=spec["context_dim"],
+    )
+    params = jax.tree.map(jnp.asarray, payload["params"])
+    return AmortizedPosterior(
+        target=target,
+        flow=flow,
+        embedding=module,
+        layout=layout,
+        params=params,
+        loc=payload["loc"],
+        scale=payload["scale"],
+        method=meta["method"],
+        settings=settings,
+        diagnostics=meta["diagnostics"],
+    )
+
+
+def _jsonable(tree):
+    def convert(v):
+        if isinstance(v, (np.ndarray, jnp.ndarray)):
+            return np.asarray(v).tolist()
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return v
+
+    return {k: convert(v) for k, v in tree.items()}
