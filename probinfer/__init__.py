@@ -61,6 +61,7 @@ __all__ = [
     "flow_vi",
     "svgd",
     "npe",
+    "amortized_vi",
     "AmortizedPosterior",
     "models",
     "inference",
@@ -85,6 +86,7 @@ _LAZY_FUNCTIONS = {
     "svgd": "probinfer.inference.coin",
     "flow_vi": "probinfer.inference.flows",
     "npe": "probinfer.inference.amortized",
+    "amortized_vi": "probinfer.inference.amortized",
     "AmortizedPosterior": "probinfer.inference.amortized",
 }
 

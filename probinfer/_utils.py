@@ -198,3 +198,27 @@ def import_arviz():
         import arviz
 
     return arviz
+
+
+def check_skipped_steps(skipped, runner, name):
+    """Raise when every optimiser step of ``runner`` on target ``name`` was skipped for a
+    non-finite loss or gradient; warn (RuntimeWarning) when some were. ``skipped``: (num_steps,)
+    bools. Returns their count."""
+    import warnings
+
+    skipped = np.asarray(skipped)
+    if skipped.all():
+        from probinfer.errors import ProbinferError
+
+        raise ProbinferError(
+            f"{runner} on '{name}': every step had a non-finite loss or gradient; check the "
+            "model's log density at prior draws (target.explain_nonfinite)."
+        )
+    if skipped.any():
+        warnings.warn(
+            f"{runner} on '{name}': {int(skipped.sum())} of {skipped.size} steps had a "
+            "non-finite loss or gradient and were skipped (diagnostics['skipped_steps']).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return int(skipped.sum())

@@ -1,5 +1,6 @@
 """Amortized inference: pay for training once, then get a posterior for a new data set in one
-forward pass — neural posterior estimation (:func:`npe`) on the model's own simulations.
+forward pass — neural posterior estimation (:func:`npe`) on the model's own simulations, and
+amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum latents.
 
 >>> import probinfer as pi
 >>> post = pi.npe(model, key=0)                              # doctest: +SKIP
@@ -7,8 +8,17 @@ forward pass — neural posterior estimation (:func:`npe`) on the model's own si
 >>> pi.calibrate(model, post, key=2)                         # doctest: +SKIP
 """
 
+from probinfer.inference.amortized.aevb import EncoderPosterior, amortized_vi
 from probinfer.inference.amortized.embeddings import MLPEmbedding, SetEmbedding
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
 
-__all__ = ["npe", "AmortizedPosterior", "load", "MLPEmbedding", "SetEmbedding"]
+__all__ = [
+    "npe",
+    "amortized_vi",
+    "EncoderPosterior",
+    "AmortizedPosterior",
+    "load",
+    "MLPEmbedding",
+    "SetEmbedding",
+]

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from probinfer import devices as _devices
-from probinfer._utils import as_key, cached_program, import_arviz
+from probinfer._utils import as_key, cached_program, check_skipped_steps, import_arviz
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.flows.flow import make_flow
@@ -293,18 +293,7 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
     x, log_w = _draws_and_log_weights(target, flow, params, key, num_draws)
     log_w = np.asarray(log_w, np.float64)
     skipped = np.asarray(skipped)
-    if skipped.all():
-        raise ProbinferError(
-            f"flow_vi on '{target.name}': every step had a non-finite loss or gradient; check the "
-            "model's log density at prior draws (target.explain_nonfinite)."
-        )
-    if skipped.any():
-        warnings.warn(
-            f"flow_vi on '{target.name}': {int(skipped.sum())} of {skipped.size} steps had a "
-            "non-finite loss or gradient and were skipped (diagnostics['skipped_steps']).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    check_skipped_steps(skipped, "flow_vi", target.name)
     finite = np.isfinite(log_w)
     if not finite.any():
         raise ProbinferError(
