@@ -15,6 +15,7 @@ from probinfer.models import (
     eight_schools,
     energies,
     logistic_regression,
+    sbi,
     state_space,
     volatility,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "eight_schools",
     "energies",
     "logistic_regression",
+    "sbi",
     "state_space",
     "volatility",
 ]
@@ -49,6 +51,9 @@ ZOO = {
     "rezende_u2": energies.rezende_example_u2,
     "rezende_u3": energies.rezende_example_u3,
     "rezende_u4": energies.rezende_example_u4,
+    "sbi_gaussian_linear": sbi.gaussian_linear_example,
+    "sbi_slcp": sbi.slcp_example,
+    "sbi_two_moons": sbi.two_moons_example,
 }
 
 
