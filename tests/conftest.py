@@ -7,6 +7,10 @@ import sys
 
 import pytest
 
+# The suite runs in two worker processes (pyproject's addopts): on a GPU each would otherwise
+# reserve 75 % of the device's memory at start-up.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 
 @pytest.fixture
 def on_cpu_devices():
