@@ -50,7 +50,7 @@ def run_task(name, observations, num_simulations, calibration_sims):
     model, shape, make_example = TASKS[name]
     target = pi.compile(model, x=jnp.zeros(shape))
     start = time.perf_counter()
-    npe = pi.npe(target, key=0, num_simulations=num_simulations, progress=True)
+    npe = pi.npe(target, key=0, num_simulations=num_simulations, progress=False)
     train_seconds = time.perf_counter() - start
     rows = []
     for seed in range(observations):
