@@ -63,6 +63,7 @@ __all__ = [
     "npe",
     "amortized_vi",
     "AmortizedPosterior",
+    "pfn",
     "models",
     "inference",
     "ProbinferError",
@@ -73,6 +74,8 @@ __all__ = [
 ]
 
 _LAZY_SUBPACKAGES = {"models", "inference"}
+# Families used as a namespace (``pi.pfn.train``): name → module.
+_LAZY_MODULES = {"pfn": "probinfer.inference.pfn"}
 # Convenience functions of the inference families: name → module, imported on first use.
 _LAZY_FUNCTIONS = {
     "tarp": "probinfer.inference.calibration",
@@ -95,6 +98,8 @@ def __getattr__(name):
     # The model zoo and the inference families import the core, never the reverse: load on demand.
     if name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"probinfer.{name}")
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
     if name in _LAZY_FUNCTIONS:
         return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'probinfer' has no attribute '{name}'")

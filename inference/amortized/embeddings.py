@@ -64,8 +64,11 @@ class SetEmbedding(nn.Module):
 
 
 def layout_kind(embedding):
-    """The observation layout an embedding reads: ``"set"`` for ``"set"``, else ``"flat"``."""
-    if isinstance(embedding, nn.Module) or embedding in ("mlp", "set"):
+    """The observation layout an embedding reads: ``"set"`` for ``"set"`` and for a module whose
+    class sets ``reads_sets = True`` (it takes ``(b, m, e)`` sets), else ``"flat"``."""
+    if isinstance(embedding, nn.Module):
+        return "set" if getattr(embedding, "reads_sets", False) else "flat"
+    if embedding in ("mlp", "set"):
         return "set" if embedding == "set" else "flat"
     raise DataError(
         f"embedding must be 'mlp', 'set' or a flax module mapping (b, x_dim) to (b, features); "

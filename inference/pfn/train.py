@@ -1,0 +1,224 @@
+"""``train``: fit a PFN to a prior over data sets (Müller et al. 2022; ALGORITHMS §2).
+
+Each step draws ``batch_size`` data sets of length ``seq_len`` from the prior and one split
+position k with P(k) ∝ 1/(T − k) (the reference code's rule: every split contributes the same
+number of query points in expectation of the loss); points before k are context, the rest
+queries, and the loss is the mean −log q(y | x, context) over the queries. Its minimiser is the
+posterior predictive of the prior. Adam with linear warm-up then cosine decay, gradients clipped
+at norm 1.
+
+Every step's randomness is ``fold_in(key, step)``, and the state is saved (atomically) every
+``checkpoint_every`` steps, so a resumed run continues on the loss curve of an uninterrupted one.
+The batch is split over ``devices`` (data parallel; XLA averages the gradients).
+
+>>> pfn = pi.pfn.train(pi.pfn.GPPrior(), key=0, num_steps=20_000)      # doctest: +SKIP
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from probinfer import devices as _devices
+from probinfer._utils import as_key
+from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.errors import DataError
+from probinfer.inference.pfn.bar import BarDistribution, borders_from_samples
+from probinfer.inference.pfn.model import PFN
+from probinfer.inference.pfn.transformer import Transformer
+from probinfer.progress import should_show
+
+__all__ = ["train", "split_weights"]
+
+_BORDER_SAMPLES = 200_000
+
+
+def split_weights(seq_len):
+    """``(T,)`` probabilities of the split position k = 0, …, T − 1: ∝ 1 / (T − k)."""
+    w = 1.0 / (seq_len - np.arange(seq_len))
+    return w / w.sum()
+
+
+def train(
+    prior,
+    *,
+    key,
+    num_steps=10_000,
+    batch_size=64,
+    seq_len=100,
+    network=None,
+    learning_rate=1e-3,
+    warmup_steps=None,
+    optimizer=None,
+    devices=None,
+    checkpoint=None,
+    checkpoint_every=200,
+    progress="auto",
+):
+    """Train a PFN on data sets from ``prior``.
+
+    Args:
+        prior: a prior over data sets (:class:`GPPrior`, :class:`GPHyperPrior`,
+            :class:`BNNPrior`, :class:`ModelPrior` or any object with ``sample(key, batch_size,
+            seq_len) -> (x (B, T, d), y (B, T))`` and ``num_features``).
+        key: int seed or PRNG key.
+        num_steps: optimiser steps.
+        batch_size: data sets per step (split over ``devices``).
+        seq_len: points per data set T (context + queries); the PFN then takes up to T − 1
+            context points.
+        network: a :class:`Transformer` (None: ``Transformer()``, 1,000 buckets, width 128,
+            4 layers; pass ``Transformer(dtype=jnp.bfloat16)`` for bfloat16 on a GPU).
+        learning_rate: peak Adam step, reached after ``warmup_steps`` (None: 5 % of the steps),
+            then cosine decay to 1 % of it.
+        optimizer: an optax GradientTransformation replacing the default.
+        devices: devices the batch is split over (see :mod:`probinfer.devices`).
+        checkpoint: folder or ``.npz`` path; saved every ``checkpoint_every`` steps, resumed.
+        progress: progress bar with the running loss (True, False or ``"auto"``).
+
+    Returns:
+        :class:`PFN`; ``diagnostics["loss"]`` is the training loss (mean NLL over the queries)
+        per step.
+    """
+    start_time = time.perf_counter()
+    network = network or Transformer()
+    if int(seq_len) < 2 or int(batch_size) < 1 or int(num_steps) < 1:
+        raise DataError(
+            f"train needs seq_len ≥ 2, batch_size ≥ 1 and num_steps ≥ 1; got seq_len={seq_len}, "
+            f"batch_size={batch_size}, num_steps={num_steps}."
+        )
+    seq_len, batch_size, num_steps = int(seq_len), int(batch_size), int(num_steps)
+    key_borders, key_init, key_train = jax.random.split(as_key(key), 3)
+    classes = int(getattr(prior, "classification", False)) * 2
+    scaling, borders = _fit_scaling(prior, key_borders, seq_len, network.num_buckets, classes)
+    if classes and network.num_buckets != classes:
+        network = network.clone(num_buckets=classes)
+    warmup = int(0.05 * num_steps) if warmup_steps is None else int(warmup_steps)
+    custom = optimizer is not None
+    optimizer = optimizer or optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adam(
+            optax.warmup_cosine_decay_schedule(
+                0.0,
+                learning_rate,
+                max(warmup, 1),
+                max(num_steps, warmup + 2),
+                end_value=0.01 * learning_rate,
+            )  # fmt: skip
+        ),
+    )
+    x0, y0 = jnp.zeros((1, seq_len, prior.num_features)), jnp.zeros((1, seq_len))
+    params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2)
+    state = {"params": params, "opt_state": optimizer.init(params)}
+    sharding = _devices.leading_sharding(batch_size, devices)
+    step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, seq_len, sharding)
+    every = max(1, min(int(checkpoint_every), num_steps))
+
+    @jax.jit
+    def chunk(state, positions):
+        def body(state, i):
+            new, loss = step(state, jax.random.fold_in(key_train, jnp.maximum(i, 0)))
+            keep = i >= 0  # −1 pads the last chunk (one compiled program for every chunk)
+            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
+
+        return jax.lax.scan(body, state, positions)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=num_steps, desc="pfn", disable=not should_show(progress, num_steps),
+               leave=False)  # fmt: skip
+
+    def advance(state, start, stop):
+        positions = np.full(every, -1, np.int32)
+        positions[: stop - start] = np.arange(start, stop)
+        state, losses = chunk(state, positions)
+        losses = np.asarray(losses)[: stop - start]
+        bar.update(stop - start)
+        bar.set_postfix(loss=f"{losses.mean():.4f}")
+        return state, [losses]
+
+    fingerprint = {
+        "prior": repr(getattr(prior, "config", lambda: repr(prior))()),
+        "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
+        "network": network.config(),
+        "num_steps": num_steps,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "learning_rate": learning_rate,
+        "warmup_steps": warmup,
+        "optimizer": "custom" if custom else "default",
+        "checkpoint_every": every,
+    }
+    with bar:
+        state, (losses,) = run_chunks(
+            advance, state, boundaries(num_steps, every), path=path_for(checkpoint, "pfn"),
+            fingerprint=fingerprint,
+        )  # fmt: skip
+    settings = {k: v for k, v in fingerprint.items() if k not in ("prior", "network", "key")}
+    return PFN(
+        prior=prior,
+        network=network,
+        params=state["params"],
+        borders=borders,
+        scaling=scaling,
+        seq_len=seq_len,
+        settings=settings,
+        diagnostics={"loss": losses, "seconds": time.perf_counter() - start_time},
+    )
+
+
+def _fit_scaling(prior, key, seq_len, num_buckets, classes):
+    """Input/output standardisation and the bar borders from a large prior sample."""
+    num_sets = max(8, -(-_BORDER_SAMPLES // seq_len))
+    x, y = jax.jit(lambda k: prior.sample(k, num_sets, seq_len))(key)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 3 or y.shape != x.shape[:2] or x.shape[-1] != prior.num_features:
+        raise DataError(
+            f"prior.sample(key, {num_sets}, {seq_len}) must return x ({num_sets}, {seq_len}, "
+            f"{prior.num_features}) and y ({num_sets}, {seq_len}); got {x.shape} and {y.shape}."
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise DataError("the prior produced non-finite x or y; check its sampler.")
+    flat_x = x.reshape(-1, x.shape[-1])
+    scaling = {
+        "x_loc": flat_x.mean(0),
+        "x_scale": np.maximum(flat_x.std(0), 1e-6),
+        "y_loc": y.mean(),
+        "y_scale": max(y.std(), 1e-6),
+        "x_min": flat_x.min(0),
+        "x_max": flat_x.max(0),
+    }
+    borders = None if classes else borders_from_samples(y, num_buckets)
+    return scaling, borders
+
+
+def _step_fn(prior, network, optimizer, borders, scaling, batch_size, seq_len, sharding):
+    log_weights = jnp.log(jnp.asarray(split_weights(seq_len), jnp.float32))
+    s = {k: jnp.asarray(v, jnp.float32) for k, v in scaling.items()}
+
+    def loss_fn(params, x, y, k):
+        xs, ys = (x - s["x_loc"]) / s["x_scale"], (y - s["y_loc"]) / s["y_scale"]
+        logits = network.apply(params, xs, ys, k)
+        if borders is None:
+            nll = -jnp.take_along_axis(
+                jax.nn.log_softmax(logits), y.astype(jnp.int32)[..., None], -1
+            )[..., 0]
+        else:
+            nll = -BarDistribution(borders, logits).log_prob(y)
+        query = (jnp.arange(seq_len) >= k)[None, :]
+        return jnp.sum(jnp.where(query, nll, 0.0)) / (batch_size * (seq_len - k))
+
+    grad = jax.value_and_grad(loss_fn)
+
+    def step(state, key):
+        key_data, key_split = jax.random.split(key)
+        x, y = prior.sample(key_data, batch_size, seq_len)
+        x, y = _devices.constrain_leading((x, y), sharding)
+        k = jax.random.categorical(key_split, log_weights)
+        loss, grads = grad(state["params"], x, y, k)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state}, loss
+
+    return step
