@@ -156,6 +156,7 @@ def train(
             fingerprint=fingerprint,
         )  # fmt: skip
     settings = {k: v for k, v in fingerprint.items() if k not in ("prior", "network", "key")}
+    settings["devices"] = _devices.devices_used(batch_size, devices)
     return PFN(
         prior=prior,
         network=network,
