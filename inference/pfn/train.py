@@ -52,6 +52,7 @@ def train(
     learning_rate=1e-3,
     warmup_steps=None,
     optimizer=None,
+    init=None,
     devices=None,
     checkpoint=None,
     checkpoint_every=200,
@@ -73,6 +74,8 @@ def train(
         learning_rate: peak Adam step, reached after ``warmup_steps`` (None: 5 % of the steps),
             then cosine decay to 1 % of it.
         optimizer: an optax GradientTransformation replacing the default.
+        init: a trained :class:`PFN` to start from (fine-tuning or a second schedule); its
+            network, buckets and scaling are kept.
         devices: devices the batch is split over (see :mod:`probinfer.devices`).
         checkpoint: folder or ``.npz`` path; saved every ``checkpoint_every`` steps, resumed.
         progress: progress bar with the running loss (True, False or ``"auto"``).
@@ -82,6 +85,8 @@ def train(
         per step.
     """
     start_time = time.perf_counter()
+    if init is not None:
+        network = init.network
     network = network or Transformer()
     if int(seq_len) < 2 or int(batch_size) < 1 or int(num_steps) < 1:
         raise DataError(
@@ -92,6 +97,8 @@ def train(
     key_borders, key_init, key_train = jax.random.split(as_key(key), 3)
     classes = int(getattr(prior, "classification", False)) * 2
     scaling, borders = _fit_scaling(prior, key_borders, seq_len, network.num_buckets, classes)
+    if init is not None:
+        scaling, borders = init.scaling, init.borders
     if classes and network.num_buckets != classes:
         network = network.clone(num_buckets=classes)
     warmup = int(0.05 * num_steps) if warmup_steps is None else int(warmup_steps)
@@ -109,7 +116,7 @@ def train(
         ),
     )
     x0, y0 = jnp.zeros((1, seq_len, prior.num_features)), jnp.zeros((1, seq_len))
-    params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2)
+    params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2) if init is None else init.params
     state = {"params": params, "opt_state": optimizer.init(params)}
     sharding = _devices.leading_sharding(batch_size, devices)
     step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, seq_len, sharding)
@@ -149,6 +156,7 @@ def train(
         "warmup_steps": warmup,
         "optimizer": "custom" if custom else "default",
         "checkpoint_every": every,
+        "init": None if init is None else init.settings,
     }
     with bar:
         state, (losses,) = run_chunks(

@@ -280,3 +280,38 @@ def test_classification_pfn_beats_the_prior_predictive():
     prior_nll = -np.asarray(dist.Bernoulli(probs=rate).log_prob(y[:, 30:])).mean(1)
     gain = prior_nll - nll
     assert gain.mean() > 4 * gain.std() / np.sqrt(gain.size), (gain.mean(), gain.std())
+
+
+def test_bfloat16_network_trains_and_predicts(tmp_path):
+    pfn = pi.pfn.train(
+        GPPrior(),
+        key=0,
+        num_steps=3,
+        batch_size=4,
+        seq_len=20,
+        network=Transformer(
+            num_buckets=20, d_model=16, num_layers=1, num_heads=2, dtype=jnp.bfloat16
+        ),  # fmt: skip
+        progress=False,
+    )
+    assert np.all(np.isfinite(pfn.diagnostics["loss"]))
+    leaves = jax.tree.leaves(pfn.params)
+    assert all(leaf.dtype == jnp.float32 for leaf in leaves)  # parameters stay float32
+    x, y = _gp_data(9, 1, 15)
+    pred = pfn.predict(x[0, :10], y[0, :10], x[0, 10:])
+    assert pred.logits.dtype == jnp.float32 and np.all(np.isfinite(pred.mean()))
+    pfn.save(tmp_path / "bf16.msgpack")
+    assert pi.pfn.load(tmp_path / "bf16.msgpack").network.dtype == jnp.bfloat16
+
+
+def test_training_can_start_from_a_trained_pfn(random_pfn):
+    again = pi.pfn.train(
+        GPPrior(), key=1, num_steps=2, batch_size=4, seq_len=40, init=random_pfn,
+        learning_rate=0.0, progress=False,
+    )  # fmt: skip
+    x, y = _gp_data(12, 1, 15)
+    np.testing.assert_array_equal(
+        again.predict(x[0, :10], y[0, :10], x[0, 10:]).logits,
+        random_pfn.predict(x[0, :10], y[0, :10], x[0, 10:]).logits,
+    )
+    assert again.network is random_pfn.network
