@@ -64,6 +64,7 @@ __all__ = [
     "amortized_vi",
     "AmortizedPosterior",
     "pfn",
+    "dt",
     "models",
     "inference",
     "ProbinferError",
@@ -75,7 +76,7 @@ __all__ = [
 
 _LAZY_SUBPACKAGES = {"models", "inference"}
 # Families used as a namespace (``pi.pfn.train``): name → module.
-_LAZY_MODULES = {"pfn": "probinfer.inference.pfn"}
+_LAZY_MODULES = {"pfn": "probinfer.inference.pfn", "dt": "probinfer.inference.dt"}
 # Convenience functions of the inference families: name → module, imported on first use.
 _LAZY_FUNCTIONS = {
     "tarp": "probinfer.inference.calibration",

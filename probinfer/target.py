@@ -443,6 +443,15 @@ class Target:
 
         return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
+    def simulate_observations(self, key, z):
+        """One data set from the likelihood at the unconstrained point ``z (dim,)``:
+        ``{observed site: array}`` (traceable; vmap it over points). This is how a method whose
+        parameters come from somewhere other than the model's prior (a Distribution
+        Transformer's random priors) simulates data."""
+        _, substitute_fn = self._substitute_fn(jnp.asarray(z))
+        tr = self._trace(as_key(key), substitute_fn=substitute_fn, uncondition=True)
+        return {name: tr[name]["value"] for name in self.observed_sites}
+
     def condition(self, observations):
         """The same model with new values for its observed sites (e.g. a simulated data set).
 

@@ -1,8 +1,24 @@
-"""Distribution Transformers (issue 16, in progress): amortized posteriors that take the prior
-as an input, represented as Gaussian mixtures (ALGORITHMS §11). Built so far: the mixture
-representation (:class:`Mixture`) and the exact linear-Gaussian update the tests compare against.
+"""Distribution Transformers (Whittle et al., "Fast Approximate Bayesian Inference With
+On-The-Fly Prior Adaptation"; ALGORITHMS §11): amortized posteriors that take the prior as an
+input, both represented as Gaussian mixtures over the model's unconstrained parameters — so a
+new prior, or yesterday's posterior as today's prior, is one forward pass.
+
+>>> import probinfer as pi
+>>> dt = pi.dt.train(model, key=0, num_steps=20_000)                  # doctest: +SKIP
+>>> prior = pi.dt.Mixture.gaussian(jnp.zeros(2), jnp.eye(2))          # doctest: +SKIP
+>>> dt.posterior(prior, {"y": y}).mean()                              # doctest: +SKIP
 """
 
 from probinfer.inference.dt.mixture import Mixture, linear_gaussian_update
+from probinfer.inference.dt.model import DT
+from probinfer.inference.dt.network import DistributionTransformer
+from probinfer.inference.dt.train import MetaPrior, train
 
-__all__ = ["Mixture", "linear_gaussian_update"]
+__all__ = [
+    "train",
+    "DT",
+    "MetaPrior",
+    "Mixture",
+    "DistributionTransformer",
+    "linear_gaussian_update",
+]
