@@ -10,7 +10,7 @@
    the same model: NLL of the posterior predictive at the test points and seconds per data set,
    on ``--bnn-datasets`` held-out data sets (30 context and 20 test points each).
 
-    python experiments/bench/pfn.py [--bnn-steps 3000] [--bnn-datasets 20]
+    python experiments/bench/pfn.py [--bnn-steps 2000] [--bnn-datasets 20]
 
 Writes ``experiments/bench/results/pfn.json``.
 """
@@ -164,7 +164,7 @@ def bnn_part(num_steps, num_datasets, n=30, m=20):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bnn-steps", type=int, default=3000)
+    parser.add_argument("--bnn-steps", type=int, default=2000)
     parser.add_argument("--bnn-datasets", type=int, default=20)
     parser.add_argument("--parts", default="gp,bnn")
     args = parser.parse_args()

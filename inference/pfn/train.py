@@ -1,10 +1,15 @@
 """``train``: fit a PFN to a prior over data sets (Müller et al. 2022; ALGORITHMS §2).
 
 Each step draws ``batch_size`` data sets of length ``seq_len`` from the prior and one split
-position k with P(k) ∝ 1/(T − k) (the reference code's rule: every split contributes the same
-number of query points in expectation of the loss); points before k are context, the rest
-queries, and the loss is the mean −log q(y | x, context) over the queries. Its minimiser is the
-posterior predictive of the prior. Adam with linear warm-up then cosine decay, gradients clipped
+position k; points before k are context, the rest queries, and the loss is the mean
+−log q(y | x, context) over the queries. Its minimiser is the posterior predictive of the prior.
+By default k is uniform on 0, …, T − 1, so every context size carries the same weight in the
+loss. ``split="inverse"`` is the reference code's P(k) ∝ 1/(T − k), which with a mean over the
+queries puts 2 % of the weight on fewer than 10 context points (T = 100): the shipped GP PFN,
+trained that way first, was 0.06–0.09 nats worse than the exact GP there and within 0.02 from
+20 points on.
+
+Adam with linear warm-up then cosine decay, gradients clipped
 at norm 1.
 
 Every step's randomness is ``fold_in(key, step)``, and the state is saved (atomically) every
@@ -35,9 +40,12 @@ __all__ = ["train", "split_weights"]
 _BORDER_SAMPLES = 200_000
 
 
-def split_weights(seq_len):
-    """``(T,)`` probabilities of the split position k = 0, …, T − 1: ∝ 1 / (T − k)."""
-    w = 1.0 / (seq_len - np.arange(seq_len))
+def split_weights(seq_len, split="uniform"):
+    """``(T,)`` probabilities of the split position k = 0, …, T − 1: uniform, or ∝ 1 / (T − k)
+    for ``split="inverse"``."""
+    if split not in ("uniform", "inverse"):
+        raise DataError(f"split must be 'uniform' or 'inverse', got {split!r}.")
+    w = np.ones(seq_len) if split == "uniform" else 1.0 / (seq_len - np.arange(seq_len))
     return w / w.sum()
 
 
@@ -48,6 +56,7 @@ def train(
     num_steps=10_000,
     batch_size=64,
     seq_len=100,
+    split="uniform",
     network=None,
     learning_rate=1e-3,
     warmup_steps=None,
@@ -69,6 +78,8 @@ def train(
         batch_size: data sets per step (split over ``devices``).
         seq_len: points per data set T (context + queries); the PFN then takes up to T − 1
             context points.
+        split: the split position's distribution, ``"uniform"`` or ``"inverse"`` (see the
+            module docstring).
         network: a :class:`Transformer` (None: ``Transformer()``, 1,000 buckets, width 128,
             4 layers; pass ``Transformer(dtype=jnp.bfloat16)`` for bfloat16 on a GPU).
         learning_rate: peak Adam step, reached after ``warmup_steps`` (None: 5 % of the steps),
@@ -119,7 +130,8 @@ def train(
     params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2) if init is None else init.params
     state = {"params": params, "opt_state": optimizer.init(params)}
     sharding = _devices.leading_sharding(batch_size, devices)
-    step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, seq_len, sharding)
+    weights = split_weights(seq_len, split)
+    step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, sharding)
     every = max(1, min(int(checkpoint_every), num_steps))
 
     @jax.jit
@@ -152,6 +164,7 @@ def train(
         "num_steps": num_steps,
         "batch_size": batch_size,
         "seq_len": seq_len,
+        "split": split,
         "learning_rate": learning_rate,
         "warmup_steps": warmup,
         "optimizer": "custom" if custom else "default",
@@ -202,8 +215,9 @@ def _fit_scaling(prior, key, seq_len, num_buckets, classes):
     return scaling, borders
 
 
-def _step_fn(prior, network, optimizer, borders, scaling, batch_size, seq_len, sharding):
-    log_weights = jnp.log(jnp.asarray(split_weights(seq_len), jnp.float32))
+def _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, sharding):
+    seq_len = weights.size
+    log_weights = jnp.log(jnp.asarray(weights, jnp.float32))
     s = {k: jnp.asarray(v, jnp.float32) for k, v in scaling.items()}
 
     def loss_fn(params, x, y, k):

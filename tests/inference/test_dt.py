@@ -97,18 +97,31 @@ def test_linear_gaussian_update_is_bayes_rule_on_a_grid(mixture):
 # -- the network and training -------------------------------------------------------------------
 
 NUM_DATA = 10
-X_DESIGN = np.linspace(-1.0, 1.0, NUM_DATA)
 NOISE_SD = 0.5
+EXAMPLE = {"x": jnp.zeros(NUM_DATA), "y": jnp.zeros(NUM_DATA)}
 
 
-def line(y=None):
+def line(x=None, y=None):
+    """A regression whose rows (x_i, y_i) are exchangeable: the covariate is an observed site,
+    so each data token carries its own x (a fixed design inside the model would be invisible to
+    a set encoder)."""
     theta = pi.sample("theta", dist.Normal(0, 1).expand([2]).to_event(1))
     with pi.plate("data", NUM_DATA):
-        pi.sample("y", dist.Normal(theta[0] + theta[1] * X_DESIGN, NOISE_SD), obs=y)
+        x = pi.sample("x", dist.Uniform(-1.0, 1.0), obs=x)
+        pi.sample("y", dist.Normal(theta[0] + theta[1] * x, NOISE_SD), obs=y)
 
 
-def exact_posterior(prior, y):
-    design = np.stack([np.ones(NUM_DATA), X_DESIGN], -1)
+def simulate(prior, seed, size=NUM_DATA):
+    """A data set {x, y} from the line at θ drawn from ``prior``."""
+    theta = np.asarray(prior.sample(jax.random.PRNGKey(seed), 1)[0])
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size)
+    return {"x": x, "y": theta[0] + theta[1] * x + NOISE_SD * rng.normal(size=size)}
+
+
+def exact_posterior(prior, data):
+    x, y = data["x"], data["y"]
+    design = np.stack([np.ones(NUM_DATA), x], -1)
     return linear_gaussian_update(
         prior, design, NOISE_SD**2 * np.eye(NUM_DATA), jnp.asarray(y, jnp.float32)
     )
@@ -129,7 +142,7 @@ def short_dt():
         num_steps=300,
         batch_size=64,
         network=DistributionTransformer(d_model=32, num_layers=2, num_heads=2),
-        model_kwargs={"y": jnp.zeros(NUM_DATA)},
+        model_kwargs=EXAMPLE,
         progress=False,
     )
 
@@ -140,34 +153,25 @@ def _random_prior(seed):
 
 def test_output_ignores_the_order_of_data_and_of_prior_components(short_dt):
     prior = _random_prior(1)
-    y = np.random.default_rng(0).normal(size=NUM_DATA)
+    data = simulate(prior, 0)
     theta = jax.random.normal(jax.random.PRNGKey(2), (20, 2))
-    base = short_dt.posterior(prior, {"y": y}).log_prob(theta)
-    # The model's observations are exchangeable only together with their design points, so
-    # permute the features the network sees (the layout's rows) directly.
-    features, _ = short_dt.layout.features({"y": y})
+    base = short_dt.posterior(prior, data).log_prob(theta)
     perm = np.random.default_rng(1).permutation(NUM_DATA)
-    batched = jax.tree.map(lambda a: a[None], prior)
-    a = short_dt.network.apply(short_dt.params, batched, features)
-    b = short_dt.network.apply(short_dt.params, batched, features[:, perm])
-    np.testing.assert_allclose(a.log_prob(theta[:, None]), b.log_prob(theta[:, None]), atol=1e-4)
+    permuted = {k: v[perm] for k, v in data.items()}
+    np.testing.assert_allclose(short_dt.posterior(prior, permuted).log_prob(theta), base, atol=1e-4)
     swapped = Mixture(prior.logits[::-1], prior.means[::-1], prior.scale_tril[::-1])
-    np.testing.assert_allclose(
-        short_dt.posterior(swapped, {"y": y}).log_prob(theta), base, atol=1e-4
-    )
+    np.testing.assert_allclose(short_dt.posterior(swapped, data).log_prob(theta), base, atol=1e-4)
 
 
 def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
     """After 300 steps the output is already closer (in KL from the exact posterior) than the
     prior itself, on priors the training never saw."""
     gains = []
-    rng = np.random.default_rng(3)
     for seed in range(20):
         prior = _random_prior(1000 + seed)
-        theta = prior.sample(jax.random.PRNGKey(seed), 1)[0]
-        y = np.asarray(theta[0] + theta[1] * X_DESIGN) + NOISE_SD * rng.normal(size=NUM_DATA)
-        exact = exact_posterior(prior, y)
-        q = short_dt.posterior(prior, {"y": y})
+        data = simulate(prior, seed)
+        exact = exact_posterior(prior, data)
+        q = short_dt.posterior(prior, data)
         gains.append(kl(exact, prior, jax.random.PRNGKey(seed))[0]
                      - kl(exact, q, jax.random.PRNGKey(seed))[0])  # fmt: skip
     gains = np.asarray(gains)
@@ -176,19 +180,94 @@ def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
 
 def test_sequential_update_and_posterior_api(short_dt):
     prior = _random_prior(5)
-    y = np.random.default_rng(4).normal(size=(3, NUM_DATA))
-    steps = short_dt.update(prior, [{"y": row} for row in y])
+    data = [simulate(prior, 10 + i) for i in range(3)]
+    steps = short_dt.update(prior, data)
     assert len(steps) == 3 and all(s.num_components == prior.num_components for s in steps)
-    batch = short_dt.posterior(prior, {"y": y})
+    batch = short_dt.posterior(prior, {k: np.stack([d[k] for d in data]) for k in ("x", "y")})
     assert batch.logits.shape == (3, prior.num_components * 2)
     post = short_dt.to_posterior(steps[-1], key=0, n=100)
     assert post.draws["theta"].shape == (1, 100, 2)
-    draws = short_dt.estimator(prior).sample(jax.random.PRNGKey(0), {"y": y[0]}, 50)
+    draws = short_dt.estimator(prior).sample(jax.random.PRNGKey(0), data[0], 50)
     assert draws["theta"].shape == (50, 2)
 
 
 def test_bad_priors_get_one_clear_sentence(short_dt):
     with pytest.raises(DataError, match="must be a Mixture"):
-        short_dt.posterior({"theta": 0.0}, {"y": np.zeros(NUM_DATA)})
+        short_dt.posterior({"theta": 0.0}, EXAMPLE)
     with pytest.raises(DataError, match="over 3 dimensions"):
-        short_dt.posterior(Mixture.gaussian(jnp.zeros(3), jnp.eye(3)), {"y": np.zeros(NUM_DATA)})
+        short_dt.posterior(Mixture.gaussian(jnp.zeros(3), jnp.eye(3)), EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def trained_dt():
+    return pi.dt.train(
+        line,
+        key=1,
+        num_steps=20_000,
+        batch_size=128,
+        network=DistributionTransformer(d_model=64, num_layers=2, num_heads=4),
+        model_kwargs=EXAMPLE,
+        progress=False,
+    )
+
+
+def _as_two(prior):
+    """A Gaussian as two identical components (the meta-prior's mixtures have two)."""
+    return Mixture(jnp.zeros(2), jnp.repeat(prior.means, 2, 0), jnp.repeat(prior.scale_tril, 2, 0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gaussian", "mixture"])
+def test_trained_dt_matches_the_exact_posterior_for_unseen_priors(trained_dt, kind):
+    """Mean KL(exact ‖ DT) over 40 priors drawn afresh from the meta-prior (Gaussian ones as two
+    equal components) below 0.15 nats, means within 0.35 exact sd (RMS). Measured after 20,000
+    steps: KL 0.035 (Gaussian) and 0.082 (mixture), RMS 0.16 and 0.23."""
+    kls, errors = [], []
+    for seed in range(40):
+        prior = _random_prior(5000 + seed)
+        if kind == "gaussian":
+            prior = _as_two(Mixture(prior.logits[:1], prior.means[:1], prior.scale_tril[:1]))
+        data = simulate(prior, seed)
+        exact = exact_posterior(prior, data)
+        q = trained_dt.posterior(prior, data)
+        kls.append(kl(exact, q, jax.random.PRNGKey(seed))[0])
+        sd = np.sqrt(np.diag(np.asarray(exact.covariance())))
+        errors.append((np.asarray(q.mean()) - np.asarray(exact.mean())) / sd)
+    assert np.mean(kls) < 0.15, (np.mean(kls), np.max(kls))
+    assert np.sqrt(np.mean(np.square(errors))) < 0.35, np.sqrt(np.mean(np.square(errors)))
+
+
+@pytest.mark.slow
+def test_sequential_updates_track_the_exact_posterior_of_all_batches(trained_dt):
+    """Five batches fed one after another (each posterior the next prior, reduced back to two
+    components) against the exact posterior of all 50 points: KL below 0.1 nats at k = 5
+    (measured 0.01–0.02 at every k)."""
+    curves = []
+    for seed in range(10):
+        prior = _random_prior(7000 + seed)
+        whole = simulate(prior, seed, 5 * NUM_DATA)  # one θ, five batches of its data
+        batches = [{k: v[i::5] for k, v in whole.items()} for i in range(5)]
+        steps = trained_dt.update(prior, batches)
+        exact, curve = prior, []
+        for data, q in zip(batches, steps, strict=True):
+            exact = exact_posterior(exact, data)
+            curve.append(kl(exact, q, jax.random.PRNGKey(seed))[0])
+        curves.append(curve)
+    mean_curve = np.mean(curves, 0)
+    assert mean_curve[-1] < 0.1, mean_curve
+
+
+@pytest.mark.slow
+def test_calibrate_passes_the_trained_dt_for_a_prior_inside_the_meta_prior(trained_dt):
+    mean, cov = np.array([0.5, -0.3]), np.array([[0.8, 0.2], [0.2, 0.5]])
+
+    def model(x=None, y=None):
+        theta = pi.sample("theta", dist.MultivariateNormal(mean, cov))
+        with pi.plate("data", NUM_DATA):
+            x = pi.sample("x", dist.Uniform(-1.0, 1.0), obs=x)
+            pi.sample("y", dist.Normal(theta[0] + theta[1] * x, NOISE_SD), obs=y)
+
+    target = pi.compile(model, **EXAMPLE)
+    estimator = trained_dt.estimator(_as_two(Mixture.gaussian(mean, cov)))
+    report = pi.calibrate(target, estimator, key=3, num_sims=200, num_draws=200, progress=False)
+    assert report.is_calibrated(), report.verdict()
