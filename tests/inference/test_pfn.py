@@ -142,6 +142,29 @@ def test_a_short_training_run_beats_the_prior_predictive():
     assert gain.mean() > 4 * gain.std() / np.sqrt(gain.size), (gain.mean(), gain.std())
 
 
+@pytest.fixture(scope="module")
+def shipped():
+    return pi.pfn.load("gp-rbf-1d")
+
+
+@pytest.mark.parametrize("num_context", [5, 20, 50])
+def test_shipped_gp_pfn_matches_the_exact_gp(shipped, num_context):
+    """The goal of the shipped model: within 0.05 nats per test point of the exact GP posterior
+    predictive on fresh data sets from its declared prior."""
+    prior = shipped.prior
+    assert isinstance(prior, GPPrior) and prior.num_features == 1
+    num_sets, num_test = 400, 20
+    x, y = prior.sample(jax.random.PRNGKey(100 + num_context), num_sets, num_context + num_test)
+    xc, yc, xq, yq = x[:, :num_context], y[:, :num_context], x[:, num_context:], y[:, num_context:]
+    pfn_nll = -np.asarray(shipped.predict(xc, yc, xq).log_prob(yq)).mean(1)
+    exact_nll = -np.asarray(jax.vmap(prior.log_predictive)(xc, yc, xq, yq)).mean(1)
+    gap = pfn_nll - exact_nll
+    se = gap.std() / np.sqrt(num_sets)
+    assert se < 0.01  # the estimate is precise enough to judge a 0.05-nat goal
+    assert gap.mean() < 0.05, (gap.mean(), se)
+    assert gap.mean() > -4 * se  # no model beats the exact predictive (beyond MC error)
+
+
 def test_gp_predictive_is_the_gaussian_conditional():
     prior = GPPrior(lengthscale=0.3, outputscale=0.5, noise=0.05)
     x, y = prior.sample(jax.random.PRNGKey(4), 1, 12)
