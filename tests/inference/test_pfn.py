@@ -241,6 +241,7 @@ def test_bad_input_gets_one_clear_sentence(random_pfn):
         pi.pfn.load("gp-rbf-7d")
 
 
+@pytest.mark.slow
 def test_training_resumes_on_the_same_loss_curve(tmp_path, killed_after_saves):
     settings = dict(
         key=3,
@@ -272,6 +273,7 @@ print(json.dumps({"loss": pfn.diagnostics["loss"].tolist(), "devices": pfn.setti
 """
 
 
+@pytest.mark.slow
 def test_batch_split_over_devices_gives_the_one_device_loss_curve(on_cpu_devices):
     one = on_cpu_devices(_SHARDED, 4, "1")
     four = on_cpu_devices(_SHARDED, 4, "4")
