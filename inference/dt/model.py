@@ -3,7 +3,7 @@ for sequential inference (each posterior is the next batch's prior), ``estimator
 ``pi.calibrate``, and ``to_posterior`` for summaries and reports.
 
 >>> post = dt.posterior(prior, {"y": y})            # a Mixture over unconstrained θ   # doctest: +SKIP
->>> steps = dt.update(prior, [{"y": y1}, {"y": y2}])                                    # doctest: +SKIP
+>>> steps = dt.update(prior, [{"y": y1}, {"y": y2}], key=0)                                  # doctest: +SKIP
 >>> pi.calibrate(target, dt.estimator(prior), key=0)                                   # doctest: +SKIP
 """
 
@@ -65,16 +65,18 @@ class DT:
         out = self._apply(self.params, prior, features)
         return jax.tree.map(lambda a: a[0], out) if single and not batched else out
 
-    def update(self, prior, batches):
+    def update(self, prior, batches, *, key):
         """Sequential inference: the list of posteriors after each data set in ``batches``,
         each posterior the next one's prior. The mixture grows by ``components_out`` per step,
-        so it is reduced back to the prior's size by EM on 4,096 of its draws."""
+        so it is reduced back to the prior's size by EM on 4,096 of its draws (``key``: int
+        seed or PRNG key for those draws)."""
         posteriors, current = [], prior
+        keys = jax.random.split(as_key(key), 2 * max(len(batches), 1))
         for i, x in enumerate(batches):
             post = self.posterior(current, x)
             if post.num_components > prior.num_components:
-                draws = post.sample(jax.random.PRNGKey(i), 4096)
-                post = Mixture.fit(draws, prior.num_components, key=jax.random.PRNGKey(1000 + i))
+                draws = post.sample(keys[2 * i], 4096)
+                post = Mixture.fit(draws, prior.num_components, key=keys[2 * i + 1])
             posteriors.append(post)
             current = post
         return posteriors

@@ -181,7 +181,7 @@ def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
 def test_sequential_update_and_posterior_api(short_dt):
     prior = _random_prior(5)
     data = [simulate(prior, 10 + i) for i in range(3)]
-    steps = short_dt.update(prior, data)
+    steps = short_dt.update(prior, data, key=0)
     assert len(steps) == 3 and all(s.num_components == prior.num_components for s in steps)
     batch = short_dt.posterior(prior, {k: np.stack([d[k] for d in data]) for k in ("x", "y")})
     assert batch.logits.shape == (3, prior.num_components * 2)
@@ -247,7 +247,7 @@ def test_sequential_updates_track_the_exact_posterior_of_all_batches(trained_dt)
         prior = _random_prior(7000 + seed)
         whole = simulate(prior, seed, 5 * NUM_DATA)  # one θ, five batches of its data
         batches = [{k: v[i::5] for k, v in whole.items()} for i in range(5)]
-        steps = trained_dt.update(prior, batches)
+        steps = trained_dt.update(prior, batches, key=seed)
         exact, curve = prior, []
         for data, q in zip(batches, steps, strict=True):
             exact = exact_posterior(exact, data)
