@@ -20,13 +20,14 @@ import numpy as np
 import optax
 
 from probinfer._utils import as_key
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import path_for
 from probinfer.errors import DataError
 from probinfer.inference.amortized.layout import ObservationLayout
 from probinfer.inference.dt.mixture import Mixture
 from probinfer.inference.dt.model import DT
 from probinfer.inference.dt.network import DistributionTransformer
-from probinfer.progress import should_show
+from probinfer.inference.pfn import loop
+from probinfer.inference.pfn.loop import chunk_size, default_optimizer, warmup_for
 from probinfer.target import as_target
 
 __all__ = ["train", "MetaPrior"]
@@ -116,20 +117,9 @@ def train(
     _, _, raw, _ = jax.jit(lambda k: simulate(k, 4096))(key_pilot)
     raw = np.asarray(raw)
     layout = layout.fitted(raw[np.isfinite(raw).all((1, 2))])
-    warmup = int(0.05 * num_steps) if warmup_steps is None else int(warmup_steps)
+    warmup = warmup_for(warmup_steps, num_steps)
     custom = optimizer is not None
-    optimizer = optimizer or optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.adam(
-            optax.warmup_cosine_decay_schedule(
-                0.0,
-                learning_rate,
-                max(warmup, 1),
-                max(num_steps, warmup + 2),
-                end_value=0.01 * learning_rate,
-            )  # fmt: skip
-        ),
-    )
+    optimizer = optimizer or default_optimizer(learning_rate, warmup, num_steps)
     prior0 = meta_prior.sample(key_init, 1, target.dim)
     params = jax.jit(network.init)(key_init, prior0, jnp.zeros((1, *layout.feature_shape)))
     state = {"params": params, "opt_state": optimizer.init(params)}
@@ -141,35 +131,16 @@ def train(
         return jnp.sum(jnp.where(ok, nll, 0.0)) / jnp.maximum(ok.sum(), 1)
 
     grad = jax.value_and_grad(loss_fn)
-    every = max(1, min(int(checkpoint_every), num_steps))
+    every = chunk_size(checkpoint_every, num_steps)
 
-    @jax.jit
-    def chunk(state, positions):
-        def body(state, i):
-            prior, theta, raw, ok = simulate(
-                jax.random.fold_in(key_train, jnp.maximum(i, 0)), batch_size
-            )
-            loss, grads = grad(state["params"], prior, theta, (raw - loc) / scale, ok)
-            updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-            new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
-            keep = i >= 0
-            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
-
-        return jax.lax.scan(body, state, positions)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=num_steps, desc="dt", disable=not should_show(progress, num_steps),
-               leave=False)  # fmt: skip
-
-    def advance(state, start, stop):
-        positions = np.full(every, -1, np.int32)
-        positions[: stop - start] = np.arange(start, stop)
-        state, losses = chunk(state, positions)
-        losses = np.asarray(losses)[: stop - start]
-        bar.update(stop - start)
-        bar.set_postfix(loss=f"{losses.mean():.4f}")
-        return state, [losses]
+    def step(state, key):
+        prior, theta, raw, ok = simulate(key, batch_size)
+        loss, grads = grad(state["params"], prior, theta, (raw - loc) / scale, ok)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        return {
+            "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt_state,
+        }, loss
 
     fingerprint = {
         "target": target.name,
@@ -183,11 +154,10 @@ def train(
         "optimizer": "custom" if custom else "default",
         "checkpoint_every": every,
     }
-    with bar:
-        state, (losses,) = run_chunks(
-            advance, state, boundaries(num_steps, every), path=path_for(checkpoint, "dt"),
-            fingerprint=fingerprint,
-        )  # fmt: skip
+    state, losses = loop.run(
+        step, state, key=key_train, num_steps=num_steps, every=every, desc="dt",
+        progress=progress, path=path_for(checkpoint, "dt"), fingerprint=fingerprint,
+    )  # fmt: skip
     return DT(
         target=target,
         network=network,

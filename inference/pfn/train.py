@@ -28,12 +28,13 @@ import optax
 
 from probinfer import devices as _devices
 from probinfer._utils import as_key
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import path_for
 from probinfer.errors import DataError
+from probinfer.inference.pfn import loop
 from probinfer.inference.pfn.bar import BarDistribution, borders_from_samples
+from probinfer.inference.pfn.loop import chunk_size, default_optimizer, warmup_for
 from probinfer.inference.pfn.model import PFN
 from probinfer.inference.pfn.transformer import Transformer
-from probinfer.progress import should_show
 
 __all__ = ["train", "split_weights"]
 
@@ -112,51 +113,16 @@ def train(
         scaling, borders = init.scaling, init.borders
     if classes and network.num_buckets != classes:
         network = network.clone(num_buckets=classes)
-    warmup = int(0.05 * num_steps) if warmup_steps is None else int(warmup_steps)
+    warmup = warmup_for(warmup_steps, num_steps)
     custom = optimizer is not None
-    optimizer = optimizer or optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.adam(
-            optax.warmup_cosine_decay_schedule(
-                0.0,
-                learning_rate,
-                max(warmup, 1),
-                max(num_steps, warmup + 2),
-                end_value=0.01 * learning_rate,
-            )  # fmt: skip
-        ),
-    )
+    optimizer = optimizer or default_optimizer(learning_rate, warmup, num_steps)
     x0, y0 = jnp.zeros((1, seq_len, prior.num_features)), jnp.zeros((1, seq_len))
     params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2) if init is None else init.params
     state = {"params": params, "opt_state": optimizer.init(params)}
     sharding = _devices.leading_sharding(batch_size, devices)
     weights = split_weights(seq_len, split)
     step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, sharding)
-    every = max(1, min(int(checkpoint_every), num_steps))
-
-    @jax.jit
-    def chunk(state, positions):
-        def body(state, i):
-            new, loss = step(state, jax.random.fold_in(key_train, jnp.maximum(i, 0)))
-            keep = i >= 0  # −1 pads the last chunk (one compiled program for every chunk)
-            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
-
-        return jax.lax.scan(body, state, positions)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=num_steps, desc="pfn", disable=not should_show(progress, num_steps),
-               leave=False)  # fmt: skip
-
-    def advance(state, start, stop):
-        positions = np.full(every, -1, np.int32)
-        positions[: stop - start] = np.arange(start, stop)
-        state, losses = chunk(state, positions)
-        losses = np.asarray(losses)[: stop - start]
-        bar.update(stop - start)
-        bar.set_postfix(loss=f"{losses.mean():.4f}")
-        return state, [losses]
-
+    every = chunk_size(checkpoint_every, num_steps)
     fingerprint = {
         "prior": repr(getattr(prior, "config", lambda: repr(prior))()),
         "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
@@ -171,11 +137,10 @@ def train(
         "checkpoint_every": every,
         "init": None if init is None else init.settings,
     }
-    with bar:
-        state, (losses,) = run_chunks(
-            advance, state, boundaries(num_steps, every), path=path_for(checkpoint, "pfn"),
-            fingerprint=fingerprint,
-        )  # fmt: skip
+    state, losses = loop.run(
+        step, state, key=key_train, num_steps=num_steps, every=every, desc="pfn",
+        progress=progress, path=path_for(checkpoint, "pfn"), fingerprint=fingerprint,
+    )  # fmt: skip
     settings = {k: v for k, v in fingerprint.items() if k not in ("prior", "network", "key")}
     settings["devices"] = _devices.devices_used(batch_size, devices)
     return PFN(
