@@ -65,6 +65,8 @@ __all__ = [
     "AmortizedPosterior",
     "pfn",
     "dt",
+    "run",
+    "jobs",
     "models",
     "inference",
     "ProbinferError",
@@ -74,7 +76,7 @@ __all__ = [
     "NonFiniteError",
 ]
 
-_LAZY_SUBPACKAGES = {"models", "inference"}
+_LAZY_SUBPACKAGES = {"models", "inference", "jobs"}
 # Families used as a namespace (``pi.pfn.train``): name → module.
 _LAZY_MODULES = {"pfn": "probinfer.inference.pfn", "dt": "probinfer.inference.dt"}
 # Convenience functions of the inference families: name → module, imported on first use.
@@ -92,6 +94,7 @@ _LAZY_FUNCTIONS = {
     "npe": "probinfer.inference.amortized",
     "amortized_vi": "probinfer.inference.amortized",
     "AmortizedPosterior": "probinfer.inference.amortized",
+    "run": "probinfer.jobs",
 }
 
 

@@ -137,6 +137,12 @@ def lbfgs_minimise(loss, z0, num_steps):
     return z
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class atomic_path:
     """Context manager giving a temporary path that replaces ``path`` atomically on success.
 
@@ -160,6 +166,7 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp's 0600 → what open() would give
             os.replace(self.tmp, self.path)
         elif os.path.exists(self.tmp):
             os.remove(self.tmp)

@@ -1,8 +1,10 @@
 """The ``probinfer`` command.
 
 ``probinfer`` alone runs the embedded default — the non-centred eight-schools model with NUTS
-(``pi.mcmc``'s default kernel) — prints the posterior summary and writes a report folder. ``probinfer run MODEL --method
-NAME`` does the same for any zoo model and any registered runner (``probinfer.runners.names()``:
+(``pi.mcmc``'s default kernel) — prints the posterior summary and writes a report folder.
+``probinfer run JOB.toml`` runs a job file (:mod:`probinfer.jobs`: a user's model and data, a
+method, an output folder that a second run resumes from); ``probinfer run MODEL --method NAME``
+does the same for any zoo model and any registered runner (``probinfer.runners.names()``:
 mcmc, hmc, smc, sgmcmc, …), with ``--set key=value`` for the runner's settings;
 ``probinfer calibrate MODEL --method NAME --sims N`` checks a method's calibration (TARP and SBC)
 on data simulated from the model; ``probinfer models`` lists the zoo.
@@ -17,18 +19,51 @@ __all__ = ["main"]
 DEFAULT_MODEL = "eight_schools"
 
 
-def _parser():
+def _methods_help():
+    """Every registered method and the settings a job (or ``--set``) may give it."""
+    import inspect
+
+    from probinfer import runners
+    from probinfer.jobs.spec import RESERVED_SETTINGS
+
+    lines = ["methods and their settings (a job's [method] table, or --set KEY=VALUE):"]
+    for name in runners.names():
+        try:
+            runner, _ = runners.get(name)
+        except Exception as exc:  # a family that cannot be imported here
+            lines.append(f"  {name}: unavailable ({exc})")
+            continue
+        settings = [
+            f"{k}={p.default!r}" if p.default is not inspect.Parameter.empty else k
+            for k, p in inspect.signature(runner).parameters.items()
+            if k not in RESERVED_SETTINGS and p.kind is p.KEYWORD_ONLY
+        ]
+        lines.append(f"  {name}: " + ", ".join(settings))
+    return "\n".join(lines)
+
+
+def _parser(with_methods=False):
     parser = argparse.ArgumentParser(
         prog="probinfer",
         description="Run Bayesian inference on a zoo model and write a report "
-        "(with no arguments: eight schools, adaptive HMC).",
+        "(with no arguments: eight schools, NUTS).",
     )
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run a method on a zoo model and write a report")
-    run.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="zoo model name")
-    run.add_argument(
-        "--method", default="mcmc", help="registered runner (mcmc = NUTS, hmc, smc, …)"
+    run = sub.add_parser(
+        "run",
+        help="run a job file, or a method on a zoo model, and write a report",
+        description="probinfer run JOB.toml runs a job file (model, data, method, output "
+        "folder; see probinfer.jobs.spec); probinfer run MODEL --method NAME runs a method on a "
+        "zoo model. A second run on the same output folder resumes from its checkpoint.",
+        epilog=_methods_help()
+        if with_methods
+        else "probinfer run --help lists every method and its settings.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    run.add_argument(
+        "model", nargs="?", default=DEFAULT_MODEL, help="a job file (.toml) or a zoo model name"
+    )
+    run.add_argument("--method", default=None, help="registered runner (mcmc = NUTS, hmc, smc, …)")
     run.add_argument("--chains", type=int, default=None, help="num_chains (default 4)")
     run.add_argument("--draws", type=int, default=None, help="num_draws (default 1000)")
     run.add_argument("--warmup", type=int, default=None, help="num_warmup (default 1000)")
@@ -39,8 +74,9 @@ def _parser():
         metavar="KEY=VALUE",
         help="a setting of the runner, e.g. --set num_particles=2000 (VALUE read as JSON)",
     )
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", default="probinfer-report", help="report folder")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--out", default=None, help="report folder (default probinfer-report)")
+    run.add_argument("--fresh", action="store_true", help="ignore a checkpoint; start over")
     calibrate = sub.add_parser(
         "calibrate", help="check a method's calibration on data simulated from a zoo model"
     )
@@ -55,89 +91,54 @@ def _parser():
     return parser
 
 
-def _settings(args, runner):
-    """The runner's settings from the flags: --chains/--draws/--warmup where it takes them, and
-    every --set KEY=VALUE (refused, with the valid names, when the runner does not take it)."""
-    import inspect
+def _job_from_flags(args):
+    """The job dict that ``probinfer run MODEL --method … --set …`` describes."""
     import json
 
     from probinfer.errors import ProbinferError
 
-    accepted = inspect.signature(runner).parameters
+    method = args.method or "mcmc"
     settings = {}
     for flag, name in [("chains", "num_chains"), ("draws", "num_draws"), ("warmup", "num_warmup")]:
         value = getattr(args, flag)
         if value is not None:
-            if name not in accepted:
-                raise ProbinferError(f"--{flag} does not apply to method '{args.method}'.")
+            if method not in ("mcmc", "nuts", "hmc", "mala", "rwm", "sgmcmc"):
+                raise ProbinferError(f"--{flag} does not apply to method '{method}'.")
             settings[name] = value
     for item in args.set:
         name, _, text = item.partition("=")
-        if name not in accepted or name in ("target", "key"):
-            valid = sorted(k for k in accepted if k not in ("target", "key"))
-            raise ProbinferError(
-                f"method '{args.method}' has no setting '{name}'; it takes {valid}."
-            )
         try:
             settings[name] = json.loads(text)
         except json.JSONDecodeError:
             settings[name] = text
-    return settings
+    return {
+        "model": args.model,
+        "method": {"name": method, **settings},
+        "seed": 0 if args.seed is None else args.seed,
+        "out": args.out or "probinfer-report",
+    }
 
 
 def _run(args):
     import jax
-    import numpy as np
 
     import probinfer as pi
+    from probinfer.errors import ProbinferError
 
-    example = pi.models.get(args.model)
-    target = example.compile()
-    runner, _ = pi.runners.get(args.method)
-    settings = _settings(args, runner)
-    if args.method in ("mcmc", "hmc", "mala", "rwm"):
-        settings = {"num_chains": 4, "num_draws": 1000, "num_warmup": 1000, **settings}
-    described = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+    if args.model.endswith(".toml"):
+        given = [f for f in ("method", "chains", "draws", "warmup", "seed") if getattr(args, f)]
+        if given or args.set:
+            raise ProbinferError(
+                f"a job file holds the method and its settings; edit '{args.model}' instead of "
+                f"passing {['--' + f for f in given] + (['--set'] if args.set else [])}."
+            )
+        job = args.model
+    else:
+        job = _job_from_flags(args)
     print(f"probinfer {pi.__version__} on {jax.default_backend()} ({jax.device_count()} device(s))")
-    print(f"model: {example.name} — {example.description}; {target.dim} unconstrained dims")
-    print(f"method: {args.method} ({described}), seed {args.seed}")
     start = time.perf_counter()
-    posterior = runner(target, key=args.seed, progress="auto", **settings)
-    seconds = time.perf_counter() - start
-    diagnostics = posterior.diagnostics
-    table = posterior.summary()
-    print()
-    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    print()
-    kernel = posterior.settings.get("kernel")
-    lines = [
-        f"- model: `{example.name}` ({example.description})",
-        f"- method: {posterior.method}"
-        + (f" (kernel {kernel})" if kernel else "")
-        + f", {described}, seed {args.seed}",
-        f"- wall time (compilation included): {seconds:.1f} s",
-    ]
-    divergent = int(np.sum(diagnostics.get("num_divergent", 0)))
-    if "acceptance_rate" in diagnostics:
-        accept = float(np.mean(diagnostics["acceptance_rate"]))
-        lines.append(f"- mean acceptance: {accept:.2f}; divergences: {divergent}")
-    if posterior.log_evidence is not None:
-        lines.append(f"- log evidence: {posterior.log_evidence:.3f}")
-    worst_rhat = float(table["r_hat"].max())
-    lines.append(f"- min bulk ESS: {table['ess_bulk'].min():.0f}; max R-hat: {worst_rhat:.3f}")
-    for line in lines[2:]:
-        print(line[2:])
-    if worst_rhat > 1.01 or divergent:
-        print(
-            "warning: R-hat above 1.01 or divergences — do not trust this posterior yet; "
-            "run longer or reparameterise."
-        )
-    paths = pi.report.write_report(
-        posterior, args.out, title=f"{example.name} ({args.method})", header_lines=lines
-    )
-    print(
-        f"report written to {args.out}/ ({', '.join(sorted(p.split('/')[-1] for p in paths.values()))})"
-    )
+    pi.run(job, out=args.out, fresh=args.fresh, progress="auto", verbose=True)
+    print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -180,7 +181,9 @@ def main(argv=None):
     """Entry point of the ``probinfer`` console script."""
     from probinfer.errors import ProbinferError
 
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    wants_help = argv[:1] == ["run"] and ("-h" in argv or "--help" in argv)
+    args = _parser(with_methods=wants_help).parse_args(argv)
     try:
         if args.command in (None, "run"):
             if args.command is None:

@@ -94,3 +94,24 @@ def constrain_leading(tree, sharding):
     if sharding is None:
         return tree
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
+    """Join a multi-process (multi-host) run through JAX's multi-controller runtime,
+    ``jax.distributed.initialize``; call it before any computation. With no arguments JAX reads
+    the cluster's environment (Slurm, Open MPI, Kubernetes, Cloud TPU). On CPU the processes
+    exchange data through gloo. Afterwards ``devices=None`` means every device of every process.
+
+    >>> initialize_distributed("localhost:12345", num_processes=2, process_id=0)  # doctest: +SKIP
+    """
+    if jax.distributed.is_initialized():
+        return
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):  # an older JAX without the option: its default
+        pass
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )

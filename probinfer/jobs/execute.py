@@ -1,0 +1,228 @@
+"""Running a job: validate, compile, run with checkpoints in the output folder, write the report.
+
+>>> result = pi.run("experiments/jobs/smc_eight_schools.toml")       # doctest: +SKIP
+>>> result.posterior.summary()                                         # doctest: +SKIP
+"""
+
+import inspect
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
+from probinfer.jobs.spec import JobError, JobSpec, read_job
+
+__all__ = ["run", "JobResult", "prepare"]
+
+# The MCMC runners' defaults in a job: four chains, as the summary's R-hat needs.
+_MCMC_DEFAULTS = {"num_chains": 4}
+
+
+@dataclass
+class JobResult:
+    """What :func:`run` returns: the posterior, the report's files, the time taken."""
+
+    posterior: object
+    paths: dict
+    seconds: float
+    resumed: bool
+    spec: JobSpec
+    calibration: object = None
+
+
+@dataclass
+class Prepared:
+    """A job resolved up to (not including) compilation."""
+
+    spec: JobSpec
+    model: object
+    example: object
+    arguments: dict
+    data: tuple
+    runner: object
+    settings: dict
+
+
+def prepare(job, *, out=None, base_dir=None):
+    """Read and check everything a job names — keys, types, the model, its data and the method's
+    settings — without compiling. Raises :class:`JobError` listing every problem found."""
+    spec = read_job(job, base_dir=base_dir)
+    if out is not None:
+        spec.out = os.path.abspath(os.fspath(out))
+    problems = []
+    runner = settings = model = example = arguments = data = None
+    try:
+        runner, settings = runner_settings(spec)
+    except JobError as exc:
+        problems.append(str(exc))
+    try:
+        model, example = load_model(spec)
+        arguments, data = model_arguments(spec, model, example)
+    except JobError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise JobError("\n".join(problems))
+    if spec.method in ("mcmc", "nuts", "hmc", "mala", "rwm"):
+        settings = {**_MCMC_DEFAULTS, **settings}
+    return Prepared(spec, model, example, arguments, data, runner, settings)
+
+
+def _initialize_distributed(options):
+    """Join a multi-process run (JAX's multi-controller runtime) before any computation."""
+    import jax
+
+    from probinfer import devices
+
+    kwargs = {}
+    if "coordinator" in options:
+        kwargs["coordinator_address"] = options["coordinator"]
+    for key in ("num_processes", "process_id"):
+        if key in options:
+            kwargs[key] = options[key]
+    devices.initialize_distributed(**kwargs)
+    return jax.process_index()
+
+
+def _save_job(spec, folder):
+    from probinfer._utils import atomic_write_bytes
+
+    if spec.source.endswith(".toml") and os.path.isfile(spec.source):
+        with open(spec.source, "rb") as fh:
+            atomic_write_bytes(os.path.join(folder, "job.toml"), fh.read())
+    else:
+        text = json.dumps(spec.raw, indent=2, default=repr) + "\n"
+        atomic_write_bytes(os.path.join(folder, "job.json"), text.encode())
+
+
+def _header(prepared, seconds, resumed):
+    import jax
+
+    import probinfer as pi
+
+    spec, example = prepared.spec, prepared.example
+    described = ", ".join(f"{k}={v}" for k, v in prepared.settings.items()) or "defaults"
+    model = f"{spec.model}" + (f" ({example.description})" if example is not None else "")
+    lines = [
+        f"model: {model}",
+        f"method: {spec.method} ({described}), seed {spec.seed}",
+        f"wall time: {seconds:.1f} s (compilation included)"
+        + (", resumed from a checkpoint" if resumed else ""),
+        f"probinfer {pi.__version__}, JAX {jax.__version__} on {jax.default_backend()} "
+        f"({jax.device_count()} device(s), {jax.process_count()} process(es))",
+    ]
+    if spec.data_file:
+        lines.insert(1, f"data: {os.path.basename(spec.data_file)}")
+    return lines
+
+
+def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=None):
+    """Run a job (a TOML path or a dict; see :mod:`probinfer.jobs.spec`) and write its report.
+
+    The runner checkpoints into ``<out>/checkpoints`` after every chunk; running the same job
+    again on the same folder resumes and gives the draws an uninterrupted run gives (``fresh=True``
+    deletes the checkpoint and starts over). In a multi-process run (``[distributed]``) every
+    process computes and process 0 writes the files.
+
+    Args:
+        job: path to a ``.toml`` job file, or a dict of the same shape.
+        out: output folder, overriding the job's ``out``.
+        fresh: ignore and delete an existing checkpoint.
+        progress: progress bars (``True``, ``False`` or ``"auto"``: on a terminal).
+        verbose: print what runs, the summary table and where the report went.
+        base_dir: folder that a dict job's relative paths are relative to.
+
+    Returns:
+        :class:`JobResult`.
+    """
+    prepared = prepare(job, out=out, base_dir=base_dir)
+    spec = prepared.spec
+    say = print if verbose else (lambda *a, **k: None)
+    writer = True
+    if spec.distributed is not None:
+        writer = _initialize_distributed(spec.distributed) == 0
+    import probinfer as pi
+
+    target = pi.compile(
+        prepared.model, data=prepared.data, name=spec.model.split(":")[-1], **prepared.arguments
+    )
+    settings = dict(prepared.settings)
+    folder = spec.out
+    checkpoints = os.path.join(folder, "checkpoints")
+    if fresh and os.path.isdir(checkpoints) and writer:
+        shutil.rmtree(checkpoints)
+    accepts = inspect.signature(prepared.runner).parameters
+    resumed = False
+    if "checkpoint" in accepts and writer:
+        settings["checkpoint"] = checkpoints
+        resumed = os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
+    if writer:
+        os.makedirs(folder, exist_ok=True)
+        _save_job(spec, folder)
+    say(f"model: {spec.model}; {target.dim} unconstrained dims")
+    say(
+        f"method: {spec.method} "
+        f"({', '.join(f'{k}={v}' for k, v in prepared.settings.items()) or 'defaults'}), "
+        f"seed {spec.seed}" + ("; resuming from its checkpoint" if resumed else "")
+    )
+    start = time.perf_counter()
+    posterior = prepared.runner(target, key=spec.seed, progress=progress, **settings)
+    seconds = time.perf_counter() - start
+    calibration = _calibrate(prepared, say) if spec.calibrate is not None else None
+    header = _header(prepared, seconds, resumed)
+    title = spec.title or f"{spec.model.split(':')[-1].split('/')[-1]} ({spec.method})"
+    paths = {}
+    if writer:
+        report = spec.report
+        paths = pi.report.write_report(
+            posterior,
+            folder,
+            title=title,
+            header_lines=header,
+            calibration=calibration,
+            plots=report.get("plots", True),
+            max_components=report.get("max_components", 12),
+        )
+    result = JobResult(posterior, paths, seconds, resumed, spec, calibration)
+    if verbose:
+        _print_summary(result, header)
+    return result
+
+
+def _calibrate(prepared, say):
+    import probinfer as pi
+
+    options = dict(prepared.spec.calibrate)
+    method = options.pop("method", prepared.spec.method)
+    kwargs = options.pop("settings", {})
+    say(f"calibrating {method} on {options.get('num_sims', 200)} simulated data sets …")
+    return pi.calibrate(
+        prepared.model,
+        method,
+        key=prepared.spec.seed + 1,
+        method_kwargs=kwargs,
+        model_kwargs=prepared.arguments,
+        data=prepared.data,
+        **options,
+    )
+
+
+def _print_summary(result, header):
+    table = result.posterior.summary()
+    print()
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print()
+    for line in header[2:3]:
+        print(line)
+    from probinfer.report.html import warnings_for
+
+    if result.posterior.log_evidence is not None:
+        print(f"log evidence: {result.posterior.log_evidence:.3f}")
+    for warning in warnings_for(result.posterior, table):
+        print(f"warning: {warning}")
+    if result.calibration is not None:
+        print(result.calibration.verdict())
+    if result.paths:
+        names = ", ".join(sorted(os.path.basename(p) for p in result.paths.values()))
+        print(f"report written to {result.spec.out}/ ({names})")
