@@ -203,9 +203,11 @@ class Posterior:
         arrays = {f"draws/{k}": v for k, v in self.draws.items()}
         if self.log_weights is not None:
             arrays["log_weights"] = self.log_weights
-        scalars = {}
+        scalars, nested = {}, {}
         for k, v in self.diagnostics.items():
-            if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float, bool, str)):
+            if isinstance(v, dict):  # e.g. SMC's counts of non-finite prior draws, by kind
+                nested[k] = {str(a): np.asarray(b).tolist() for a, b in v.items()}
+            elif np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float, bool, str)):
                 scalars[k] = np.asarray(v).item()
             else:
                 arrays[f"diagnostics/{k}"] = np.asarray(v)
@@ -213,6 +215,7 @@ class Posterior:
             "method": self.method,
             "log_evidence": self.log_evidence,
             "scalar_diagnostics": scalars,
+            "dict_diagnostics": nested,
             "settings": self.settings,
             "format": 1,
         }
@@ -234,6 +237,7 @@ class Posterior:
             }
             log_weights = data["log_weights"] if "log_weights" in data.files else None
         diagnostics.update(meta["scalar_diagnostics"])
+        diagnostics.update(meta.get("dict_diagnostics", {}))
         return cls(
             draws,
             method=meta["method"],

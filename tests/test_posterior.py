@@ -14,6 +14,7 @@ def posterior():
         "acceptance_rate": np.array([0.8, 0.7]),
         "step_size": 0.1,
         "log_density": rng.normal(size=(2, 500)),
+        "nonfinite_prior_draws": {"nan": 2, "-inf": 0},  # a dict, as SMC records it
     }
     return pi.Posterior(draws, method="test", diagnostics=diagnostics, settings={"x": 1})
 
@@ -50,6 +51,7 @@ def test_save_load_round_trip_is_exact(posterior, tmp_path):
         np.testing.assert_array_equal(loaded.draws[name], posterior.draws[name])
     np.testing.assert_array_equal(loaded.diagnostics["acceptance_rate"], [0.8, 0.7])
     assert loaded.diagnostics["step_size"] == 0.1 and loaded.settings == {"x": 1}
+    assert loaded.diagnostics["nonfinite_prior_draws"] == {"nan": 2, "-inf": 0}
     assert [p.name for p in tmp_path.iterdir()] == ["post.npz"]  # no temporary file left behind
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
 from probinfer.jobs.spec import JobError, JobSpec, read_job
 
-__all__ = ["run", "JobResult", "prepare"]
+__all__ = ["run", "JobResult", "prepare", "sweep_temporary_files"]
 
 # The MCMC runners' defaults in a job: four chains, as the summary's R-hat needs.
 _MCMC_DEFAULTS = {"num_chains": 4}
@@ -48,10 +48,12 @@ class Prepared:
 def prepare(job, *, out=None, base_dir=None):
     """Read and check everything a job names — keys, types, the model, its data and the method's
     settings — without compiling. Raises :class:`JobError` listing every problem found."""
-    spec = read_job(job, base_dir=base_dir)
+    problems = []
+    spec = read_job(job, base_dir=base_dir, problems=problems)
+    if spec is None:
+        raise JobError("\n".join(problems))
     if out is not None:
         spec.out = os.path.abspath(os.fspath(out))
-    problems = []
     runner = settings = model = example = arguments = data = None
     try:
         runner, settings = runner_settings(spec)
@@ -83,6 +85,16 @@ def _initialize_distributed(options):
             kwargs[key] = options[key]
     devices.initialize_distributed(**kwargs)
     return jax.process_index()
+
+
+def sweep_temporary_files(folder):
+    """Delete the temporary files (``.tmp-*``) that a writer killed mid-write left in ``folder``
+    and its ``checkpoints`` folder; the files they were to replace are intact."""
+    for where in (folder, os.path.join(folder, "checkpoints")):
+        if os.path.isdir(where):
+            for name in os.listdir(where):
+                if name.startswith(".tmp-"):
+                    os.remove(os.path.join(where, name))
 
 
 def _save_job(spec, folder):
@@ -159,6 +171,7 @@ def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=
         resumed = os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
     if writer:
         os.makedirs(folder, exist_ok=True)
+        sweep_temporary_files(folder)
         _save_job(spec, folder)
     say(f"model: {spec.model}; {target.dim} unconstrained dims")
     say(

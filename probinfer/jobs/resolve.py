@@ -33,10 +33,11 @@ def load_model(spec):
         example = models.get(name)
         return example.model, example
     where, _, function = name.rpartition(":")
+    given = spec.model_given.rpartition(":")[0] or where
     if where.endswith(".py"):
         if not os.path.isfile(where):
             raise JobError(
-                f"{spec.source}: 'model.name' names the file '{where}', which does not exist."
+                f"{spec.source}: 'model.name' names the file '{given}', which does not exist."
             )
         module_name = f"probinfer_job_{abs(hash(where))}"
         module_spec = importlib.util.spec_from_file_location(module_name, where)
@@ -45,7 +46,7 @@ def load_model(spec):
             module_spec.loader.exec_module(module)
         except Exception as exc:
             raise JobError(
-                f"{spec.source}: importing the model file '{where}' failed: "
+                f"{spec.source}: importing the model file '{given}' failed: "
                 f"{type(exc).__name__}: {exc}."
             ) from exc
     else:
@@ -61,7 +62,7 @@ def load_model(spec):
         close = difflib.get_close_matches(function, found, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise JobError(
-            f"{spec.source}: 'model.name': '{where}' has no function '{function}'{hint}."
+            f"{spec.source}: 'model.name': '{given}' has no function '{function}'{hint}."
         )
     return model, None
 

@@ -106,6 +106,7 @@ class JobSpec:
     report: dict = field(default_factory=dict)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
+    model_given: str = ""  # ``model.name`` as written (for messages)
 
 
 def _type_name(types):
@@ -141,10 +142,16 @@ def _table(value, key):
     return {"name": value} if isinstance(value, str) else dict(value)
 
 
-def read_job(job, *, base_dir=None):
+def read_job(job, *, base_dir=None, problems=None):
     """A :class:`JobSpec` from a TOML path or a dict, or a :class:`JobError` listing every
     problem. Relative paths resolve against the job file's folder (a dict's: ``base_dir`` or
-    the working directory). Method settings are checked later, against the runner."""
+    the working directory). Method settings are checked later, against the runner.
+
+    With a ``problems`` list, the problems are appended to it instead of raised, and a spec is
+    still returned when the model and the method are named (so the caller can check those too);
+    otherwise None."""
+    collect = problems
+    problems = []
     if isinstance(job, (str, os.PathLike)):
         source = os.fspath(job)
         if not os.path.isfile(source):
@@ -209,7 +216,12 @@ def read_job(job, *, base_dir=None):
                 f"{source}: 'data.file' must be a .csv, .npz or .parquet file, got "
                 f"'{data['file']}'."
             )
-    if problems:
+    named = _is(model.get("name"), (str,)) and _is(method.get("name"), (str,))
+    if collect is not None:
+        collect.extend(problems)
+        if not named or any("'data." in p or "'model." in p for p in problems):
+            return None
+    elif problems:
         raise JobError("\n".join(problems))
     settings = {k: v for k, v in method.items() if k != "name"}
     out = raw.get("out", "probinfer-report")
@@ -219,7 +231,7 @@ def read_job(job, *, base_dir=None):
         settings=settings,
         model_args=dict(model.get("args", {})),
         model_data=tuple(model.get("data", ())),
-        data_file=data_file,
+        data_file=data_file if os.path.isfile(data_file or "") else None,
         data_columns=dict(data.get("columns", {})),
         seed=raw.get("seed", 0),
         out=os.path.join(base_dir, out),
@@ -229,6 +241,7 @@ def read_job(job, *, base_dir=None):
         report=dict(raw.get("report", {})),
         source=source,
         raw=raw,
+        model_given=model["name"],
     )
 
 

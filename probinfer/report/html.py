@@ -107,7 +107,7 @@ def warnings_for(posterior, table):
     if divergent:
         found.append(
             f"{divergent} divergent transitions: the sampler missed part of the "
-            "posterior; reparameterise (non-centred) or raise target_accept."
+            "posterior; reparameterise (e.g. non-centred) or raise target_accept (e.g. 0.95)."
         )
     k = d.get("pareto_k")
     if k is not None and np.ndim(k) == 0 and float(k) > 0.7:

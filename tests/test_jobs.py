@@ -1,0 +1,355 @@
+"""Inference jobs: validation of job files, a user's model and CSV data against the exact
+posterior, checkpoint/resume (programmatic and with a real SIGKILL), atomic reports, and
+``probinfer run`` end to end."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import probinfer as pi
+from probinfer.jobs import JobError, prepare
+
+MODEL_PY = '''
+import probinfer as pi
+from probinfer import dist
+
+
+def regression(x, y=None, sigma=0.5, prior_sd=1.0):
+    """Conjugate: w ~ N(0, prior_sd² I), y ~ N(x w, sigma²)."""
+    w = pi.sample("w", dist.Normal(0.0, prior_sd).expand([x.shape[1]]).to_event(1))
+    with pi.plate("data", x.shape[0]):
+        pi.sample("y", dist.Normal(x @ w, sigma), obs=y)
+'''
+
+
+@pytest.fixture()
+def project(tmp_path):
+    """A folder with a user's model file and a CSV whose columns are out of the model's order."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = x @ np.array([1.0, -2.0]) + 0.5 * rng.normal(size=40)
+    (tmp_path / "model.py").write_text(MODEL_PY)
+    rows = ["label,b,a,note"] + [f"{y[i]:.6f},{x[i, 1]:.6f},{x[i, 0]:.6f},{i}" for i in range(40)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    return tmp_path
+
+
+def write_job(folder, text, name="job.toml"):
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """
+    seed = 3
+    out = "out"
+    [model]
+    name = "model.py:regression"
+    args = { sigma = 0.5 }
+    [data]
+    file = "data.csv"
+    columns = { x = ["a", "b"], y = "label" }
+    [method]
+    name = "smc"
+    num_particles = 400
+"""
+
+BAD = [
+    # (replace this, with this, expected message)
+    ("seed = 3", "sede = 3", "unknown key 'sede' (did you mean 'seed'?)"),
+    ("seed = 3", 'seed = "three"', "'seed' must be an integer"),
+    ("seed = 3", "seed = true", "'seed' must be an integer"),
+    ('name = "smc"', 'name = "smcc"', "unknown method 'smcc' (did you mean 'smc'?)"),
+    (
+        "num_particles = 400",
+        "num_particle = 400",
+        "method 'smc' has no setting 'method.num_particle' (did you mean 'num_particles'?)",
+    ),
+    ("num_particles = 400", "num_particles = 4.5", "'method.num_particles' must be an integer"),
+    ("num_particles = 400", "key = 1", "has no setting 'method.key'"),
+    ('file = "data.csv"', 'file = "missing.csv"', "'data.file' names 'missing.csv', which does"),
+    ('file = "data.csv"', 'file = "model.py"', "'data.file' must be a .csv, .npz or .parquet"),
+    (
+        'y = "label"',
+        'y = "lable"',
+        "'data.columns.y' names column 'lable', which 'data.csv' does not have (did you mean "
+        "'label'?)",
+    ),
+    ('y = "label"', "y = 3", "'data.columns.y' must be a column name or a list"),
+    ('y = "label"', 'y = "label", z = "a"', "'data.columns.z': the model takes no argument 'z'"),
+    (
+        "args = { sigma = 0.5 }",
+        "args = { sigmaa = 0.5 }",
+        "'model.args.sigmaa': the model takes no argument 'sigmaa' (did you mean 'sigma'?)",
+    ),
+    (
+        "args = { sigma = 0.5 }",
+        "args = { y = [1.0] }",
+        "['y'] are given both in 'model.args' and in 'data.columns'",
+    ),
+    (
+        'name = "model.py:regression"',
+        'name = "model.py:regresion"',
+        "'model.py' has no function 'regresion' (did you mean 'regression'?)",
+    ),
+    ('name = "model.py:regression"', 'name = "nofile.py:regression"', "names the file"),
+    (
+        'name = "model.py:regression"',
+        'name = "eight_school"',
+        "'eight_school' is not in the zoo (did you mean 'eight_schools'?)",
+    ),
+    ('name = "model.py:regression"', 'nam = "x"', "unknown key 'model.nam' (did you mean 'name'?)"),
+    (
+        '[method]\n    name = "smc"',
+        '[metod]\n    name = "smc"',
+        "unknown key 'metod' (did you mean 'method'?)",
+    ),
+    ('out = "out"', 'out = "out"\n    [report]\n    plots = "yes"', "'report.plots' must be true"),
+    ("seed = 3", "seed = 3 3", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BAD, ids=[b[2][:40] for b in BAD])
+def test_a_bad_job_file_gets_one_sentence_naming_the_key_and_the_file(project, old, new, message):
+    text = textwrap.dedent(GOOD)
+    old, new = textwrap.dedent(old), textwrap.dedent(new).replace("\n    ", "\n")
+    assert old.replace("\n    ", "\n") in text
+    path = write_job(project, text.replace(old.replace("\n    ", "\n"), new))
+    with pytest.raises(JobError) as info:
+        prepare(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(project):
+    text = (
+        textwrap.dedent(GOOD)
+        .replace("seed = 3", "sede = 3")
+        .replace("num_particles = 400", "num_particle = 400")
+    )
+    with pytest.raises(JobError) as info:
+        prepare(write_job(project, text))
+    assert "'sede'" in str(info.value) and "'method.num_particle'" in str(info.value)
+
+
+def test_a_job_needs_a_model_and_a_method(tmp_path):
+    with pytest.raises(JobError, match="'model' is missing") as info:
+        prepare({"method": "smc"})
+    assert "'method'" not in str(info.value).split("'model' is missing")[1]
+    with pytest.raises(JobError, match="'method' is missing"):
+        prepare({"model": "eight_schools"})
+    with pytest.raises(JobError, match="does not exist"):
+        prepare(tmp_path / "nope.toml")
+
+
+def test_columns_are_stacked_in_the_jobs_order_and_npz_arrays_go_by_name(project):
+    prepared = prepare(write_job(project, GOOD))
+    x = prepared.arguments["x"]
+    table = np.loadtxt(project / "data.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(x, table[:, [2, 1]], rtol=1e-6)
+    assert x.dtype == np.float32 and prepared.arguments["sigma"] == 0.5
+    text = GOOD.replace('file = "data.csv"', 'file = "data.npz"').replace(
+        'columns = { x = ["a", "b"], y = "label" }', ""
+    )
+    prepared = prepare(write_job(project, text))
+    assert prepared.arguments["x"].shape == (40, 2) and prepared.arguments["y"].shape == (40,)
+
+
+def test_parquet_data_reads_like_csv(project):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.read_csv(project / "data.csv").to_parquet(project / "data.parquet")
+    prepared = prepare(write_job(project, GOOD.replace("data.csv", "data.parquet")))
+    np.testing.assert_array_equal(
+        prepared.arguments["x"], prepare(write_job(project, GOOD, "csv.toml")).arguments["x"]
+    )
+
+
+def exact_posterior(project, sigma=0.5, prior_sd=1.0):
+    table = np.loadtxt(project / "data.csv", delimiter=",", skiprows=1)
+    x, y = table[:, [2, 1]], table[:, 0]
+    precision = np.eye(2) / prior_sd**2 + x.T @ x / sigma**2
+    cov = np.linalg.inv(precision)
+    return cov @ x.T @ y / sigma**2, np.sqrt(np.diag(cov))
+
+
+def test_a_users_model_and_csv_give_the_exact_posterior(project):
+    result = pi.run(write_job(project, GOOD), progress=False)
+    mean, sd = exact_posterior(project)
+    draws = result.posterior.sample(key=0, n=4000)["w"]
+    ess = float(pi.diagnostics.kish_ess(result.posterior.log_weights))
+    # SMC draws are correlated through resampling: allow 4 standard errors at the Kish ESS
+    # (which overstates the ESS of resampled particles only mildly at this size).
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * sd / np.sqrt(ess / 2))
+    np.testing.assert_allclose(draws.std(0), sd, rtol=0.15)
+    out = project / "out"
+    for name in [
+        "report.html",
+        "posterior.npz",
+        "posterior.nc",
+        "summary.csv",
+        "job.toml",
+        "posterior.png",
+        "pair.png",
+        "method.png",
+        "diagnostics.txt",
+    ]:
+        assert (out / name).stat().st_size > 0, name
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
+
+
+def test_a_second_run_resumes_from_the_checkpoint_with_identical_draws(project, monkeypatch):
+    """Interrupt after the first chunk (programmatically), resume, compare bit for bit."""
+    import probinfer.checkpoint as checkpoint
+
+    text = GOOD.replace(
+        'name = "smc"\n    num_particles = 400',
+        'name = "mcmc"\n    '
+        "num_chains = 2\n    num_draws = 300\n    num_warmup = 200\n    "
+        "checkpoint_every = 100",
+    )
+    whole = pi.run(write_job(project, text.replace('out = "out"', 'out = "whole"')), progress=False)
+    saves, real_save = [], checkpoint.save
+
+    def crash_after_two_saves(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(checkpoint, "save", crash_after_two_saves)
+    path = write_job(project, text)
+    with pytest.raises(KeyboardInterrupt):
+        pi.run(path, progress=False)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert not (project / "out" / "posterior.npz").exists()
+    resumed = pi.run(path, progress=False)
+    assert resumed.resumed
+    for site in whole.posterior.draws:
+        np.testing.assert_array_equal(resumed.posterior.draws[site], whole.posterior.draws[site])
+    again = pi.run(path, progress=False, fresh=True)
+    assert not again.resumed
+
+
+def _cli(args, cwd, **kwargs):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "probinfer.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+RESUME_JOBS = {
+    "mcmc": 'name = "mcmc"\n    num_chains = 2\n    num_draws = 3000\n    num_warmup = 300\n    '
+    "checkpoint_every = 100",
+    "smc": 'name = "smc"\n    num_particles = 2000\n    kernel = "rwm"\n    '
+    "num_mcmc_steps = 40\n    checkpoint_every = 1",
+    "sgmcmc": 'name = "sgmcmc"\n    batch_size = 8\n    num_steps = 40000\n    '
+    "checkpoint_every = 1000",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(RESUME_JOBS))
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_draws(project, method):
+    text = GOOD.replace('name = "smc"\n    num_particles = 400', RESUME_JOBS[method])
+    text = text.replace("[model]", '[model]\n    data = ["x", "y"]')
+    path = write_job(project, text)
+    whole = _cli(["run", str(path), "--out", str(project / "whole")], project)
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+    checkpoint = project / "out" / "checkpoints" / f"{method}.npz"
+    killed = _cli(["run", str(path)], project)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists() and not (project / "out" / "posterior.npz").exists(), (
+        "the run finished before it could be killed; make it longer"
+    )
+    resumed = _cli(["run", str(path)], project)
+    printed = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0 and "resuming from its checkpoint" in printed, printed
+    a = pi.Posterior.load(project / "whole" / "posterior.npz")
+    b = pi.Posterior.load(project / "out" / "posterior.npz")
+    for site in a.draws:
+        np.testing.assert_array_equal(a.draws[site], b.draws[site])
+
+
+ATOMIC = """
+import os, signal, sys
+from probinfer._utils import atomic_path
+with atomic_path(sys.argv[1]) as tmp, open(tmp, "w") as fh:
+    fh.write("half of a new report")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_write_killed_half_way_leaves_the_previous_file_intact(tmp_path):
+    report = tmp_path / "report.html"
+    report.write_text("the previous report")
+    code = subprocess.run([sys.executable, "-c", ATOMIC, str(report)]).returncode
+    assert code == -signal.SIGKILL
+    assert report.read_text() == "the previous report"
+    # The next job run on the folder sweeps the dead writer's temporary file away.
+    from probinfer.jobs.execute import sweep_temporary_files
+
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    sweep_temporary_files(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["report.html"]
+
+
+def test_probinfer_run_job_file_end_to_end(project):
+    text = GOOD.replace("num_particles = 400", "num_particles = 300")
+    path = write_job(project, text)
+    process = _cli(["run", str(path), "--out", "cli-out"], project)
+    printed = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, printed
+    assert "log evidence" in printed and "report written to" in printed
+    check_report_folder(project / "cli-out")
+
+
+def check_report_folder(folder):
+    """The PNGs are valid images; report.html embeds them and references no other file."""
+    import re
+
+    import matplotlib.image
+
+    pngs = [p for p in os.listdir(folder) if p.endswith(".png")]
+    assert "posterior.png" in pngs
+    for name in pngs:
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert matplotlib.image.imread(folder / name).ndim == 3, name
+    page = (folder / "report.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(sources) == len(pngs) and all(
+        s.startswith("data:image/png;base64,") for s in sources
+    )
+    assert pi.Posterior.load(folder / "posterior.npz").num_draws > 0
+
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "experiments", "jobs")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "job", sorted([f for f in os.listdir(EXAMPLES) if f.endswith(".toml")] + ["diabetes/job.toml"])
+)
+def test_every_example_job_runs_end_to_end(tmp_path, job):
+    process = _cli(["run", os.path.join(EXAMPLES, job), "--out", str(tmp_path / "out")], tmp_path)
+    printed = process.communicate(timeout=1200)[0]
+    assert process.returncode == 0, printed
+    check_report_folder(tmp_path / "out")
