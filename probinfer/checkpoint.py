@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer._utils import atomic_write_bytes
+from probinfer.devices import to_host
 from probinfer.errors import ProbinferError
 
 __all__ = ["path_for", "save", "load", "run_chunks", "boundaries"]
@@ -37,7 +38,16 @@ def path_for(checkpoint, runner):
 
 def save(path, fingerprint, progress, state, outputs):
     """Write ``progress`` (an int), the leaves of ``state`` and the list ``outputs`` of arrays to
-    ``path`` atomically (a reader sees the old file or the new one, never half of one)."""
+    ``path`` atomically (a reader sees the old file or the new one, never half of one). In a
+    multi-process run every process calls it (the state is gathered from all) and process 0
+    writes."""
+    state = to_host(state)
+    if jax.process_count() > 1:  # every process has read the old checkpoint before it changes
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("probinfer checkpoint")
+        if jax.process_index() != 0:
+            return
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -98,7 +108,7 @@ def run_chunks(advance, state, ends, *, path=None, fingerprint=None, restore=Non
             continue
         state, out = advance(state, start, stop)
         if out:  # a chunk may produce nothing (a warm-up phase)
-            out = [np.asarray(x) for x in out]
+            out = [to_host(x) for x in out]
             merged = zip(outputs, out, strict=True) if outputs is not None else None
             outputs = out if merged is None else [np.concatenate(p) for p in merged]
         start = stop

@@ -23,13 +23,13 @@ def _methods_help():
     """Every registered method and the settings a job (or ``--set``) may give it."""
     import inspect
 
-    from probinfer import runners
+    from probinfer.jobs.resolve import method_names, method_runner
     from probinfer.jobs.spec import RESERVED_SETTINGS
 
     lines = ["methods and their settings (a job's [method] table, or --set KEY=VALUE):"]
-    for name in runners.names():
+    for name in method_names():
         try:
-            runner, _ = runners.get(name)
+            runner = method_runner(name)
         except Exception as exc:  # a family that cannot be imported here
             lines.append(f"  {name}: unavailable ({exc})")
             continue
@@ -77,6 +77,11 @@ def _parser(with_methods=False):
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--out", default=None, help="report folder (default probinfer-report)")
     run.add_argument("--fresh", action="store_true", help="ignore a checkpoint; start over")
+    run.add_argument(
+        "--coordinator", default=None, help="multi-process run: host:port of process 0"
+    )
+    run.add_argument("--num-processes", type=int, default=None, help="multi-process run: size")
+    run.add_argument("--process-id", type=int, default=None, help="multi-process run: my index")
     calibrate = sub.add_parser(
         "calibrate", help="check a method's calibration on data simulated from a zoo model"
     )
@@ -120,8 +125,6 @@ def _job_from_flags(args):
 
 
 def _run(args):
-    import jax
-
     import probinfer as pi
     from probinfer.errors import ProbinferError
 
@@ -135,9 +138,24 @@ def _run(args):
         job = args.model
     else:
         job = _job_from_flags(args)
-    print(f"probinfer {pi.__version__} on {jax.default_backend()} ({jax.device_count()} device(s))")
     start = time.perf_counter()
-    pi.run(job, out=args.out, fresh=args.fresh, progress="auto", verbose=True)
+    distributed = {
+        k: v
+        for k, v in [
+            ("coordinator", args.coordinator),
+            ("num_processes", args.num_processes),
+            ("process_id", args.process_id),
+        ]
+        if v is not None
+    }
+    pi.run(
+        job,
+        out=args.out,
+        fresh=args.fresh,
+        progress="auto",
+        verbose=True,
+        distributed=distributed or None,
+    )
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 

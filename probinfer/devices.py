@@ -7,7 +7,10 @@ communication (a resampling gather, a sum over particles). Independent items (ch
 simulations) never communicate, so sharding them changes nothing but where they run; particle
 methods reduce over the axis, so N devices agree with one device up to float reduction order.
 
-``devices`` is, everywhere: ``None`` — every local device; an int ``k`` — the first ``k`` (``1``:
+In a multi-process run (:func:`initialize_distributed`) the devices are every process's, each
+process runs the same program on its share, and :func:`to_host` gathers a result.
+
+``devices`` is, everywhere: ``None`` — every device; an int ``k`` — the first ``k`` (``1``:
 no sharding); a sequence of ``jax.Device``; or a ``jax.sharding.Mesh`` with one axis.
 
 >>> sharding = leading_sharding(1024, devices=None)         # doctest: +SKIP
@@ -26,6 +29,8 @@ __all__ = [
     "constrain_leading",
     "num_devices",
     "devices_used",
+    "to_host",
+    "initialize_distributed",
 ]
 
 AXIS = "items"
@@ -40,13 +45,13 @@ def mesh(devices=None):
                 "probinfer.devices.mesh(...)."
             )
         return devices
-    local = jax.local_devices()
+    local = jax.devices()  # every process's devices: one process's own in a single-process run
     if devices is None:
         chosen = local
     elif isinstance(devices, (int, np.integer)):
         if not 1 <= int(devices) <= len(local):
             raise ProbinferError(
-                f"devices={devices}, but this process has {len(local)} device(s); pass a number "
+                f"devices={devices}, but the run has {len(local)} device(s); pass a number "
                 f"between 1 and {len(local)}, a list of devices or None for all."
             )
         chosen = local[: int(devices)]
@@ -115,3 +120,20 @@ def initialize_distributed(coordinator_address=None, num_processes=None, process
         num_processes=num_processes,
         process_id=process_id,
     )
+
+
+def to_host(x):
+    """``x`` (an array or a pytree of them) as NumPy arrays on this host. An array split over
+    several processes is gathered from all of them (a collective: in a multi-process run every
+    process must call it at the same point)."""
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if leaf.is_fully_replicated:
+                return np.asarray(leaf.addressable_data(0))
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf)
+
+    return jax.tree.map(one, x)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer._utils import as_key, atomic_write_bytes, key_or_warn
+from probinfer.devices import to_host
 from probinfer.diagnostics import kish_ess
 from probinfer.errors import ProbinferError
 
@@ -54,7 +55,8 @@ class Posterior:
     def __init__(
         self, draws, *, method, log_weights=None, log_evidence=None, diagnostics=None, settings=None
     ):
-        self.draws = {k: np.asarray(v) for k, v in draws.items()}
+        # to_host: draws split over the processes of a multi-process run are gathered here.
+        self.draws = {k: to_host(v) for k, v in draws.items()}
         leading = {v.shape[:2] for v in self.draws.values()}
         if len(leading) > 1 or any(v.ndim < 2 for v in self.draws.values()):
             raise ProbinferError(
@@ -63,7 +65,7 @@ class Posterior:
             )
         self.num_chains, self.num_draws = leading.pop() if leading else (0, 0)
         if log_weights is not None:
-            log_weights = np.asarray(log_weights, dtype=np.float64)
+            log_weights = np.asarray(to_host(log_weights), dtype=np.float64)
             if log_weights.shape != (self.num_chains, self.num_draws):
                 raise ProbinferError(
                     f"log_weights has shape {log_weights.shape}, draws have leading axes "
@@ -77,7 +79,9 @@ class Posterior:
         self.log_weights = log_weights
         self.log_evidence = None if log_evidence is None else float(log_evidence)
         self.method = method
-        self.diagnostics = dict(diagnostics or {})
+        self.diagnostics = {
+            k: to_host(v) if isinstance(v, jax.Array) else v for k, v in (diagnostics or {}).items()
+        }
         self.settings = dict(settings or {})
 
     # -- views -------------------------------------------------------------------------------------
@@ -141,7 +145,8 @@ class Posterior:
             idata = az.from_dict(posterior=posterior)
             ess_bulk = az.ess(idata, method="bulk")
             ess_tail = az.ess(idata, method="tail")
-            rhat = az.rhat(idata)
+            # R-hat needs two chains (ArviZ returns NaN for one, after logging a warning).
+            rhat = az.rhat(idata) if self.num_chains > 1 else None
         for name in sites:
             values = self.draws[name]
             shape = values.shape[2:]
@@ -154,7 +159,7 @@ class Posterior:
                     q05, q50, q95 = np.quantile(column, [0.05, 0.5, 0.95])
                     bulk = float(np.ravel(ess_bulk[name].values)[j])
                     tail = float(np.ravel(ess_tail[name].values)[j])
-                    r_hat = float(np.ravel(rhat[name].values)[j])
+                    r_hat = np.nan if rhat is None else float(np.ravel(rhat[name].values)[j])
                 else:
                     x = column.ravel()
                     mean = float(np.sum(weights * x))

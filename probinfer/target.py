@@ -443,6 +443,13 @@ class Target:
 
         return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
+    def observations(self):
+        """``{observed site: array}``: the data the model was compiled with — the ``x`` an
+        amortized estimator (``pi.npe``) is asked about when a job runs it on this target."""
+        _, substitute_fn = self._substitute_fn(jnp.zeros(self.dim, self.dtype))
+        tr = self._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn)
+        return {name: tr[name]["value"] for name in self.observed_sites}
+
     def simulate_observations(self, key, z):
         """One data set from the likelihood at the unconstrained point ``z (dim,)``:
         ``{observed site: array}`` (traceable; vmap it over points). This is how a method whose

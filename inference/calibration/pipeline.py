@@ -27,7 +27,7 @@ import numpy as np
 
 from probinfer import runners
 from probinfer._utils import as_key, lbfgs_minimise, legacy_kwargs, renamed
-from probinfer.devices import devices_used, shard_leading
+from probinfer.devices import devices_used, shard_leading, to_host
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
@@ -337,7 +337,8 @@ def _resolve(method):
         runner, draws_fn = runners.get(method)
         return method, draws_fn, (None if draws_fn else runner), None
     if hasattr(method, "sample") and callable(method.sample):
-        return type(method).__name__, None, None, method
+        name = getattr(method, "method", None)  # an AmortizedPosterior's "npe"
+        return (name if isinstance(name, str) else type(method).__name__), None, None, method
     if callable(method):
         return getattr(method, "__name__", "runner"), None, method, None
     raise ProbinferError(
@@ -368,7 +369,7 @@ def _vmapped(fn, target, keys, observations, batch_size, bar, devices=None):
                 _take(observations, start, stop, batch_size),
             )
             out = block(*shard_leading(inputs, devices))
-            outputs.append(np.asarray(out)[: stop - start])
+            outputs.append(to_host(out)[: stop - start])  # gathered over processes
             bar.update(stop - start)
     return np.concatenate(outputs)
 

@@ -200,9 +200,9 @@ def smc(
         "devices": 1 if sharding is None else _devices.num_devices(devices),
     }
     return Posterior(
-        jax.tree.map(lambda x: np.asarray(x)[None], constrained),
+        jax.tree.map(lambda x: x[None], _devices.to_host(constrained)),
         method="smc",
-        log_weights=np.asarray(state.log_weights)[None],
+        log_weights=_devices.to_host(state.log_weights)[None],
         log_evidence=float(state.log_evidence),
         diagnostics=diagnostics,
         settings=recorded,

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from probinfer.jobs.amortized import TRAINS_ESTIMATOR
 from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
 from probinfer.jobs.spec import JobError, JobSpec, read_job
 
@@ -64,11 +65,29 @@ def prepare(job, *, out=None, base_dir=None):
         arguments, data = model_arguments(spec, model, example)
     except JobError as exc:
         problems.append(str(exc))
+    problems.extend(_calibrate_problems(spec))
     if problems:
         raise JobError("\n".join(problems))
     if spec.method in ("mcmc", "nuts", "hmc", "mala", "rwm"):
         settings = {**_MCMC_DEFAULTS, **settings}
     return Prepared(spec, model, example, arguments, data, runner, settings)
+
+
+def _calibrate_problems(spec):
+    """``calibrate`` refits a registered runner on every simulation, or checks the estimator the
+    job trains; anything else is a problem of the job file."""
+    from probinfer import runners
+
+    if spec.calibrate is None:
+        return []
+    method = spec.calibrate.get("method", spec.method)
+    if method in runners.names() or (method == spec.method and method in TRAINS_ESTIMATOR):
+        return []
+    return [
+        f"{spec.source}: 'calibrate.method' '{method}' cannot be calibrated here (a trained "
+        f"estimator is checked only by the job that trains it); choose one of "
+        f"{runners.names()} or drop [calibrate]."
+    ]
 
 
 def _initialize_distributed(options):
@@ -85,6 +104,16 @@ def _initialize_distributed(options):
             kwargs[key] = options[key]
     devices.initialize_distributed(**kwargs)
     return jax.process_index()
+
+
+def _barrier(name):
+    """Wait for every process of a multi-process run (nothing in a single-process one)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def sweep_temporary_files(folder):
@@ -108,6 +137,13 @@ def _save_job(spec, folder):
         atomic_write_bytes(os.path.join(folder, "job.json"), text.encode())
 
 
+def _where():
+    import jax
+
+    processes = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return f"{jax.default_backend()} ({jax.device_count()} device(s){processes})"
+
+
 def _header(prepared, seconds, resumed):
     import jax
 
@@ -129,7 +165,9 @@ def _header(prepared, seconds, resumed):
     return lines
 
 
-def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=None):
+def run(
+    job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=None, distributed=None
+):
     """Run a job (a TOML path or a dict; see :mod:`probinfer.jobs.spec`) and write its report.
 
     The runner checkpoints into ``<out>/checkpoints`` after every chunk; running the same job
@@ -144,16 +182,20 @@ def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=
         progress: progress bars (``True``, ``False`` or ``"auto"``: on a terminal).
         verbose: print what runs, the summary table and where the report went.
         base_dir: folder that a dict job's relative paths are relative to.
+        distributed: ``{coordinator, num_processes, process_id}`` entries that override the
+            job's ``[distributed]`` table (``probinfer run --process-id`` passes them).
 
     Returns:
         :class:`JobResult`.
     """
     prepared = prepare(job, out=out, base_dir=base_dir)
     spec = prepared.spec
-    say = print if verbose else (lambda *a, **k: None)
     writer = True
-    if spec.distributed is not None:
-        writer = _initialize_distributed(spec.distributed) == 0
+    if spec.distributed is not None or distributed:
+        writer = _initialize_distributed({**(spec.distributed or {}), **(distributed or {})}) == 0
+    verbose = verbose and writer  # process 0 speaks for a multi-process run
+    progress = progress if writer else False
+    say = print if verbose else (lambda *a, **k: None)
     import probinfer as pi
 
     target = pi.compile(
@@ -164,15 +206,17 @@ def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=
     checkpoints = os.path.join(folder, "checkpoints")
     if fresh and os.path.isdir(checkpoints) and writer:
         shutil.rmtree(checkpoints)
+    _barrier("fresh")  # no process looks for a checkpoint before process 0 has deleted it
     accepts = inspect.signature(prepared.runner).parameters
     resumed = False
-    if "checkpoint" in accepts and writer:
+    if "checkpoint" in accepts:  # every process reads it; process 0 writes it
         settings["checkpoint"] = checkpoints
         resumed = os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
     if writer:
         os.makedirs(folder, exist_ok=True)
         sweep_temporary_files(folder)
         _save_job(spec, folder)
+    say(f"probinfer {pi.__version__} on {_where()}")
     say(f"model: {spec.model}; {target.dim} unconstrained dims")
     say(
         f"method: {spec.method} "
@@ -181,8 +225,16 @@ def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=
     )
     start = time.perf_counter()
     posterior = prepared.runner(target, key=spec.seed, progress=progress, **settings)
+    estimator = None
+    if spec.method in TRAINS_ESTIMATOR:
+        posterior, estimator = posterior
+        if writer:
+            os.makedirs(folder, exist_ok=True)
+            estimator.save(os.path.join(folder, "estimator.msgpack"))
     seconds = time.perf_counter() - start
-    calibration = _calibrate(prepared, say) if spec.calibrate is not None else None
+    calibration = None
+    if spec.calibrate is not None:
+        calibration = _calibrate(prepared, say, estimator)
     header = _header(prepared, seconds, resumed)
     title = spec.title or f"{spec.model.split(':')[-1].split('/')[-1]} ({spec.method})"
     paths = {}
@@ -197,19 +249,25 @@ def run(job, *, out=None, fresh=False, progress="auto", verbose=False, base_dir=
             plots=report.get("plots", True),
             max_components=report.get("max_components", 12),
         )
+        if estimator is not None:
+            paths["estimator.msgpack"] = os.path.join(folder, "estimator.msgpack")
     result = JobResult(posterior, paths, seconds, resumed, spec, calibration)
     if verbose:
         _print_summary(result, header)
     return result
 
 
-def _calibrate(prepared, say):
+def _calibrate(prepared, say, estimator=None):
+    """Calibrate the job's method (refitted on every simulation), another named method, or the
+    estimator the job trained (one vmapped program: no retraining)."""
     import probinfer as pi
 
     options = dict(prepared.spec.calibrate)
     method = options.pop("method", prepared.spec.method)
     kwargs = options.pop("settings", {})
     say(f"calibrating {method} on {options.get('num_sims', 200)} simulated data sets …")
+    if estimator is not None and method == prepared.spec.method:
+        method, kwargs = estimator, None
     return pi.calibrate(
         prepared.model,
         method,

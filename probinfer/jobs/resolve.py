@@ -176,15 +176,35 @@ def model_arguments(spec, model, example):
     return given, tuple(data)
 
 
+def method_names():
+    """Every method a job can name: the registered runners and the amortized trainers."""
+    from probinfer import runners
+    from probinfer.jobs.amortized import JOB_METHODS
+
+    return sorted(set(runners.names()) | set(JOB_METHODS))
+
+
+def method_runner(name):
+    """The function a job calls for method ``name`` (its signature lists the settings)."""
+    from probinfer import runners
+    from probinfer.jobs.amortized import JOB_METHODS
+
+    return JOB_METHODS[name]() if name in JOB_METHODS else runners.get(name)[0]
+
+
 def runner_settings(spec):
     """``(runner, settings)``: the registered runner of ``spec.method`` and the job's settings,
     each checked against the runner's signature (name and, where its default says, type)."""
-    from probinfer import runners
-
+    known = method_names()
+    if spec.method not in known:
+        close = difflib.get_close_matches(str(spec.method), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise JobError(
+            f"{spec.source}: 'method.name': unknown method '{spec.method}'{hint}; choose one "
+            f"of {known}."
+        )
     try:
-        runner, _ = runners.get(spec.method)
-    except JobError:
-        raise
+        runner = method_runner(spec.method)
     except Exception as exc:
         raise JobError(f"{spec.source}: 'method.name': {exc}") from None
     parameters = inspect.signature(runner).parameters

@@ -1,0 +1,65 @@
+"""Amortized methods as job methods: train an estimator on the model's own simulations, then ask
+it about the job's data.
+
+A registered runner fits a posterior to one data set (``runner(target, *, key, **settings) ->
+Posterior``). An amortized method trains once for every data set the model can produce, so a job
+runs it in two steps: train (checkpointed like any long loop), then evaluate the trained estimator
+at the observed values the model was compiled with (:meth:`Target.observations`). The estimator
+itself is written to the report folder (``estimator.msgpack``; ``pi.AmortizedPosterior.load``
+reads it back with the model), and a ``[calibrate]`` table checks the trained estimator — one
+vmapped program over the simulations, no retraining.
+
+``amortized_vi`` (AEVB) fits per-datum latents and globals on the job's own data: it returns a
+Posterior like any runner and is listed here only because it is not in the runner registry (a
+``calibrate`` by name would refit it for every simulation).
+"""
+
+import inspect
+
+import jax
+
+__all__ = ["JOB_METHODS", "npe_job"]
+
+
+def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
+    """Train :func:`probinfer.npe` on ``target``'s simulations and draw ``num_draws`` from q(θ | x)
+    at the target's observed data. Returns ``(Posterior, AmortizedPosterior)``."""
+    import probinfer as pi
+
+    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    train_key, draw_key = jax.random.split(key)
+    estimator = pi.npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
+    posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
+    return posterior, estimator
+
+
+def _signature(wrapper, trained):
+    """The wrapper's signature with the trained method's settings in place of ``**settings``, so
+    a job's settings are checked against the real ones."""
+    own = [p for p in inspect.signature(wrapper).parameters.values() if p.kind != p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    extra = [
+        p.replace(kind=p.KEYWORD_ONLY)
+        for name, p in inspect.signature(trained).parameters.items()
+        if name not in names and name not in ("model", "model_args", "model_kwargs", "data")
+    ]
+    return inspect.Signature(own + extra)
+
+
+def _npe():
+    import probinfer as pi
+
+    npe_job.__signature__ = _signature(npe_job, pi.npe)
+    return npe_job
+
+
+def _amortized_vi():
+    import probinfer as pi
+
+    return pi.amortized_vi
+
+
+# Job methods besides the registered runners: name → a function returning the job runner.
+JOB_METHODS = {"npe": _npe, "amortized_vi": _amortized_vi}
+# The ones that return (Posterior, trained estimator).
+TRAINS_ESTIMATOR = {"npe"}
