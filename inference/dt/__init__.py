@@ -7,16 +7,18 @@ new prior, or yesterday's posterior as today's prior, is one forward pass.
 >>> dt = pi.dt.train(model, key=0, num_steps=20_000)                  # doctest: +SKIP
 >>> prior = pi.dt.Mixture.gaussian(jnp.zeros(2), jnp.eye(2))          # doctest: +SKIP
 >>> dt.posterior(prior, {"y": y}).mean()                              # doctest: +SKIP
+>>> dt.save("dt.msgpack"); same = pi.dt.load("dt.msgpack", model)    # doctest: +SKIP
 """
 
 from probinfer.inference.dt.mixture import Mixture, linear_gaussian_update
-from probinfer.inference.dt.model import DT
+from probinfer.inference.dt.model import DT, load
 from probinfer.inference.dt.network import DistributionTransformer
 from probinfer.inference.dt.train import MetaPrior, train
 
 __all__ = [
     "train",
     "DT",
+    "load",
     "MetaPrior",
     "Mixture",
     "DistributionTransformer",

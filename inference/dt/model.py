@@ -1,22 +1,31 @@
 """A trained Distribution Transformer: ``posterior(prior, x)`` in one forward pass, ``update``
 for sequential inference (each posterior is the next batch's prior), ``estimator(prior)`` for
-``pi.calibrate``, and ``to_posterior`` for summaries and reports.
+``pi.calibrate``, ``to_posterior`` for summaries and reports, and ``save`` / :func:`load` (one
+flax msgpack file, written atomically; the model is code and is given again to ``load``).
 
 >>> post = dt.posterior(prior, {"y": y})            # a Mixture over unconstrained θ   # doctest: +SKIP
 >>> steps = dt.update(prior, [{"y": y1}, {"y": y2}], key=0)                                  # doctest: +SKIP
 >>> pi.calibrate(target, dt.estimator(prior), key=0)                                   # doctest: +SKIP
+>>> dt.save("dt.msgpack"); dt = pi.dt.load("dt.msgpack", model)                        # doctest: +SKIP
 """
 
+import dataclasses
+import json
+import os
+
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key
-from probinfer.errors import DataError
+from probinfer._utils import as_key, atomic_write_bytes
+from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.dt.mixture import Mixture
 from probinfer.posterior import Posterior
 
-__all__ = ["DT"]
+__all__ = ["DT", "load"]
+
+_FORMAT = "probinfer.dt/1"
 
 
 class DT:
@@ -97,8 +106,79 @@ class DT:
             diagnostics={"amortized": True},
         )
 
+    def save(self, path):
+        """Write the trained DT to ``path`` atomically: weights, the data standardisation, the
+        network's and meta-prior's settings and the loss curve. :func:`load` reads it back."""
+        meta = {
+            "format": _FORMAT,
+            "target": self.target.name,
+            "latent": _latent(self.target),
+            "observed": _observed(self.target),
+            "network": {f.name: getattr(self.network, f.name) for f in _fields(self.network)},
+            "meta_prior": dataclasses.asdict(self.meta_prior),
+            "settings": self.settings,
+        }
+        payload = {
+            "meta": json.dumps(meta, default=repr),
+            "params": jax.tree.map(np.asarray, self.params),
+            "x_loc": np.asarray(self.layout.loc),
+            "x_scale": np.asarray(self.layout.scale),
+            "loss": np.asarray(self.diagnostics.get("loss", np.zeros(0)), np.float32),
+        }
+        atomic_write_bytes(os.fspath(path), flax.serialization.msgpack_serialize(payload))
+        return os.fspath(path)
+
     def __repr__(self):
         return f"DT('{self.target.name}', {self.settings.get('network')})"
+
+
+def _fields(network):
+    return [f for f in dataclasses.fields(network) if f.name not in ("parent", "name")]
+
+
+def _latent(target):
+    return {k: list(v.shape) for k, v in target.latent_sites.items()}
+
+
+def _observed(target):
+    return {k: list(v) for k, v in target.observed_shapes.items()}
+
+
+def load(path, model, *, model_args=(), model_kwargs=None, data=()):
+    """The DT saved at ``path`` by :meth:`DT.save`, for ``model`` (the model function, Target,
+    zoo Example or name it was trained on — checked against the saved sites; ``model_args``,
+    ``model_kwargs`` and ``data`` as in :func:`train`)."""
+    from probinfer.inference.amortized.layout import ObservationLayout
+    from probinfer.inference.dt.network import DistributionTransformer
+    from probinfer.inference.dt.train import MetaPrior
+    from probinfer.target import as_target
+
+    if not os.path.exists(path):
+        raise DataError(f"no saved Distribution Transformer at '{path}'.")
+    with open(path, "rb") as f:
+        payload = flax.serialization.msgpack_restore(f.read())
+    meta = json.loads(payload.get("meta", "{}")) if isinstance(payload, dict) else {}
+    if meta.get("format") != _FORMAT:
+        raise ProbinferError(f"'{path}' is not a Distribution Transformer saved by probinfer.")
+    target = as_target(model, model_args, model_kwargs, data)
+    if _latent(target) != meta["latent"] or _observed(target) != meta["observed"]:
+        raise DataError(
+            f"'{path}' was trained on a model with latent sites {meta['latent']} and observed "
+            f"sites {meta['observed']}; '{target.name}' has {_latent(target)} and "
+            f"{_observed(target)}."
+        )
+    layout = ObservationLayout.from_target(target, "set")._replace(
+        loc=np.asarray(payload["x_loc"]), scale=np.asarray(payload["x_scale"])
+    )
+    return DT(
+        target=target,
+        network=DistributionTransformer(**meta["network"]),
+        params=jax.tree.map(jnp.asarray, payload["params"]),
+        layout=layout,
+        meta_prior=MetaPrior(**meta["meta_prior"]),
+        settings=meta["settings"],
+        diagnostics={"loss": np.asarray(payload["loss"])},
+    )
 
 
 class _Estimator:

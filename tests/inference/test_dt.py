@@ -1,6 +1,7 @@
 """Distribution Transformers: the mixture representation, the network's invariances, training
 against the exact linear-Gaussian posterior, sequential use and the estimator API."""
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ import numpyro.distributions as dist
 import pytest
 
 import probinfer as pi
-from probinfer.errors import DataError
+from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.dt import (
     DistributionTransformer,
     MetaPrior,
@@ -189,6 +190,25 @@ def test_sequential_update_and_posterior_api(short_dt):
     assert post.draws["theta"].shape == (1, 100, 2)
     draws = short_dt.estimator(prior).sample(jax.random.PRNGKey(0), data[0], 50)
     assert draws["theta"].shape == (50, 2)
+
+
+def test_save_and_load_give_the_same_posteriors(short_dt, tmp_path):
+    path = short_dt.save(tmp_path / "dt.msgpack")
+    loaded = pi.dt.load(path, line, model_kwargs=EXAMPLE)
+    prior = _random_prior(7)
+    data = simulate(prior, 3)
+    theta = jax.random.normal(jax.random.PRNGKey(3), (20, 2))
+    np.testing.assert_array_equal(
+        loaded.posterior(prior, data).log_prob(theta),
+        short_dt.posterior(prior, data).log_prob(theta),
+    )
+    np.testing.assert_array_equal(loaded.diagnostics["loss"], short_dt.diagnostics["loss"])
+    assert loaded.meta_prior == short_dt.meta_prior and loaded.settings == short_dt.settings
+    with pytest.raises(DataError, match="was trained on a model with latent sites"):
+        pi.dt.load(path, "normal_normal")
+    (tmp_path / "npe.msgpack").write_bytes(flax.serialization.msgpack_serialize({"meta": "{}"}))
+    with pytest.raises(ProbinferError, match="is not a Distribution Transformer"):
+        pi.dt.load(tmp_path / "npe.msgpack", line, model_kwargs=EXAMPLE)
 
 
 def test_bad_priors_get_one_clear_sentence(short_dt):
