@@ -23,8 +23,7 @@ def _methods_help():
     """Every registered method and the settings a job (or ``--set``) may give it."""
     import inspect
 
-    from probinfer.jobs.resolve import method_names, method_runner
-    from probinfer.jobs.spec import RESERVED_SETTINGS
+    from probinfer.jobs.resolve import method_names, method_runner, method_settings
 
     lines = ["methods and their settings (a job's [method] table, or --set KEY=VALUE):"]
     for name in method_names():
@@ -35,8 +34,7 @@ def _methods_help():
             continue
         settings = [
             f"{k}={p.default!r}" if p.default is not inspect.Parameter.empty else k
-            for k, p in inspect.signature(runner).parameters.items()
-            if k not in RESERVED_SETTINGS and p.kind is p.KEYWORD_ONLY
+            for k, p in method_settings(runner).items()
         ]
         lines.append(f"  {name}: " + ", ".join(settings))
     return "\n".join(lines)

@@ -192,6 +192,18 @@ def method_runner(name):
     return JOB_METHODS[name]() if name in JOB_METHODS else runners.get(name)[0]
 
 
+def method_settings(runner):
+    """``{name: inspect.Parameter}``: the settings a job may give ``runner`` — its keyword
+    parameters less the ones a job sets itself (key, progress, checkpoint, …) and the ones its
+    name fixes (``kernel`` of the ``hmc`` shorthand)."""
+    fixed = set(getattr(runner, "keywords", None) or ())
+    return {
+        k: p
+        for k, p in inspect.signature(runner).parameters.items()
+        if k not in RESERVED_SETTINGS and k not in fixed and p.kind is p.KEYWORD_ONLY
+    }
+
+
 def runner_settings(spec):
     """``(runner, settings)``: the registered runner of ``spec.method`` and the job's settings,
     each checked against the runner's signature (name and, where its default says, type)."""
@@ -207,11 +219,11 @@ def runner_settings(spec):
         runner = method_runner(spec.method)
     except Exception as exc:
         raise JobError(f"{spec.source}: 'method.name': {exc}") from None
-    parameters = inspect.signature(runner).parameters
-    valid = sorted(k for k in parameters if k not in RESERVED_SETTINGS)
+    parameters = method_settings(runner)
+    valid = sorted(parameters)
     problems = []
     for name, value in spec.settings.items():
-        if name not in parameters or name in RESERVED_SETTINGS:
+        if name not in parameters:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(
