@@ -119,6 +119,11 @@ BAD = [
         "'calibrate.method' 'amortized_vi' cannot be calibrated here",
     ),
     ('name = "smc"', 'name = "npe"\n    num_simulation = 10', "has no setting 'method.num_simul"),
+    (
+        'name = "smc"\n    num_particles = 400',
+        'name = "npe"\n    [calibrate]\n    settings = { num_steps = 3 }',
+        "'calibrate.settings' does not apply to 'npe'",
+    ),
 ]
 
 

@@ -25,9 +25,9 @@ def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **
     """Train :func:`probinfer.npe` on ``target``'s simulations and draw ``num_draws`` from q(θ | x)
     at the target's observed data. Returns ``(Posterior, AmortizedPosterior)``."""
     import probinfer as pi
+    from probinfer._utils import as_key
 
-    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
-    train_key, draw_key = jax.random.split(key)
+    train_key, draw_key = jax.random.split(as_key(key))
     estimator = pi.npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
     return posterior, estimator

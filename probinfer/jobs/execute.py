@@ -81,7 +81,14 @@ def _calibrate_problems(spec):
     if spec.calibrate is None:
         return []
     method = spec.calibrate.get("method", spec.method)
-    if method in runners.names() or (method == spec.method and method in TRAINS_ESTIMATOR):
+    if method == spec.method and method in TRAINS_ESTIMATOR:
+        if "settings" in spec.calibrate:
+            return [
+                f"{spec.source}: 'calibrate.settings' does not apply to '{method}': the "
+                "estimator the job trains is checked as it is, without retraining."
+            ]
+        return []
+    if method in runners.names():
         return []
     return [
         f"{spec.source}: 'calibrate.method' '{method}' cannot be calibrated here (a trained "
