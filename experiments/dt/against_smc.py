@@ -28,10 +28,12 @@ import numpy as np
 import numpyro.distributions as dist
 
 import probinfer as pi
-from probinfer.inference.dt import DistributionTransformer, MetaPrior, Mixture
+from probinfer.inference.dt import Mixture
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import HERE, one, per_prior_target, problems, summarise, timed_posterior, train_dt  # noqa: E402
 
 NUM_DATA = 20
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def logistic(x, y=None, logits=None, means=None, scale_tril=None):
@@ -50,53 +52,24 @@ def logistic(x, y=None, logits=None, means=None, scale_tril=None):
 EXAMPLE = {"x": jnp.linspace(-2, 2, NUM_DATA), "y": jnp.zeros(NUM_DATA)}
 
 
-def problems(num, key):
-    """``num`` random priors (a batched Mixture), true θ (num, 2) and data sets."""
-    target = pi.compile(logistic, **EXAMPLE)
-    k1, k2, k3 = jax.random.split(key, 3)
-    priors = MetaPrior().sample(k1, num, 2)
-    theta = jax.vmap(lambda p, k: p.sample(k, 1)[0])(priors, jax.random.split(k2, num))
-    data = jax.vmap(target.simulate_observations)(jax.random.split(k3, num), theta)
-    return priors, np.asarray(theta), {k: np.asarray(v) for k, v in data.items()}
-
-
-def one(tree, i):
-    return jax.tree.map(lambda a: a[i], tree)
-
-
-def per_prior_target(prior, data):
-    return pi.compile(
-        logistic,
-        x=data["x"],
-        y=data["y"],
-        logits=prior.logits,
-        means=prior.means,
-        scale_tril=prior.scale_tril,
-    )
-
-
 def smc_score(prior, data, theta, seed):
-    post = pi.smc(per_prior_target(prior, data), key=seed, num_particles=4000, progress=False)
+    post = pi.smc(
+        per_prior_target(logistic, prior, **data), key=seed, num_particles=4000, progress=False
+    )
     draws = post.sample(key=seed + 1, n=4000)["theta"]
     q = Mixture.fit(jnp.asarray(draws), 4, key=jax.random.PRNGKey(seed))
     return float(q.log_prob(jnp.asarray(theta)))
 
 
 def npe_score(prior, data, theta, seed):
-    target = per_prior_target(prior, data)
+    target = per_prior_target(logistic, prior, **data)
     est = pi.npe(target, key=seed, progress=False)
     return float(est.log_prob({"theta": theta[None]}, data)[0])
 
 
 def flow_vi_score(prior, data, theta, seed):
-    post = pi.flow_vi(per_prior_target(prior, data), key=seed, progress=False)
+    post = pi.flow_vi(per_prior_target(logistic, prior, **data), key=seed, progress=False)
     return float(post.log_prob({"theta": theta[None]})[0])
-
-
-def summarise(scores):
-    scores = np.asarray(scores, np.float64)
-    return {"mean": float(scores.mean()), "se": float(scores.std(ddof=1) / np.sqrt(scores.size)),
-            "n": int(scores.size)}  # fmt: skip
 
 
 def main(argv=None):
@@ -106,25 +79,9 @@ def main(argv=None):
     parser.add_argument("--smc", type=int, default=30, help="priors for SMC")
     parser.add_argument("--steps", type=int, default=10_000)
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    dt = pi.dt.train(
-        logistic,
-        key=0,
-        num_steps=args.steps,
-        batch_size=128,
-        network=DistributionTransformer(d_model=64, num_layers=2, num_heads=4),
-        model_kwargs=EXAMPLE,
-        checkpoint=os.path.join(HERE, "results", f"dt-run-{args.steps}"),
-        progress="auto",
-    )
-    train_seconds = time.perf_counter() - start
-    priors, theta, data = problems(args.priors, jax.random.PRNGKey(1))
-    q = dt.posterior(priors, data)  # compile once, then time
-    jax.block_until_ready(q.logits)
-    t = time.perf_counter()
-    q = dt.posterior(priors, data)
-    jax.block_until_ready(q.logits)
-    dt_seconds = (time.perf_counter() - t) / args.priors
+    dt, train_seconds = train_dt(logistic, EXAMPLE, args.steps, "dt-run")
+    priors, theta, data = problems(logistic, EXAMPLE, args.priors, jax.random.PRNGKey(1))
+    q, dt_seconds = timed_posterior(dt, priors, data)
     scores = {"dt": np.asarray(q.log_prob(jnp.asarray(theta)))}
     seconds = {"dt": dt_seconds}
     runs = [("smc", smc_score, args.smc), ("npe", npe_score, args.refit),

@@ -31,10 +31,12 @@ import numpy as np
 import numpyro.distributions as dist
 
 import probinfer as pi
-from probinfer.inference.dt import DistributionTransformer, MetaPrior, Mixture
+from probinfer.inference.dt import Mixture
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import HERE, one, per_prior_target, problems, summarise, timed_posterior, train_dt  # noqa: E402
 
 NUM_CONTEXT, NUM_TEST = 20, 10
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def hyper(theta):
@@ -81,34 +83,10 @@ def score(theta_draws, x, y, x_test, y_test):
     return float(jax.scipy.special.logsumexp(lp) - jnp.log(lp.shape[0]))
 
 
-def problems(num, key):
-    example = {
-        "x": jnp.linspace(0, 1, NUM_CONTEXT + NUM_TEST),
-        "y": jnp.zeros(NUM_CONTEXT + NUM_TEST),
-    }
-    target = pi.compile(gp, **example)
-    k1, k2, k3 = jax.random.split(key, 3)
-    priors = MetaPrior().sample(k1, num, 3)
-    theta = jax.vmap(lambda p, k: p.sample(k, 1)[0])(priors, jax.random.split(k2, num))
-    data = jax.vmap(target.simulate_observations)(jax.random.split(k3, num), theta)
-    return priors, np.asarray(theta), {k: np.asarray(v) for k, v in data.items()}
-
-
-def one(tree, i):
-    return jax.tree.map(lambda a: a[i], tree)
-
-
 def nuts_draws(prior, x, y, seed):
-    target = pi.compile(gp, x=x, y=y, logits=prior.logits, means=prior.means,
-                        scale_tril=prior.scale_tril)  # fmt: skip
+    target = per_prior_target(gp, prior, x=x, y=y)
     post = pi.mcmc(target, key=seed, num_chains=4, num_draws=500, num_warmup=500, progress=False)
     return post.draws["theta"].reshape(-1, 3), post
-
-
-def summarise(values):
-    values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(values.size)),
-            "n": int(values.size)}  # fmt: skip
 
 
 def main(argv=None):
@@ -118,26 +96,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10_000)
     args = parser.parse_args(argv)
     example = {"x": jnp.linspace(0, 1, NUM_CONTEXT), "y": jnp.zeros(NUM_CONTEXT)}
-    start = time.perf_counter()
-    dt = pi.dt.train(
-        gp,
-        key=0,
-        num_steps=args.steps,
-        batch_size=128,
-        network=DistributionTransformer(d_model=64, num_layers=2, num_heads=4),
-        model_kwargs=example,
-        checkpoint=os.path.join(HERE, "results", f"gp-dt-run-{args.steps}"),
-        progress="auto",
-    )
-    train_seconds = time.perf_counter() - start
-    priors, theta, data = problems(args.priors, jax.random.PRNGKey(1))
+    dt, train_seconds = train_dt(gp, example, args.steps, "gp-dt-run")
+    size = NUM_CONTEXT + NUM_TEST
+    whole = {"x": jnp.linspace(0, 1, size), "y": jnp.zeros(size)}
+    priors, theta, data = problems(gp, whole, args.priors, jax.random.PRNGKey(1))
     context = {k: v[:, :NUM_CONTEXT] for k, v in data.items()}
-    q = dt.posterior(priors, context)
-    jax.block_until_ready(q.logits)
-    t = time.perf_counter()
-    q = dt.posterior(priors, context)
-    jax.block_until_ready(q.logits)
-    dt_seconds = (time.perf_counter() - t) / args.priors
+    q, dt_seconds = timed_posterior(dt, priors, context)
     key = jax.random.PRNGKey(2)
     dt_draws = np.asarray(q.sample(key, 400))  # (400, P, 3)
     prior_draws = np.asarray(priors.sample(key, 400))
