@@ -12,7 +12,9 @@ Equal accuracy (issue 11 §2): on the conjugate linear regression (exact log Z),
 (adaptive move lengths) and BlackJAX (10 HMC steps of 10 leapfrog steps per temperature, handed
 our run's step size and mass at each N) at N = 125 … 4,000 particles, ``--seeds`` seeds each:
 root-mean-square log Z error and mean wall time per run. The time each needs to reach the same
-error — the smallest RMSE both reach, times interpolated on the log–log curve — and their ratio.
+error — the smallest RMSE both reach, times interpolated on the log–log curve — and their ratio;
+and, less noisy, the ratio of MSE × seconds at equal N (the ratio of times at equal accuracy when
+the variance falls as 1/N), pooled over N ≥ 500 with a bootstrap spread.
 
     pip install -e '.[bench]' && python experiments/bench/smc.py [--particles 1000]
 """
@@ -92,9 +94,11 @@ def blackjax_run(target, num_particles, step_size, inverse_mass):
 
 
 def equal_accuracy(target, exact, seeds, particle_counts=(125, 250, 500, 1000, 2000, 4000)):
-    """RMSE of log Z and mean seconds per run for both samplers at each N, and the time each
-    takes to reach the smallest RMSE both reach (log–log interpolation)."""
+    """RMSE of log Z and mean seconds per run for both samplers at each N; the time each takes
+    to reach the smallest RMSE both reach (log–log interpolation); and the pooled ratio of
+    MSE × seconds (see :func:`_work_ratio`)."""
     curves = {"probinfer": [], "blackjax": []}
+    errors_by = {"probinfer": [], "blackjax": []}
     for n in particle_counts:
         warm = pi.smc(target, key=0, num_particles=n, progress=False)  # compiles
         bj = blackjax_run(
@@ -116,6 +120,7 @@ def equal_accuracy(target, exact, seeds, particle_counts=(125, 250, 500, 1000, 2
                 start = time.perf_counter()
                 errors.append(run(seed) - exact)
                 seconds.append(time.perf_counter() - start)
+            errors_by[name].append(np.asarray(errors))
             curves[name].append(
                 {
                     "particles": n,
@@ -132,6 +137,36 @@ def equal_accuracy(target, exact, seeds, particle_counts=(125, 250, 500, 1000, 2
         "common_rmse": goal,
         "seconds_to_reach": times,
         "ratio_probinfer_over_blackjax": times["probinfer"] / times["blackjax"],
+        **_work_ratio(curves, errors_by, particle_counts),
+    }
+
+
+def _work_ratio(curves, errors_by, particle_counts, smallest=500, replicates=2000):
+    """Time to reach a log Z error ε is MSE(N) · seconds(N) / ε² when the variance falls as 1/N
+    and the time grows as N, so the ratio of MSE × seconds at the same N is the ratio of times
+    at equal accuracy, read at every N instead of where two noisy RMSE curves cross. Pooled as
+    the geometric mean over N ≥ ``smallest`` (below it fixed costs dominate the time), with a
+    bootstrap over seeds for its spread."""
+    rng = np.random.default_rng(0)
+    keep = [i for i, n in enumerate(particle_counts) if n >= smallest]
+
+    def pooled(draw):
+        logs = []
+        for i in keep:
+            work = {}
+            for name in curves:
+                errors = errors_by[name][i]
+                if draw:
+                    errors = errors[rng.integers(0, errors.size, errors.size)]
+                work[name] = np.mean(errors**2) * curves[name][i]["seconds"]
+            logs.append(np.log(work["probinfer"] / work["blackjax"]))
+        return float(np.exp(np.mean(logs)))
+
+    boot = np.log([pooled(True) for _ in range(replicates)])
+    return {
+        "work_ratio_probinfer_over_blackjax": pooled(False),
+        "work_ratio_log_sd": float(np.std(boot)),
+        "work_ratio_particles": [particle_counts[i] for i in keep],
     }
 
 
@@ -163,7 +198,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "smc.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)

@@ -48,7 +48,7 @@ def smc(
     kernel="hmc",
     target_ess=0.5,
     resampling="systematic",
-    resample_threshold=0.5,
+    resample_threshold=1.0,
     num_mcmc_steps=None,
     target_accept=None,
     temperatures=None,
@@ -73,7 +73,10 @@ def smc(
             ``probinfer.kernels.hmc(num_integration_steps=20)`` or your own).
         target_ess: conditional-ESS fraction each new temperature keeps (adaptive ladder).
         resampling: ``"systematic"``, ``"stratified"``, ``"residual"`` or ``"multinomial"``.
-        resample_threshold: resample when ESS < threshold · N.
+        resample_threshold: resample when ESS < threshold · N. The default 1 resamples at every
+            temperature: the adaptive ladder already brings the ESS down to ``target_ess · N``
+            at each step, and moving equally weighted particles gave a smaller log Z spread
+            than 0.5 on every zoo model tried (up to 2.3× on the breast-cancer regression).
         num_mcmc_steps: kernel steps per particle per temperature; None (default): adaptive —
             steps in blocks of 2 until the rank correlation of every coordinate (and of the log
             density) between the particles before and after the move is below
@@ -171,7 +174,8 @@ def smc(
     num_steps, error = int(num_steps), int(error)
     trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
     _raise_for(error, target, trace, num_steps, settings, census)
-    constrained = jax.vmap(target.constrain)(state.position)
+    constrain = cached_program(target, "constrain", lambda: jax.jit(jax.vmap(target.constrain)))
+    constrained = constrain(state.position)
     kernel = settings["kernel"]
     diagnostics = {
         "temperatures": np.concatenate([[0.0], trace.temperature]),
@@ -245,6 +249,10 @@ def _settings(
     if num_mcmc_steps is not None and int(num_mcmc_steps) < 1:
         raise ProbinferError(
             f"num_mcmc_steps must be ≥ 1 or None (adaptive), got {num_mcmc_steps}."
+        )
+    if not 0.0 <= float(resample_threshold) <= 1.0:
+        raise ProbinferError(
+            f"resample_threshold is a fraction of N in [0, 1], got {resample_threshold}."
         )
     if annealing not in ("temperature", "data"):
         raise ProbinferError(f"annealing must be 'temperature' or 'data', got '{annealing}'.")

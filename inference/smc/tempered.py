@@ -8,7 +8,8 @@ One step, on the particles as the previous move left them:
    keep the conditional ESS at ``target_ess · N`` (bisection; a fixed ladder may be given instead);
 2. reweight ``log w_i += g_i`` and accumulate ``log Z += log Σ_i W_i exp(g_i)`` (``W``: normalised
    previous weights) — ``log L = −∞`` gives ``g = −∞``, never ``0 · ∞ = NaN``;
-3. resample (systematic by default) when the ESS falls below ``resample_threshold · N`` or a
+3. resample (systematic by default) when the ESS falls below ``resample_threshold · N`` (by
+   default at every step: the adaptive ladder lowers the ESS to ``target_ess · N`` anyway) or a
    particle has weight zero;
 4. move every particle with MCMC steps of a kernel invariant for ``π_λ'`` — until the particles
    have decorrelated from where the move started (rank correlation, see ``_BLOCK`` below), or a
@@ -78,6 +79,7 @@ _BLOCK = 2
 _MIN_MOVES = 10
 _PRINCIPAL = 2
 _DECORRELATED = 0.1
+_DENSE_AXES = 64
 _MAX_MOVES = 50
 _GAIN = 1.0
 
@@ -153,7 +155,7 @@ def step(
     temperature=None,
     target_ess=0.5,
     resampling="systematic",
-    resample_threshold=0.5,
+    resample_threshold=1.0,
     num_mcmc_steps=None,
     chain_length=None,
     block_size=None,
@@ -263,21 +265,23 @@ def _fixed_move(kernel, log_density, step_size, inverse_mass, num_moves):
 
 def _principal_axes(positions, inverse_mass, iterations=30):
     """(dim, k): the leading ``_PRINCIPAL`` eigenvectors of the covariance of the particles scaled
-    by the kernel's scale (the directions a diagonally preconditioned kernel explores slowest),
-    by subspace iteration — N × dim work per iteration, no dim × dim matrix."""
+    by the kernel's scale (the directions a diagonally preconditioned kernel explores slowest):
+    from the dim × dim covariance (``eigh``) up to ``_DENSE_AXES`` dimensions, else by subspace
+    iteration — N × dim work per iteration, no dim × dim matrix."""
     dim = positions.shape[1]
     k = min(_PRINCIPAL, dim)
     scaled = positions / jnp.sqrt(inverse_mass)
     scaled = scaled - jnp.mean(scaled, axis=0)
+    if dim <= _DENSE_AXES:
+        basis = jnp.linalg.eigh(scaled.T @ scaled)[1][:, ::-1][:, :k]
+    else:
 
-    def iterate(_, basis):
-        return jnp.linalg.qr(scaled.T @ (scaled @ basis))[0]
+        def iterate(_, basis):
+            return jnp.linalg.qr(scaled.T @ (scaled @ basis))[0]
 
-    start = jnp.eye(dim, k, dtype=positions.dtype) + 1.0 / dim
-    return (
-        jax.lax.fori_loop(0, iterations, iterate, jnp.linalg.qr(start)[0])
-        / jnp.sqrt(inverse_mass)[:, None]
-    )
+        start = jnp.linalg.qr(jnp.eye(dim, k, dtype=positions.dtype) + 1.0 / dim)[0]
+        basis = jax.lax.fori_loop(0, iterations, iterate, start)
+    return basis / jnp.sqrt(inverse_mass)[:, None]
 
 
 def _summaries(kernel_states, axes):
@@ -289,17 +293,45 @@ def _summaries(kernel_states, axes):
     return jnp.concatenate(columns, axis=1)
 
 
-def _standardised_ranks(x):
-    """Ranks of each column scaled to mean 0, variance 1. Ties (resampled copies, a constant
-    column) are broken by particle index: the ranks are always a permutation of 0 … N − 1."""
-    n = x.shape[0]
-    ranks = jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(x.dtype)
-    return (ranks - (n - 1) / 2) / jnp.sqrt((n**2 - 1) / 12)
+class _RankReference(NamedTuple):
+    """The starting particles' summaries, ranked once: ``scores`` (N, k) their ranks
+    standardised, ``sorted`` (N, k) each column in increasing order (its empirical CDF)."""
+
+    scores: jax.Array
+    sorted: jax.Array
+
+
+def _cdf_scores(sorted_columns, x):
+    """(N, k): each column of ``x`` through the empirical CDF whose sorted sample is the matching
+    column of ``sorted_columns`` (a binary search: 15× cheaper than ranking by sorting on a
+    CPU), standardised to mean 0 and variance 1; a constant column scores 0, never NaN."""
+    position = jax.vmap(jnp.searchsorted, in_axes=(1, 1), out_axes=1)(sorted_columns, x)
+    position = position.astype(x.dtype)
+    centred = position - jnp.mean(position, axis=0)
+    spread = jnp.sqrt(jnp.mean(centred**2, axis=0))
+    return centred / jnp.where(spread > 0, spread, 1.0)
+
+
+def _rank_reference(before):
+    """One sort per column; tied values (resampled copies) share their rank."""
+    ordered = jnp.sort(before, axis=0)
+    return _RankReference(_cdf_scores(ordered, before), ordered)
+
+
+def _correlation_with(reference, after):
+    """(k,): Pearson's correlation of the starting ranks and ``F(after)``, ``F`` each column's
+    empirical CDF at the start. When the move keeps the marginal — it is invariant for π_λ' —
+    ``F(after)`` are the ranks of ``after`` up to noise, so this is Spearman's ρ;
+    ``after == before`` gives exactly 1."""
+    return jnp.mean(reference.scores * _cdf_scores(reference.sorted, after), axis=0)
 
 
 def rank_correlation(before, after):
-    """Spearman's ρ of each column of ``before`` and ``after`` (N, k) -> (k,)."""
-    return jnp.mean(_standardised_ranks(before) * _standardised_ranks(after), axis=0)
+    """Spearman's ρ of each column of ``before`` and ``after`` (N, k) -> (k,), the ranks of
+    ``after`` read from ``before``'s empirical CDF (:func:`_correlation_with`): exact for a map
+    that keeps the values' distribution (a permutation of them), the stopping statistic of the
+    adaptive move."""
+    return _correlation_with(_rank_reference(before), after)
 
 
 def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_mass, blocks):
@@ -313,7 +345,7 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
     threshold = max(_DECORRELATED, 3.0 / float(n) ** 0.5)
     states = map_blocks(lambda z: kernel.init(z, log_density), starts, block_size=blocks)
     axes = _principal_axes(starts, inverse_mass)
-    before = _standardised_ranks(_summaries(states, axes))  # ranked once, not every block
+    before = _rank_reference(_summaries(states, axes))  # ranked once, not every block
 
     def run_block(key, kernel_state, step_size, length):
         def one(kernel_state, key):
@@ -331,8 +363,7 @@ def _move_until_decorrelated(key, starts, kernel, log_density, tuning, inverse_m
         states, acceptance = map_blocks(
             lambda k, s: run_block(k, s, step_size, length), keys, states, block_size=blocks
         )
-        after = _standardised_ranks(_summaries(states, axes))
-        correlation = jnp.max(jnp.abs(jnp.mean(before * after, axis=0)))
+        correlation = jnp.max(jnp.abs(_correlation_with(before, _summaries(states, axes))))
         total = jnp.mean(acceptance)  # acceptance summed over the block's steps
         step_size = _adapt(step_size, total / length, target_accept)
         return states, steps + length, accepted + total, correlation, step_size

@@ -307,22 +307,29 @@ def test_old_argument_names_warn_and_mean_the_same():
     assert old.settings["annealing"] == "data" and old.settings["block_size"] == 100
 
 
-def test_rank_correlation_is_one_for_monotone_maps_and_noise_level_for_independent_columns():
-    """Spearman's ρ (the adaptive move length's stopping statistic): 1 for a monotone map, −1 for
-    a decreasing one, and for independent columns within 4/√N of 0 (its sd is 1/√(N − 1)).
-    Exact for a monotone map: ranks are scaled by their known mean (N − 1)/2 and sd √((N² − 1)/12)."""
+def test_rank_correlation_is_one_for_order_keeping_maps_and_noise_level_for_independent_columns():
+    """Spearman's ρ (the adaptive move length's stopping statistic; the ranks of ``after`` are read
+    from ``before``'s empirical CDF, which is exact when the values keep their distribution, as
+    under a move invariant for π_λ'): 1 for the same values, −1 for the values in reversed
+    order, and for independent columns within 4/√N of 0 (its sd is 1/√(N − 1)). For a monotone
+    map that changes the distribution (exp) it stays near 1 but is no longer exact."""
     from probinfer.inference.smc.tempered import rank_correlation
 
     key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
     n = 2000
     a = jax.random.normal(key_a, (n, 3))
     b = jax.random.normal(key_b, (n, 3))
-    rho = np.asarray(rank_correlation(a, jnp.stack([jnp.exp(a[:, 0]), -a[:, 1], b[:, 2]], 1)))
+    ranks = jnp.argsort(jnp.argsort(a[:, 1]))
+    reversed_values = jnp.sort(a[:, 1])[n - 1 - ranks]
+    rho = np.asarray(rank_correlation(a, jnp.stack([a[:, 0], reversed_values, b[:, 2]], 1)))
     np.testing.assert_allclose(rho[:2], [1.0, -1.0], atol=1e-5)
     assert abs(rho[2]) < 4 / np.sqrt(n)
-    # Ties (a constant column, resampled copies) are broken by index: noise level, never NaN.
+    assert 0.8 < float(rank_correlation(a[:, :1], jnp.exp(a[:, :1]))[0]) < 1.0
+    # Ties (a constant column, resampled copies): noise level or 0, never NaN.
     constant = np.asarray(rank_correlation(a[:, :1], jnp.zeros((n, 1))))
     assert np.isfinite(constant).all() and abs(constant[0]) < 4 / np.sqrt(n)
+    copies = jnp.repeat(a[: n // 4, :1], 4, axis=0)
+    np.testing.assert_allclose(np.asarray(rank_correlation(copies, copies)), [1.0], atol=1e-5)
 
 
 def test_principal_axes_find_the_slow_direction_of_a_correlated_cloud():
