@@ -179,6 +179,7 @@ class Coverage:
 
 _MOMENT_DRAWS = 256
 _UNROLL = 64  # up to this many coordinates the distance is summed slice by slice
+_PACKED = 1 << 15  # below this many samples, two counts share one int32 (low and high 16 bits)
 
 
 @partial(jax.jit, static_argnames=("normalize", "manhattan"))
@@ -216,18 +217,30 @@ def _statistics(samples, theta, references, key, *, normalize, manhattan):
 
     sample_distance = distance(samples, references[None])
     theta_distance = distance(theta, references)
-    counts = jnp.sum(sample_distance < theta_distance[None], axis=0)
+    closer = sample_distance < theta_distance[None]
     # A NaN or ±inf coordinate makes its distance non-finite: the finiteness check rides on the
-    # same pass (a finite sample whose distance overflows is told apart on the host).
-    finite = jnp.isfinite(sample_distance).all(0)
+    # same pass (a finite sample whose distance overflows is told apart on the host). Both counts
+    # go in one integer, so XLA reads the samples once for both (two reductions over the sample
+    # axis cost as much as the distances themselves on a CPU).
+    bounded = sample_distance <= jnp.finfo(sample_distance.dtype).max
+    num_samples = samples.shape[0]
+    if num_samples < _PACKED:
+        packed = jnp.sum(closer.astype(jnp.int32) + _PACKED * bounded.astype(jnp.int32), axis=0)
+        counts, finite = packed % _PACKED, packed // _PACKED == num_samples
+    else:
+        counts, finite = jnp.sum(closer, axis=0), bounded.all(0)
+
     # The standardised errors only label a failure (biased / too narrow / too wide), so their
-    # moments use the first 256 draws: on a CPU they would otherwise cost more than TARP itself.
-    # As matrix–vector products: XLA's CPU column reductions are several times slower.
-    subset = samples[:_MOMENT_DRAWS]
-    offset = (subset - theta[None]).reshape(subset.shape[0], -1)
-    weights = jnp.full((subset.shape[0],), 1.0 / subset.shape[0], samples.dtype)
-    first = (weights @ offset).reshape(theta.shape)
-    second = (weights @ (offset * offset)).reshape(theta.shape)
+    # moments use the first 256 draws, accumulated one draw at a time: XLA's CPU reductions over
+    # the leading axis (and matrix–vector products of a materialised square) were 6× slower.
+    def accumulate(j, sums):
+        offset = jax.lax.dynamic_index_in_dim(samples, j, 0, keepdims=False) - theta
+        return sums[0] + offset, sums[1] + offset * offset
+
+    moment_draws = min(num_samples, _MOMENT_DRAWS)
+    zeros = jnp.zeros_like(theta)
+    first, second = jax.lax.fori_loop(0, moment_draws, accumulate, (zeros, zeros))
+    first, second = first / moment_draws, second / moment_draws
     spread = jnp.sqrt(jnp.maximum(second - first**2, 0.0))
     errors = first / jnp.where(spread > 0, spread, jnp.inf)
     return counts, errors.mean(0), errors.var(0), finite
