@@ -455,6 +455,7 @@ NPE_JOB = """
 """
 
 
+@pytest.mark.slow  # 60-100 s on 2 cores; test_jobs.py runs on one worker, so it sets the pace
 def test_npe_job_trains_once_answers_for_the_jobs_data_and_calibrates_the_estimator(tmp_path):
     """An amortized method as a job: trained on the model's simulations, asked about the data the
     model was compiled with (a posterior for any other x would sit sds away from the exact one),
