@@ -31,19 +31,23 @@ import probinfer as pi
 from probinfer.inference.dt import Mixture
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, one, per_prior_target, problems, summarise, timed_posterior, train_dt  # noqa: E402
+from common import (  # noqa: E402
+    HERE,
+    mixture_prior,
+    one,
+    per_prior_target,
+    problems,
+    summarise,
+    timed_posterior,
+    train_dt,
+)
 
 NUM_DATA = 20
 
 
 def logistic(x, y=None, logits=None, means=None, scale_tril=None):
     """θ = (intercept, slope) ~ a Gaussian mixture prior; x ~ U(−2, 2); y ~ Bernoulli."""
-    if logits is None:
-        logits, means, scale_tril = jnp.zeros(1), jnp.zeros((1, 2)), jnp.eye(2)[None]
-    prior = dist.MixtureSameFamily(
-        dist.Categorical(logits=logits), dist.MultivariateNormal(means, scale_tril=scale_tril)
-    )
-    theta = pi.sample("theta", prior)
+    theta = pi.sample("theta", mixture_prior(logits, means, scale_tril, 2))
     with pi.plate("data", x.shape[0]):
         x = pi.sample("x", dist.Uniform(-2.0, 2.0), obs=x)
         pi.sample("y", dist.Bernoulli(logits=theta[0] + theta[1] * x), obs=y)

@@ -5,12 +5,24 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 
 import probinfer as pi
 from probinfer.inference.dt import DistributionTransformer, MetaPrior
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def mixture_prior(logits, means, scale_tril, dim):
+    """The experiments' θ prior: a Gaussian mixture with these components (the DT and the
+    per-prior baselines pass them), a standard normal in ``dim`` dimensions when none are given."""
+    if logits is None:
+        logits, means, scale_tril = jnp.zeros(1), jnp.zeros((1, dim)), jnp.eye(dim)[None]
+    return dist.MixtureSameFamily(
+        dist.Categorical(logits=logits), dist.MultivariateNormal(means, scale_tril=scale_tril)
+    )
 
 
 def train_dt(model, example, steps, name):

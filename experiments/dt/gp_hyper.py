@@ -34,7 +34,16 @@ import probinfer as pi
 from probinfer.inference.dt import Mixture
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, one, per_prior_target, problems, summarise, timed_posterior, train_dt  # noqa: E402
+from common import (  # noqa: E402
+    HERE,
+    mixture_prior,
+    one,
+    per_prior_target,
+    problems,
+    summarise,
+    timed_posterior,
+    train_dt,
+)
 
 NUM_CONTEXT, NUM_TEST = 20, 10
 
@@ -50,12 +59,7 @@ def kernel(theta, a, b):
 
 def gp(x, y=None, logits=None, means=None, scale_tril=None):
     """θ ~ a Gaussian mixture (the DT replaces it by its random priors); x ~ U(0, 1); y ~ GP."""
-    if logits is None:
-        logits, means, scale_tril = jnp.zeros(1), jnp.zeros((1, 3)), jnp.eye(3)[None]
-    prior = dist.MixtureSameFamily(
-        dist.Categorical(logits=logits), dist.MultivariateNormal(means, scale_tril=scale_tril)
-    )
-    theta = pi.sample("theta", prior)
+    theta = pi.sample("theta", mixture_prior(logits, means, scale_tril, 3))
     with pi.plate("data", x.shape[0]):
         x = pi.sample("x", dist.Uniform(0.0, 1.0), obs=x)
     cov = kernel(theta, x, x) + (hyper(theta)[2] + 1e-5) * jnp.eye(x.shape[0])
