@@ -139,6 +139,8 @@ def test_degenerate_and_bad_input():
         pi.smc(target, key=0, num_particles=1)
     with pytest.raises(ProbinferError, match="target_ess"):
         pi.smc(target, key=0, target_ess=1.5)
+    with pytest.raises(ProbinferError, match="resample_threshold is a fraction"):
+        pi.smc(target, key=0, resample_threshold=1.5)
     with pytest.raises(ProbinferError, match="annealing must be"):
         pi.smc(target, key=0, annealing="sometimes")
 
