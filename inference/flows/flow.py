@@ -59,10 +59,11 @@ class _Stack(nn.Module):
             elif self.kind == "radial":
                 stack.append(layers.Radial(self.dim))
             elif self.kind in ("nsf", "realnvp"):
-                mask = tuple(bool((j + i) % 2) for j in range(self.dim))
                 transform = "spline" if self.kind == "nsf" else "affine"
                 stack.append(
-                    layers.Coupling(mask, transform, self.hidden, self.num_bins, self.bound)
+                    layers.Coupling(
+                        self.dim, bool(i % 2), transform, self.hidden, self.num_bins, self.bound
+                    )
                 )
             else:
                 stack.append(layers.Autoregressive(self.dim, self.hidden, self.kind))

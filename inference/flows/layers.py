@@ -10,9 +10,12 @@ amortized inference); planar and radial layers take none.
 * :class:`Radial`: f(z) = z + β h(r)(z − z₀), h = 1/(α + r), r = ‖z − z₀‖, α = softplus(α̃),
   β = −α + softplus(β̃); det J = (1 + βh)^{d−1}(1 + βh − βr h²). Inverse in closed form (r solves
   a quadratic).
-* :class:`Coupling`: distrax's ``MaskedCoupling`` with an affine (RealNVP, Dinh et al. 2017) or
-  rational-quadratic spline (Durkan et al. 2019, identity outside [−B, B]) transform, its
-  parameters from an MLP of the unmasked coordinates (and the context).
+* :class:`Coupling`: one half of the coordinates transformed elementwise with parameters from an
+  MLP of the other half (and the context): affine (RealNVP, Dinh et al. 2017) or a
+  rational-quadratic spline (Durkan et al. 2019, :func:`rational_quadratic`; identity outside
+  [−B, B]). Written here rather than on distrax's ``MaskedCoupling``: splitting the halves
+  computes the conditioner's output and the spline for the transformed half only, which with our
+  spline made a default nsf step 2–3× cheaper on a CPU (measured in the module's note below).
 * :class:`Autoregressive`: an affine autoregressive layer with a MADE conditioner (Germain et al.
   2015): IAF (Kingma et al. 2016; sampling in one pass, density by d passes) or MAF
   (Papamakarios et al. 2017; density in one pass, sampling by d passes).
@@ -28,9 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer.inference.flows import _distrax
-
-__all__ = ["Planar", "Radial", "Coupling", "Autoregressive", "Reverse", "Affine", "MLP", "MADE"]
+__all__ = [
+    "rational_quadratic",
+    "Planar",
+    "Radial",
+    "Coupling",
+    "Autoregressive",
+    "Reverse",
+    "Affine",
+    "MLP",
+    "MADE",
+]
 
 _BISECTIONS = 60
 
@@ -128,42 +139,123 @@ class Radial(nn.Module):
         return x, -self._log_det(r, alpha, beta)
 
 
-class Coupling(nn.Module):
-    """``mask`` (d,) bools: True coordinates pass unchanged and condition the others."""
+_MIN_BIN = 1e-3  # smallest bin width and height, and smallest knot slope (as Durkan et al.'s code)
 
-    mask: tuple
+
+def _spline_knots(raw, bound):
+    """Knots of a rational-quadratic spline on [−B, B] from unconstrained ``raw`` (..., 3K − 1):
+    K widths and K heights (softmax, each at least ``_MIN_BIN``) and the K − 1 inner slopes
+    (softplus, at least ``_MIN_BIN``; raw 0 gives slope 1); the end slopes are 1, so the spline
+    joins the identity outside the interval. Returns (..., K + 1, 3): x, y and slope per knot."""
+    k = (raw.shape[-1] + 1) // 3
+    span = 2.0 * bound - k * _MIN_BIN
+    widths = jax.nn.softmax(raw[..., :k], -1) * span + _MIN_BIN
+    heights = jax.nn.softmax(raw[..., k : 2 * k], -1) * span + _MIN_BIN
+    offset = np.log(np.expm1(1.0 - _MIN_BIN))
+    slopes = jax.nn.softplus(raw[..., 2 * k :] + offset) + _MIN_BIN
+    pad = [(0, 0)] * (raw.ndim - 1) + [(1, 0)]
+    knots_x = jnp.pad(jnp.cumsum(widths, -1), pad) - bound
+    knots_y = jnp.pad(jnp.cumsum(heights, -1), pad) - bound
+    ones = jnp.ones(raw.shape[:-1] + (1,), raw.dtype)
+    return jnp.stack([knots_x, knots_y, jnp.concatenate([ones, slopes, ones], -1)], -1)
+
+
+def rational_quadratic(x, raw, bound, inverse=False):
+    """Elementwise monotone rational-quadratic spline (Durkan et al. 2019, "Neural Spline Flows",
+    eqs. 4–8) on [−B, B], the identity outside; returns ``(y, log|dy/dx|)`` of the map applied
+    (the inverse's when ``inverse``). ``x``: (...); ``raw``: (..., 3K − 1) unconstrained
+    parameters (:func:`_spline_knots`; all zeros is the identity).
+
+    In bin k with knots (x_k, y_k), slopes δ_k, s = (y_{k+1} − y_k)/(x_{k+1} − x_k) and
+    ξ = (x − x_k)/(x_{k+1} − x_k):
+    y = y_k + (y_{k+1} − y_k)[s ξ² + δ_k ξ(1 − ξ)] / [s + (δ_{k+1} + δ_k − 2s) ξ(1 − ξ)];
+    the inverse solves that quadratic in ξ by the root 2c / (−b − √(b² − 4ac)). Points outside
+    the interval are evaluated at 0 and replaced afterwards (the "double where"), so their
+    gradients are exactly the identity's, never NaN (ALGORITHMS §6). Tested against distrax's
+    ``RationalQuadraticSpline`` with the same knots.
+    """
+    knots = _spline_knots(raw, bound)
+    inside = jnp.abs(x) < bound
+    safe = jnp.where(inside, x, 0.0)
+    edges = knots[..., 1:-1, 1 if inverse else 0]
+    index = jnp.sum(safe[..., None] >= edges, -1)[..., None, None]
+    left = jnp.take_along_axis(knots, index, -2)[..., 0, :]
+    right = jnp.take_along_axis(knots, index + 1, -2)[..., 0, :]
+    width, height = right[..., 0] - left[..., 0], right[..., 1] - left[..., 1]
+    slope = height / width
+    d0, d1 = left[..., 2], right[..., 2]
+    curvature = d0 + d1 - 2.0 * slope
+    if inverse:
+        dy = safe - left[..., 1]
+        a = height * (slope - d0) + dy * curvature
+        b = height * d0 - dy * curvature
+        c = -slope * dy
+        xi = 2.0 * c / (-b - jnp.sqrt(jnp.maximum(b * b - 4.0 * a * c, 0.0)))
+        xi = jnp.clip(xi, 0.0, 1.0)
+    else:
+        xi = jnp.clip((safe - left[..., 0]) / width, 0.0, 1.0)
+    middle = xi * (1.0 - xi)
+    denominator = slope + curvature * middle
+    log_det = (
+        2.0 * jnp.log(slope)
+        + jnp.log(d1 * xi**2 + 2.0 * slope * middle + d0 * (1.0 - xi) ** 2)
+        - 2.0 * jnp.log(denominator)
+    )
+    if inverse:
+        out = left[..., 0] + xi * width
+        log_det = -log_det
+    else:
+        out = left[..., 1] + height * (slope * xi**2 + d0 * middle) / denominator
+    return jnp.where(inside, out, x), jnp.where(inside, log_det, 0.0)
+
+
+class Coupling(nn.Module):
+    """Coordinates [0, ⌊d/2⌋) and [⌊d/2⌋, d): ``flip=False`` transforms the second half given
+    the first, ``flip=True`` the first given the second (flows alternate them)."""
+
+    dim: int
+    flip: bool
     transform: str  # "affine" or "spline"
     hidden: tuple
     num_bins: int = 8
     bound: float = 5.0
 
     def setup(self):
-        dim = len(self.mask)
-        self.per_dim = 2 if self.transform == "affine" else 3 * self.num_bins + 1
-        self.net = MLP(self.hidden, dim * self.per_dim)
+        half = self.dim // 2
+        self.size = half if self.flip else self.dim - half
+        self.per_dim = 2 if self.transform == "affine" else 3 * self.num_bins - 1
+        if self.size:
+            self.net = MLP(self.hidden, self.size * self.per_dim)
 
-    def _bijector(self, context):
-        dim = len(self.mask)
+    def _split(self, x):
+        half = self.dim // 2
+        first, second = x[..., :half], x[..., half:]
+        return (second, first) if self.flip else (first, second)
 
-        def conditioner(x):
-            out = self.net(_with_context(x, context))
-            return out.reshape(x.shape[:-1] + (dim, self.per_dim))
-
-        def inner(params):
-            if self.transform == "affine":
-                log_scale = 2.0 * jnp.tanh(params[..., 1] / 2.0)
-                return _distrax.ScalarAffine(shift=params[..., 0], log_scale=log_scale)
-            return _distrax.RationalQuadraticSpline(
-                params, -self.bound, self.bound, boundary_slopes="identity"
-            )
-
-        return _distrax.MaskedCoupling(jnp.asarray(self.mask), conditioner, inner)
+    def _apply(self, x, context, inverse):
+        if not self.size:
+            return x, jnp.zeros(x.shape[:-1])
+        given, moved = self._split(x)
+        features = _with_context(given, context)
+        if features.shape[-1] == 0:  # d = 1 and no context: a learned map of nothing
+            features = jnp.zeros(x.shape[:-1] + (1,), x.dtype)
+        raw = self.net(features).reshape(moved.shape + (self.per_dim,))
+        if self.transform == "affine":
+            shift, log_scale = raw[..., 0], 2.0 * jnp.tanh(raw[..., 1] / 2.0)
+            if inverse:
+                out, log_det = (moved - shift) * jnp.exp(-log_scale), -log_scale
+            else:
+                out, log_det = moved * jnp.exp(log_scale) + shift, log_scale
+        else:
+            out, log_det = rational_quadratic(moved, raw, self.bound, inverse)
+        joined = (out, given) if self.flip else (given, out)
+        return jnp.concatenate(joined, -1), jnp.sum(log_det, -1)
 
     def forward(self, x, context=None):
-        return self._bijector(context).forward_and_log_det(x)
+        return self._apply(x, context, inverse=False)
 
     def inverse(self, y, context=None):
-        return self._bijector(context).inverse_and_log_det(y)
+        return self._apply(y, context, inverse=True)
 
 
 class MaskedDense(nn.Module):
