@@ -4,17 +4,19 @@ same targets, same steps, same ELBO particles, same process (issue 13's goal).
 Targets: the centred eight schools (a funnel; reference: NumPyro NUTS on the non-centred model,
 4 × 5,000 draws, from ``experiments/coin/results/accuracy.json``), the breast-cancer logistic
 regression (31 dims; the same file's NUTS reference) and Rezende & Mohamed's U1–U4 on the box
-[−4, 4]² (reference: moments on a 1,000 × 1,000 grid). Each method: ``--steps`` steps (5,000), 16 particles per step,
+[−4, 4]² (reference: moments on a 1,000 × 1,000 grid). Each method: ``--steps`` steps (5,000), ``--particles`` ELBO draws per step (32, our default) for all,
 ``--seeds`` seeds; NumPyro's guides at their default sizes with Adam at each of
 ``--numpyro-lrs`` (1e-3 and 1e-2; the better one is the comparison, the most favourable reading
 for the peer); ours with its defaults. Error: worst |mean − ref| / ref sd and worst |sd / ref sd − 1| over every latent
 coordinate, from 4,000 draws of the fitted guide. Speed: warm steps per second (our runner
 called twice, the second timed; NumPyro's ``svi.update`` in one jitted ``lax.scan``, compiled
-then timed).
+then timed). Equal time: each peer setting is run again for as many steps as it makes in the
+seconds our default run took (``*_equal_time`` rows; the question a user with a time budget
+asks).
 
 Writes ``experiments/bench/results/flows.json``.
 
-    pip install -e '.[bench]' && python experiments/bench/flows.py [--steps 5000] [--seeds 2]
+    pip install -e '.[bench]' && python experiments/bench/flows.py [--steps 5000] [--seeds 4]
 """
 
 import argparse
@@ -85,10 +87,16 @@ def errors(draws, reference):
     return worst_mean, worst_sd
 
 
-def ours(model, args, kwargs, steps, seed, flow="nsf"):
+def ours(model, args, kwargs, steps, seed, particles, flow="nsf"):
     target = pi.compile(model, *args, **kwargs)
     run = lambda: pi.flow_vi(  # noqa: E731
-        target, key=seed, flow=flow, num_steps=steps, num_draws=4000, progress=False
+        target,
+        key=seed,
+        flow=flow,
+        num_steps=steps,
+        num_particles=particles,
+        num_draws=4000,
+        progress=False,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a Pareto k̂ warning is reported below
@@ -100,13 +108,13 @@ def ours(model, args, kwargs, steps, seed, flow="nsf"):
     return draws, steps / seconds, post.diagnostics["pareto_k"]
 
 
-def numpyro_guide(kind, model, args, kwargs, steps, seed, learning_rate):
+def numpyro_guide(kind, model, args, kwargs, steps, seed, learning_rate, particles, timed=True):
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal
     from numpyro.optim import Adam
 
     guide = (AutoIAFNormal if kind == "iaf" else AutoBNAFNormal)(model)
-    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO(num_particles=16))
+    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO(num_particles=particles))
     state = svi.init(jax.random.PRNGKey(seed), *args, **kwargs)
 
     @jax.jit
@@ -117,7 +125,8 @@ def numpyro_guide(kind, model, args, kwargs, steps, seed, learning_rate):
 
         return jax.lax.scan(body, state, None, length=steps)
 
-    jax.block_until_ready(train(state))
+    if timed:  # compile and run once, then time a second run
+        jax.block_until_ready(train(state))
     start = time.perf_counter()
     state, losses = jax.block_until_ready(train(state))
     seconds = time.perf_counter() - start
@@ -129,7 +138,10 @@ def numpyro_guide(kind, model, args, kwargs, steps, seed, learning_rate):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument(
+        "--particles", type=int, default=32, help="ELBO draws per step, ours and the peers'"
+    )
     parser.add_argument("--only", nargs="*", help="target names to run")
     parser.add_argument(
         "--numpyro-lrs",
@@ -137,6 +149,9 @@ def main():
         type=float,
         default=[1e-3, 1e-2],
         help="Adam learning rates for NumPyro's guides; each reported, the best is the comparison",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=200_000, help="cap on a peer's equal-time steps"
     )
     parser.add_argument("--out", default=str(HERE / "results" / "flows.json"))
     args = parser.parse_args()
@@ -147,26 +162,36 @@ def main():
         if args.only and name not in args.only:
             continue
         rows[name] = {}
-        methods = ["probinfer_nsf"] + [
-            f"numpyro_{kind}_lr_{lr}" for kind in ("iaf", "bnaf") for lr in args.numpyro_lrs
-        ]
+        peers = [(kind, lr) for kind in ("iaf", "bnaf") for lr in args.numpyro_lrs]
+        methods = ["probinfer_nsf"] + [f"numpyro_{kind}_lr_{lr}" for kind, lr in peers]
+        # Equal time: each peer gets as many steps as it runs in the seconds our default took.
+        methods += [f"numpyro_{kind}_lr_{lr}_equal_time" for kind, lr in peers]
         for method in methods:
             runs = []
             for seed in range(args.seeds):
+                steps = args.steps
                 if method == "probinfer_nsf":
-                    draws, rate, k_hat = ours(model, a, kw, args.steps, seed)
+                    draws, rate, k_hat = ours(model, a, kw, steps, seed, args.particles)
                 else:
-                    _, kind, _, lr = method.split("_")
-                    draws, rate = numpyro_guide(kind, model, a, kw, args.steps, seed, float(lr))
+                    kind, lr = method.split("_")[1], float(method.split("_")[3])
+                    equal_time = method.endswith("_equal_time")
+                    if equal_time:
+                        ours_seconds = args.steps / rows[name]["probinfer_nsf"]["steps_per_s"]
+                        peer_rate = rows[name][method.removesuffix("_equal_time")]["steps_per_s"]
+                        steps = int(min(args.max_steps, round(ours_seconds * peer_rate)))
+                    draws, rate = numpyro_guide(
+                        kind, model, a, kw, steps, seed, lr, args.particles, timed=not equal_time
+                    )
                     k_hat = float("nan")
                 draws = {k: v for k, v in draws.items() if k in reference["mean"]}
-                runs.append((*errors(draws, reference), rate, k_hat))
+                runs.append((*errors(draws, reference), rate, k_hat, steps))
             runs = np.asarray(runs)
             rows[name][method] = {
                 "worst_mean_error_in_sd": float(runs[:, 0].mean()),
                 "worst_sd_relative_error": float(runs[:, 1].mean()),
                 "steps_per_s": float(runs[:, 2].mean()),
                 "pareto_k": float(runs[:, 3].mean()),
+                "steps": int(runs[0, 4]),
             }
             print(name, method, rows[name][method], flush=True)
         write_json(
@@ -174,6 +199,7 @@ def main():
             {
                 "steps": args.steps,
                 "seeds": args.seeds,
+                "particles": args.particles,
                 "rows": rows,
                 "backend": jax.default_backend(),
                 "machine": platform.processor() or platform.machine(),

@@ -62,7 +62,7 @@ class _Stack(nn.Module):
                 transform = "spline" if self.kind == "nsf" else "affine"
                 stack.append(
                     layers.Coupling(
-                        self.dim, bool(i % 2), transform, self.hidden, self.num_bins, self.bound
+                        self.dim, i % 2 == 0, transform, self.hidden, self.num_bins, self.bound
                     )
                 )
             else:
