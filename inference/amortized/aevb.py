@@ -30,10 +30,13 @@ from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, ModelError, ProbinferError
 from probinfer.inference.amortized.embeddings import MLPEmbedding, default_width
 from probinfer.inference.flows.flow import make_flow
+from probinfer.inference.flows.objectives import bound
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
-__all__ = ["amortized_vi", "EncoderPosterior"]
+__all__ = ["amortized_vi", "EncoderPosterior", "OBJECTIVES"]
+
+OBJECTIVES = ("elbo", "iwae", "piwae")
 
 _CHUNKS = 10
 
@@ -282,6 +285,7 @@ def amortized_vi(
     num_steps=5000,
     batch_size=None,
     num_particles=1,
+    objective="elbo",
     optimizer=None,
     num_draws=1000,
     checkpoint=None,
@@ -301,7 +305,16 @@ def amortized_vi(
         guide: ``"gaussian"`` (mean-field on the unconstrained globals) or ``"point"`` (MAP-like
             point estimate: q(θ) a point mass, no entropy term).
         num_steps: Adam steps; batch_size: data points per step (None: min(128, N));
-        num_particles: draws of (θ, z_B) per step.
+        num_particles: draws of (θ, z_B) per step (``"elbo"``), or K draws of each z_i given
+            one draw of θ (``"iwae"``, ``"piwae"``).
+        objective: ``"elbo"``; ``"iwae"``, the per-datum importance-weighted bound
+            log (1/K) Σ_k p(x_i, z_ik | θ) / q(z_ik | x_i) (Burda et al. 2016; a lower bound of
+            log p(x | θ) for each θ, so the whole is still a bound of log p(x)); or ``"piwae"``
+            (Rainforth et al. 2018, "Tighter Variational Bounds are Not Necessarily Better"):
+            the global guide follows the IWAE gradient, the encoder the MIWAE one (groups of 4
+            draws), because the encoder's gradient signal-to-noise ratio falls like 1/√K under
+            IWAE (``experiments/flows/snr.py`` measures it). ``num_particles`` must be a multiple
+            of 4 for ``"piwae"``.
         optimizer: optax GradientTransformation (None: Adam, 1e-2 for the guide and 1e-3 for
             the encoder, cosine decay to a tenth, clipping at norm 100).
         num_draws: draws of q(θ) kept as the posterior of the globals.
@@ -322,6 +335,13 @@ def amortized_vi(
     spec = _Spec(target, local)
     if guide not in ("gaussian", "point"):
         raise DataError(f"guide must be 'gaussian' or 'point', got {guide!r}.")
+    if objective not in OBJECTIVES:
+        raise DataError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+    if objective == "piwae" and int(num_particles) % 4:
+        raise DataError(
+            "objective='piwae' trains the encoder on MIWAE bounds over groups of 4 draws; "
+            f"num_particles must be a multiple of 4, got {num_particles}."
+        )
     batch_size = min(128, spec.num_data) if batch_size is None else int(batch_size)
     if not 1 <= batch_size <= spec.num_data:
         raise DataError(
@@ -336,23 +356,8 @@ def amortized_vi(
     key_init, key_fit, key_draws, key_eval = jax.random.split(as_key(key), 4)
     data = target.data
 
-    def elbo(params, key, index):
-        batch = {k: v[index] for k, v in data.items()}
-        inputs = spec.inputs(batch)
-
-        def one(key):
-            key_theta, key_z = jax.random.split(key)
-            theta, log_q_theta = _guide_draw(params["guide"], key_theta, guide)
-            u, log_q_z = net.sample_and_log_prob(params["encoder"], key_z, inputs)
-            total, rows, prior_rows = spec.terms(theta, u, batch)
-            scale = spec.num_data / index.shape[0]
-            value = total - log_q_theta + scale * jnp.sum(rows - log_q_z)
-            return value, jnp.mean(log_q_z - prior_rows)
-
-        values, kl = jax.vmap(one)(jax.random.split(key, num_particles))
-        return jnp.mean(values), jnp.mean(kl)
-
-    grad = jax.value_and_grad(lambda p, k, i: -elbo(p, k, i)[0])
+    elbo = _bound(spec, net, guide, data, "elbo", num_particles)
+    grad = jax.value_and_grad(_loss(spec, net, guide, data, objective, num_particles))
     show = should_show(progress, num_steps)
     bar = ProgressBar(num_steps, "amortized_vi", enabled=show)
 
@@ -387,6 +392,7 @@ def amortized_vi(
         "num_steps": num_steps,
         "batch_size": batch_size,
         "num_particles": num_particles,
+        "objective": objective,
         "encoder": repr(encoder),
         "optimizer": "custom" if custom else "default",
     }
@@ -421,6 +427,62 @@ def amortized_vi(
         },
         settings={"kernel": "amortized_vi", **fingerprint},
     )
+
+
+def _bound(spec, net, guide, data, objective, num_particles):
+    """``value(params, key, index) -> (bound, KL per datum)``: the minibatch estimate of the
+    objective's bound on log p(x) (full-data scale) for the data rows ``index``."""
+
+    def value(params, key, index):
+        batch = {k: v[index] for k, v in data.items()}
+        inputs = spec.inputs(batch)
+        scale = spec.num_data / index.shape[0]
+
+        def one(key, theta, log_q_theta):
+            u, log_q_z = net.sample_and_log_prob(params["encoder"], key, inputs)
+            total, rows, prior_rows = spec.terms(theta, u, batch)
+            return total - log_q_theta, rows - log_q_z, jnp.mean(log_q_z - prior_rows)
+
+        if objective == "elbo":
+
+            def joint(key):
+                key_theta, key_z = jax.random.split(key)
+                theta, log_q_theta = _guide_draw(params["guide"], key_theta, guide)
+                outer, log_w, kl = one(key_z, theta, log_q_theta)
+                return outer + scale * jnp.sum(log_w), kl
+
+            values, kl = jax.vmap(joint)(jax.random.split(key, num_particles))
+            return jnp.mean(values), jnp.mean(kl)
+        key_theta, key_z = jax.random.split(key)
+        theta, log_q_theta = _guide_draw(params["guide"], key_theta, guide)
+        outer, log_w, kl = jax.vmap(lambda k: one(k, theta, log_q_theta))(
+            jax.random.split(key_z, num_particles)
+        )
+        per_datum = jax.vmap(partial(bound, objective), in_axes=1)(log_w)  # log_w: (K, B)
+        return outer[0] + scale * jnp.sum(per_datum), jnp.mean(kl)
+
+    return value
+
+
+def _loss(spec, net, guide, data, objective, num_particles):
+    """The loss minimised: −bound; for PIWAE the guide's gradient comes from IWAE and the
+    encoder's from MIWAE (each evaluated with the other part's parameters stopped)."""
+    if objective != "piwae":
+        value = _bound(spec, net, guide, data, objective, num_particles)
+        return lambda params, key, index: -value(params, key, index)[0]
+    iwae = _bound(spec, net, guide, data, "iwae", num_particles)
+    miwae = _bound(spec, net, guide, data, "miwae", num_particles)
+    stop = jax.lax.stop_gradient
+
+    def loss(params, key, index):
+        for_guide = {"guide": params["guide"], "encoder": stop(params["encoder"])}
+        for_encoder = {"guide": stop(params["guide"]), "encoder": params["encoder"]}
+        bound_value = iwae(for_guide, key, index)[0]
+        # The second term's value is subtracted back out: the loss reads as −IWAE.
+        encoder_term = miwae(for_encoder, key, index)[0]
+        return -(bound_value + encoder_term - stop(encoder_term))
+
+    return loss
 
 
 def _init_params(spec, net, key):

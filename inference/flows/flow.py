@@ -4,7 +4,8 @@ elementwise affine map,
     x = f(z; θ),  z ~ N(0, I_d),   log q(x) = log N(z) − log|det ∂f/∂z|.
 
 :func:`make_flow` builds one by name — ``"planar"``, ``"radial"``, ``"realnvp"`` (affine
-coupling), ``"iaf"``, ``"maf"``, ``"nsf"`` (rational-quadratic spline coupling) — and returns a
+coupling), ``"iaf"``, ``"maf"``, ``"nsf"`` (rational-quadratic spline coupling), ``"nsf_ar"``
+(autoregressive rational-quadratic spline, MAF direction) — and returns a
 :class:`Flow`, whose parameters are a pytree and whose methods are pure functions of them:
 
 >>> flow = make_flow("nsf", dim=2)
@@ -28,7 +29,7 @@ from probinfer.inference.flows import layers
 
 __all__ = ["FLOWS", "Flow", "make_flow", "default_layers"]
 
-FLOWS = ("nsf", "realnvp", "iaf", "maf", "planar", "radial")
+FLOWS = ("nsf", "nsf_ar", "realnvp", "iaf", "maf", "planar", "radial")
 
 
 def default_layers(flow, dim):
@@ -66,7 +67,13 @@ class _Stack(nn.Module):
                     )
                 )
             else:
-                stack.append(layers.Autoregressive(self.dim, self.hidden, self.kind))
+                direction = "iaf" if self.kind == "iaf" else "maf"
+                transform = "spline" if self.kind == "nsf_ar" else "affine"
+                stack.append(
+                    layers.Autoregressive(
+                        self.dim, self.hidden, direction, transform, self.num_bins, self.bound
+                    )
+                )
                 if i < self.num_layers - 1:
                     stack.append(layers.Reverse())
         self.stack = stack

@@ -4,7 +4,7 @@ log w = log p(x) − log q(x) of K draws x = f(z) (to be maximised; the runner m
 * ``"elbo"``: mean(log w) — with sticking-the-landing gradients (Roeder et al. 2017: log q is
   evaluated with stopped parameters, which removes the score term whose expectation is zero;
   the gradient's variance vanishes when q = p) for the flows whose inverse is one pass (nsf,
-  realnvp, maf); the plain reparameterised gradient for the others (iaf, planar, radial: their
+  nsf_ar, realnvp, maf); the plain reparameterised gradient for the others (iaf, planar, radial: their
   inverse is iterative).
 * ``"iwae"``: log mean_k w_k (Burda et al. 2016), a tighter bound as K grows.
 * ``"miwae"``: the mean of M IWAE bounds of K/M draws each, M = K/4 groups of 4 (Rainforth et
@@ -29,7 +29,7 @@ from probinfer.errors import DataError
 __all__ = ["OBJECTIVES", "make_loss", "bound"]
 
 OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "annealed")
-_STL_FLOWS = ("nsf", "realnvp", "maf")
+_STL_FLOWS = ("nsf", "nsf_ar", "realnvp", "maf")
 _GROUP = 4
 
 

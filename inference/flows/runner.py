@@ -92,8 +92,9 @@ def flow_vi(
     Args:
         target: a compiled :class:`~probinfer.Target` with continuous latents.
         key: int seed or PRNG key.
-        flow: ``"nsf"`` (rational-quadratic spline coupling), ``"realnvp"``, ``"iaf"``,
-            ``"maf"``, ``"planar"`` or ``"radial"``.
+        flow: ``"nsf"`` (rational-quadratic spline coupling), ``"nsf_ar"`` (autoregressive
+            spline; sampling takes d passes), ``"realnvp"``, ``"iaf"``, ``"maf"``,
+            ``"planar"`` or ``"radial"``.
         num_layers: None for the flow's default (4 coupling/autoregressive layers, 32 maps).
         num_steps: optimisation steps.
         num_particles: draws of q per step (K of the bound).

@@ -278,3 +278,56 @@ def test_aevb_checkpoint_resume_gives_the_uninterrupted_fit(tmp_path, killed_aft
     assert saves == [20, 40, 60]
     np.testing.assert_array_equal(resumed.diagnostics["elbo"], whole.diagnostics["elbo"])
     np.testing.assert_array_equal(resumed.draws["w"], whole.draws["w"])
+
+
+def test_aevb_importance_weighted_bounds_and_the_piwae_gradient_split(ppca_fit):
+    """At the fitted encoder and a point W, for K = 16: the per-datum IWAE bound is at least the
+    ELBO (Jensen) and at most the exact log p(W) + log p(x | W), each within 4 standard errors
+    of 200 estimates; PIWAE's gradient is IWAE's for the global guide and MIWAE's for the
+    encoder, exactly (same draws), and its loss reads as −IWAE."""
+    import jax
+    from scipy import stats
+
+    from probinfer.inference.amortized import aevb
+
+    x, fit = ppca_fit
+    target = pi.compile(ppca, x[:100], data=("x",))
+    spec, net, params = aevb._Spec(target, ("z",)), fit.encoder, fit.params
+    data = {k: jnp.asarray(v) for k, v in target.data.items()}
+    index = jnp.arange(100)
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+
+    def estimates(objective):
+        value = aevb._bound(spec, net, "point", data, objective, 16)
+        return np.asarray(jax.jit(jax.vmap(lambda k: value(params, k, index)[0]))(keys))
+
+    elbo, iwae = estimates("elbo"), estimates("iwae")
+    w = np.asarray(fit.draws["w"][0, 0], np.float64)
+    exact = (
+        stats.multivariate_normal.logpdf(x[:100], np.zeros(5), w @ w.T + SIGMA**2 * np.eye(5)).sum()
+        + stats.norm.logpdf(w, 0.0, 10.0).sum()
+    )
+    se = np.hypot(elbo.std(), iwae.std()) / np.sqrt(200)
+    assert iwae.mean() >= elbo.mean() - 4 * se, (iwae.mean(), elbo.mean(), se)
+    assert iwae.mean() <= exact + 4 * iwae.std() / np.sqrt(200), (iwae.mean(), exact)
+
+    def gradient(objective, key):
+        return jax.grad(aevb._loss(spec, net, "point", data, objective, 16))(params, key, index)
+
+    key = jax.random.PRNGKey(1)
+    piwae, iwae_grad, miwae_grad = (gradient(o, key) for o in ("piwae", "iwae", "miwae"))
+    for a, b in zip(
+        jax.tree.leaves(piwae["guide"]), jax.tree.leaves(iwae_grad["guide"]), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(
+        jax.tree.leaves(piwae["encoder"]), jax.tree.leaves(miwae_grad["encoder"]), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    loss = aevb._loss(spec, net, "point", data, "piwae", 16)(params, key, index)
+    value = aevb._bound(spec, net, "point", data, "iwae", 16)(params, key, index)[0]
+    np.testing.assert_allclose(loss, -value, rtol=1e-6)
+    with pytest.raises(DataError, match="multiple of 4"):
+        pi.amortized_vi(target, key=0, local=("z",), objective="piwae", num_particles=6)
+    with pytest.raises(DataError, match="objective must be one of"):
+        pi.amortized_vi(target, key=0, local=("z",), objective="elbow")

@@ -82,12 +82,14 @@ def test_rational_quadratic_spline_matches_distrax_and_its_own_derivative():
         assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
 
-@pytest.mark.parametrize("kind", ["nsf", "realnvp"])
+@pytest.mark.parametrize("kind", ["nsf", "realnvp", "nsf_ar"])
 @pytest.mark.parametrize("dim", [1, 3, 4])
-def test_coupling_flows_log_det_matches_autodiff_in_odd_even_and_one_dimension(kind, dim):
+def test_coupling_and_spline_flows_log_det_matches_autodiff_in_odd_even_and_one_dimension(
+    kind, dim
+):
     """Coupling layers split the coordinates in halves (for d = 1 one layer maps the lone
-    coordinate, the next passes it): log|det J| equals the autodiff Jacobian's, and the inverse
-    undoes the forward map."""
+    coordinate, the next passes it), the autoregressive spline is triangular: log|det J|
+    equals the autodiff Jacobian's, and the inverse undoes the forward map."""
     flow = make_flow(kind, dim, num_layers=3)
     # 0.05 as in the test below: at 0.1 some splines reach the minimum slope 1e-3, where float32
     # inversion loses digits for ours and distrax's alike (measured: the same 0.03 error).
@@ -122,7 +124,7 @@ def test_every_flow_is_a_normalised_invertible_density(kind):
     assert abs(mass - 1.0) < 0.02, mass
 
 
-@pytest.mark.parametrize("kind", ["nsf", "maf", "iaf", "realnvp"])
+@pytest.mark.parametrize("kind", ["nsf", "nsf_ar", "maf", "iaf", "realnvp"])
 def test_conditional_flows_read_the_context(kind):
     """A conditional flow's density depends on the context and stays consistent with its
     sampler for each context."""
