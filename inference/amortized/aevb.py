@@ -324,7 +324,8 @@ def amortized_vi(
 
     Returns:
         :class:`EncoderPosterior` — draws of the globals; ``encode``, ``sample_local``,
-        ``amortization_gap``; diagnostics ``elbo`` (per step, full-data scale), ``elbo_final``
+        ``amortization_gap``; diagnostics ``elbo`` (per step, full-data scale: the objective's
+        bound, IWAE's for ``"iwae"`` and ``"piwae"``), ``elbo_final``
         and ``elbo_final_se`` (the full-data ELBO, 16 draws), ``kl_per_datum`` (the mean over data
         of E_q[log q(z_i | x_i) − log p(z_i | θ)]: near 0 means posterior collapse — the decoder
         ignores z).

@@ -211,6 +211,19 @@ def rational_quadratic(x, raw, bound, inverse=False):
     return jnp.where(inside, out, x), jnp.where(inside, log_det, 0.0)
 
 
+def _elementwise(v, raw, transform, bound, inverse):
+    """``(T(v), Σ log|T'|)`` over the last axis: ``"affine"``, T(v) = v exp(s) + m with
+    s = 2 tanh(raw₁ / 2) (bounded log-scale) and m = raw₀, or ``"spline"``
+    (:func:`rational_quadratic`); ``raw`` (..., d, per_dim); the inverse map when ``inverse``."""
+    if transform == "spline":
+        out, log_det = rational_quadratic(v, raw, bound, inverse)
+        return out, jnp.sum(log_det, -1)
+    shift, log_scale = raw[..., 0], 2.0 * jnp.tanh(raw[..., 1] / 2.0)
+    if inverse:
+        return (v - shift) * jnp.exp(-log_scale), -jnp.sum(log_scale, -1)
+    return v * jnp.exp(log_scale) + shift, jnp.sum(log_scale, -1)
+
+
 class Coupling(nn.Module):
     """Coordinates [0, ⌊d/2⌋) and [⌊d/2⌋, d): ``flip=False`` transforms the second half given
     the first, ``flip=True`` the first given the second (flows alternate them)."""
@@ -242,16 +255,9 @@ class Coupling(nn.Module):
         if features.shape[-1] == 0:  # d = 1 and no context: a learned map of nothing
             features = jnp.zeros(x.shape[:-1] + (1,), x.dtype)
         raw = self.net(features).reshape(moved.shape + (self.per_dim,))
-        if self.transform == "affine":
-            shift, log_scale = raw[..., 0], 2.0 * jnp.tanh(raw[..., 1] / 2.0)
-            if inverse:
-                out, log_det = (moved - shift) * jnp.exp(-log_scale), -log_scale
-            else:
-                out, log_det = moved * jnp.exp(log_scale) + shift, log_scale
-        else:
-            out, log_det = rational_quadratic(moved, raw, self.bound, inverse)
+        out, log_det = _elementwise(moved, raw, self.transform, self.bound, inverse)
         joined = (out, given) if self.flip else (given, out)
-        return jnp.concatenate(joined, -1), jnp.sum(log_det, -1)
+        return jnp.concatenate(joined, -1), log_det
 
     def forward(self, x, context=None):
         return self._apply(x, context, inverse=False)
@@ -319,26 +325,20 @@ class Autoregressive(nn.Module):
         self.per_dim = 2 if self.transform == "affine" else 3 * self.num_bins - 1
         self.made = MADE(self.dim, self.hidden, self.per_dim)
 
-    def _map(self, v, raw, inverse):
-        """Elementwise map of ``v`` with parameters ``raw`` (..., d, per_dim) and its log-det."""
-        if self.transform == "spline":
-            out, log_det = rational_quadratic(v, raw, self.bound, inverse)
-            return out, jnp.sum(log_det, -1)
-        shift, log_scale = raw[..., 0], 2.0 * jnp.tanh(raw[..., 1] / 2.0)
-        if inverse:
-            return (v - shift) * jnp.exp(-log_scale), -jnp.sum(log_scale, -1)
-        return v * jnp.exp(log_scale) + shift, jnp.sum(log_scale, -1)
+    def _step(self, v, given, context, inverse):
+        """The map of ``v`` with parameters read from ``given`` (v itself, or the solution)."""
+        return _elementwise(v, self.made(given, context), self.transform, self.bound, inverse)
 
     def _one_pass(self, v, context, inverse):
-        return self._map(v, self.made(v, context), inverse)
+        return self._step(v, v, context, inverse)
 
     def _sequential(self, v, context, inverse):
         """Solve the autoregressive map by d passes (exact after the last; d is static). The
         passes are unrolled: flax modules cannot be called inside ``lax.fori_loop``."""
         out = jnp.zeros_like(v)
         for _ in range(self.dim):
-            out = self._map(v, self.made(out, context), inverse)[0]
-        return out, self._map(v, self.made(out, context), inverse)[1]
+            out = self._step(v, out, context, inverse)[0]
+        return out, self._step(v, out, context, inverse)[1]
 
     def forward(self, z, context=None):
         if self.direction == "iaf":
