@@ -12,7 +12,14 @@ predictive can produce (ALGORITHMS §10).
   not improved for 20 epochs (sbi's rule) and 2,000 steps (small simulation budgets make short
   epochs, whose noisy validation losses would stop training too soon) — the best weights are
   kept.
-* Adam at 5·10⁻⁴ with gradients clipped at norm 5 (sbi's defaults).
+* Adam at 5·10⁻⁴ with gradients clipped at norm 5 (sbi's defaults). By default two copies train
+  side by side in one program on the same minibatches: one without weight decay, one with
+  decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of 1 on the embedding network's
+  weights; the copy with the lower validation loss is kept (``diagnostics["weight_decay"]``).
+  A flattened high-dimensional x overfits small simulation budgets (a 20-response regression at
+  10⁴ simulations: training loss 0.17 nats below the validation loss, posterior means off by
+  0.18–0.26 sd), which the decay cures (0.06–0.11 sd); a low-dimensional x with a curved
+  posterior (two moons) needs an unconstrained embedding, and the validation loss tells them apart.
 
 >>> post = pi.npe(model, key=0, num_simulations=10_000)           # doctest: +SKIP
 >>> post.sample(1, {"y": y_obs}, 1000)                            # doctest: +SKIP
@@ -41,9 +48,10 @@ __all__ = ["npe", "simulate_training_set"]
 
 _PATIENCE_EPOCHS = 20
 _PATIENCE_STEPS = 2_000
-_DECAYS = 2
+_STEP_DECAYS = 2
 _MAX_STEPS = 50_000
 _LEARNING_RATE = 5e-4
+_WEIGHT_DECAYS = (0.0, 1.0)  # the candidates of weight_decay="auto"
 
 
 def npe(
@@ -58,6 +66,7 @@ def npe(
     batch_size=256,
     validation_fraction=0.1,
     optimizer=None,
+    weight_decay="auto",
     block_size=10_000,
     checkpoint=None,
     progress="auto",
@@ -83,6 +92,10 @@ def npe(
         batch_size: simulations per step (the minibatch of the training set).
         validation_fraction: share of the simulations held out for early stopping, in (0, 0.5].
         optimizer: an optax GradientTransformation (None: Adam 5e-4, clipping at norm 5).
+        weight_decay: decoupled weight decay of the embedding network's parameters with the
+            default optimizer: ``"auto"`` (train with 0 and with 1 side by side, keep the one with
+            the lower validation loss) or a number (that one only). A custom ``optimizer``
+            carries its own (``optax.adamw``); then only ``"auto"`` or 0 are accepted.
         block_size: simulations drawn per compiled block (memory bound).
         checkpoint: folder or ``.npz`` path; training is saved after every epoch and resumes.
         progress: progress bar (True, False or ``"auto"``).
@@ -91,7 +104,8 @@ def npe(
         :class:`~probinfer.inference.amortized.AmortizedPosterior` (``sample(key, x, n)``,
         ``log_prob(theta, x)``, ``posterior(x, key=)``, ``save``); diagnostics
         ``train_loss`` and ``validation_loss`` per epoch (mean −log q of unconstrained θ),
-        ``best_epoch``, ``num_epochs``, ``num_steps``, ``num_dropped``, ``seconds``.
+        ``best_epoch``, ``num_epochs``, ``num_steps``, ``num_dropped``, ``seconds``, the chosen
+        ``weight_decay`` and each candidate's best validation loss (``validation_by_decay``).
 
     Example:
         >>> def model(y=None):
@@ -125,6 +139,7 @@ def npe(
         context_dim=output_size(module, layout.feature_shape),
     )
     custom_optimizer = optimizer is not None
+    decays = _decays(weight_decay, custom_optimizer)
     optimizer = optimizer or optax.chain(optax.clip_by_global_norm(5.0), optax.adam(_LEARNING_RATE))
 
     @jax.jit
@@ -133,12 +148,14 @@ def npe(
             "embedding": module.init(key, jnp.zeros((1, *layout.feature_shape))),
             "flow": flow_.init(jax.random.fold_in(key, 1)),
         }
-        return params, optimizer.init(params)
+        state = optimizer.init(params)
+        copies = len(decays)  # every candidate starts from the same weights
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (copies, *jnp.shape(x))), (params, state))
 
     params, opt_state = initialise(key_init)
     steps_per_epoch = max(1, train.size // batch)
     patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
-    program = _program(module, flow_, optimizer, batch, patience)
+    program = _program(module, flow_, optimizer, batch, patience, np.asarray(decays, np.float32))
     total = settings["num_steps"] or _MAX_STEPS
     arrays = (jnp.asarray(u[train]), jnp.asarray(features[train]))
     held_out = (jnp.asarray(u[val]), jnp.asarray(features[val]))
@@ -146,11 +163,11 @@ def npe(
         "params": params,
         "opt_state": opt_state,
         "best": params,
-        "best_loss": jnp.asarray(jnp.inf, jnp.float32),
-        "bad_epochs": jnp.zeros((), jnp.int32),
-        "best_epoch": jnp.zeros((), jnp.int32),
-        "lr_scale": jnp.ones((), jnp.float32),
-        "decays": jnp.zeros((), jnp.int32),
+        "best_loss": jnp.full(len(decays), jnp.inf, jnp.float32),
+        "bad_epochs": jnp.zeros(len(decays), jnp.int32),
+        "best_epoch": jnp.zeros(len(decays), jnp.int32),
+        "lr_scale": jnp.ones(len(decays), jnp.float32),
+        "decays": jnp.zeros(len(decays), jnp.int32),
     }
     bar = _bar(total, should_show(progress, total))
 
@@ -163,7 +180,8 @@ def npe(
             state, arrays, held_out, key_train, np.int32(epoch), positions
         )
         bar.update(stop - start)
-        bar.set_postfix(validation=f"{float(val_loss) + float(np.log(scale).sum()):.3f}")
+        best = float(np.nanmin(np.asarray(val_loss))) + float(np.log(scale).sum())
+        bar.set_postfix(validation=f"{best:.3f}")
         return state, [np.asarray(train_loss)[None], np.asarray(val_loss)[None]]
 
     path = path_for(checkpoint, "npe")
@@ -174,6 +192,7 @@ def npe(
         "embedding": repr(embedding),
         "num_layers": num_layers,
         "optimizer": "custom" if custom_optimizer else "default",
+        "weight_decay": list(decays),
         **settings,
     }
     with bar:
@@ -183,13 +202,21 @@ def npe(
             boundaries(total, steps_per_epoch),
             path=path,
             fingerprint=fingerprint,
-            done=lambda s: int(s["bad_epochs"]) >= patience,
+            done=lambda s: bool(np.all(np.asarray(s["bad_epochs"]) >= patience)),
         )
     offset = float(np.log(scale).sum())  # −log q of z = −log q of u + Σ log scale
+    chosen = int(np.argmin(np.asarray(state["best_loss"])))
+    ran = ~np.isnan(np.asarray(val_loss)[:, chosen])  # epochs before the chosen copy finished
+    val_loss = np.asarray(val_loss)[ran, chosen]
     diagnostics = {
-        "train_loss": np.asarray(train_loss) + offset,
-        "validation_loss": np.asarray(val_loss) + offset,
-        "best_epoch": int(state["best_epoch"]),
+        "train_loss": np.asarray(train_loss)[ran, chosen] + offset,
+        "validation_loss": val_loss + offset,
+        "weight_decay": float(decays[chosen]),
+        "validation_by_decay": {
+            float(d): float(v) + offset
+            for d, v in zip(decays, np.asarray(state["best_loss"]), strict=True)
+        },
+        "best_epoch": int(state["best_epoch"][chosen]),
         "num_epochs": int(len(val_loss)),
         "num_steps": int(min(total, len(val_loss) * steps_per_epoch)),
         "num_simulations": int(u.shape[0]),
@@ -201,7 +228,7 @@ def npe(
         flow=flow_,
         embedding=module,
         layout=layout,
-        params=state["best"],
+        params=jax.tree.map(lambda x: x[chosen], state["best"]),
         loc=loc.astype(np.float32),
         scale=scale.astype(np.float32),
         method="npe",
@@ -270,7 +297,21 @@ def simulate_training_set(target, layout, key, num_simulations, block_size):
     return z[finite], x[finite], dropped
 
 
-def _program(module, flow, optimizer, batch, patience):
+def _decays(weight_decay, custom_optimizer):
+    """The weight-decay candidates trained side by side."""
+    if isinstance(weight_decay, str) and weight_decay == "auto":
+        return (0.0,) if custom_optimizer else _WEIGHT_DECAYS
+    if isinstance(weight_decay, str) or not float(weight_decay) >= 0.0:
+        raise DataError(f"weight_decay must be 'auto' or a number ≥ 0, got {weight_decay!r}.")
+    if custom_optimizer and float(weight_decay) != 0.0:
+        raise DataError(
+            "weight_decay applies to the default optimizer; put the decay inside your own "
+            "(for instance optax.adamw) and leave weight_decay='auto'."
+        )
+    return (float(weight_decay),)
+
+
+def _program(module, flow, optimizer, batch, patience, decays):
     def nll(params, u, features):
         """−log q(u | x) per row."""
         context = module.apply(params["embedding"], features)
@@ -278,25 +319,31 @@ def _program(module, flow, optimizer, batch, patience):
 
     grad = jax.value_and_grad(lambda *a: jnp.mean(nll(*a)))
 
-    def step(arrays, order, lr_scale, carry, position):
+    def step(arrays, order, lr_scale, weight_decay, carry, position):
         params, opt_state = carry
         index = jax.lax.dynamic_slice(order, (jnp.maximum(position, 0) * batch,), (batch,))
         value, grads = grad(params, arrays[0][index], arrays[1][index])
         updates, new_state = optimizer.update(grads, opt_state, params)
+        # Decoupled weight decay of the embedding (AdamW's −η λ w), scaled with the step.
+        shrink = {"embedding": _LEARNING_RATE * weight_decay, "flow": 0.0}
+        updates = {
+            part: jax.tree.map(lambda u, w, c=shrink[part]: u - c * w, updates[part], params[part])
+            for part in updates
+        }
         updates = jax.tree.map(lambda x: lr_scale * x, updates)
         new = (optax.apply_updates(params, updates), new_state)
         active = position >= 0
         carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
         return carry, jnp.where(active, value, jnp.nan)
 
-    @jax.jit
-    def epoch(state, arrays, held_out, key, number, positions):
+    def one(state, weight_decay, arrays, held_out, key, number, positions):
         """Steps ``positions`` of epoch ``number`` (0-based), then the validation loss; after
         ``patience`` epochs without improvement the step shrinks tenfold from the best weights
-        (twice), after that training is done (``bad_epochs`` ≥ patience)."""
+        (twice), after that training is done (``bad_epochs`` ≥ patience) and the state frozen."""
+        old, finished = state, state["bad_epochs"] >= patience
         order = jax.random.permutation(jax.random.fold_in(key, number), arrays[0].shape[0])
         (params, opt_state), losses = jax.lax.scan(
-            partial(step, arrays, order, state["lr_scale"]),
+            partial(step, arrays, order, state["lr_scale"], weight_decay),
             (state["params"], state["opt_state"]),
             positions,
         )
@@ -305,7 +352,7 @@ def _program(module, flow, optimizer, batch, patience):
         better = val_loss < state["best_loss"]
         best = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, state["best"])
         bad_epochs = jnp.where(better, 0, state["bad_epochs"] + 1)
-        decay = (bad_epochs >= patience) & (state["decays"] < _DECAYS)
+        decay = (bad_epochs >= patience) & (state["decays"] < _STEP_DECAYS)
         state = {
             "params": jax.tree.map(lambda a, b: jnp.where(decay, a, b), best, params),
             "opt_state": opt_state,
@@ -316,7 +363,19 @@ def _program(module, flow, optimizer, batch, patience):
             "lr_scale": jnp.where(decay, 0.1 * state["lr_scale"], state["lr_scale"]),
             "decays": state["decays"] + decay,
         }
-        return state, jnp.nanmean(losses), val_loss
+        state = jax.tree.map(lambda a, b: jnp.where(finished, a, b), old, state)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        return (
+            state,
+            jnp.where(finished, nan, jnp.nanmean(losses)),
+            jnp.where(finished, nan, val_loss),
+        )
+
+    @jax.jit
+    def epoch(state, arrays, held_out, key, number, positions):
+        """One epoch of every weight-decay candidate (the leading axis of ``state``)."""
+        run = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None))
+        return run(state, decays, arrays, held_out, key, number, positions)
 
     return {"epoch": epoch}
 

@@ -5,11 +5,13 @@ Accuracy tolerances: the Monte Carlo error of a 2,000-draw mean is 0.02 posterio
 bounds below are the estimator's own accuracy spec — the root mean square over 50 new data sets of
 the mean's error within a quarter of a posterior sd and of the sd's relative error within 20 %
 (a KL of about 0.05 nats), which NPE reaches at 4,000 simulations with a set encoder and at
-10,000 with the flattened MLP embedding (slow tier).
+10,000 with the flattened MLP embedding (slow tier; there the weight-decayed copy is the one
+kept, 0.06–0.12 sd over 3 seeds, against 0.18–0.26 sd without decay).
 """
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import probinfer as pi
@@ -62,6 +64,14 @@ def test_npe_matches_the_exact_normal_posterior_for_new_data(normal_target, trai
         sd[0] * np.sqrt(2 * np.pi)
     )
     assert np.median(np.abs(np.asarray(trained.log_prob(theta, one)) - exact)) < 0.3
+    # Two weight-decay copies trained side by side; the kept one has the lower validation loss,
+    # and the reported curve is that copy's.
+    scores = trained.diagnostics["validation_by_decay"]
+    assert set(scores) == {0.0, 1.0}
+    assert trained.diagnostics["weight_decay"] == min(scores, key=scores.get)
+    np.testing.assert_allclose(
+        np.min(trained.diagnostics["validation_loss"]), min(scores.values()), rtol=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -80,6 +90,9 @@ def test_npe_on_linear_regression_with_the_default_flow_and_embedding():
         sd = np.array([np.sqrt(c[d, d]) for _, c in moments])
         mean_rms, sd_rms = _moment_errors(draws[..., d], mean, sd)
         assert mean_rms < 0.25 and sd_rms < 0.2, (d, mean_rms, sd_rms)
+    # The flattened 20-D x overfits 10⁴ simulations without decay (validation 0.20–0.27 nats
+    # against 0.07–0.16 with it, 3 seeds): the validation loss must pick the decayed copy.
+    assert post.diagnostics["weight_decay"] == 1.0, post.diagnostics["validation_by_decay"]
 
 
 def test_set_embedding_ignores_the_order_of_observations(normal_target, trained):
@@ -177,6 +190,10 @@ def test_bad_input_gets_one_clear_sentence(normal_target, trained):
         pi.npe(normal_target, key=0, embedding="cnn")
     with pytest.raises(DataError, match="validation_fraction"):
         pi.npe(normal_target, key=0, validation_fraction=0.0)
+    with pytest.raises(DataError, match="weight_decay must be"):
+        pi.npe(normal_target, key=0, weight_decay="strong")
+    with pytest.raises(DataError, match="optax.adamw"):
+        pi.npe(normal_target, key=0, optimizer=optax.adam(1e-3), weight_decay=0.5)
 
     def two_sizes(a=None, b=None):
         mu = pi.sample("mu", dist.Normal(0.0, 1.0))
