@@ -69,12 +69,20 @@ def amortized_snr(repeats):
         out[objective] = {"guide": [], "encoder": []}
         for k in AMORTIZED_KS:
             loss = aevb._loss(spec, fit.encoder, "point", data, objective, k)
-            grad = jax.jit(jax.vmap(lambda key, loss=loss: jax.grad(loss)(fit.params, key, index)))
-            grads = grad(jax.random.split(jax.random.PRNGKey(1), repeats))
+            keys = jax.random.split(jax.random.PRNGKey(1), repeats)
             for part in ("guide", "encoder"):
-                g = np.asarray(jax.flatten_util.ravel_pytree(grads[part])[0], np.float64)
-                g = g.reshape(repeats, -1)
-                out[objective][part].append(float(np.mean(np.abs(g.mean(0)) / g.std(0))))
+                # Flatten each draw's gradient (one row per key), then SNR per parameter.
+                flat = jax.jit(
+                    jax.vmap(
+                        lambda key, loss=loss, part=part: jax.flatten_util.ravel_pytree(
+                            jax.grad(loss)(fit.params, key, index)[part]
+                        )[0]
+                    )
+                )
+                g = np.asarray(flat(keys), np.float64)
+                live = g.std(0) > 0  # parameters the loss does not touch carry no SNR
+                snr = np.abs(g.mean(0)[live]) / g.std(0)[live]
+                out[objective][part].append(float(np.mean(snr)))
             print(objective, k, {p: v[-1] for p, v in out[objective].items()}, flush=True)
     return out
 
