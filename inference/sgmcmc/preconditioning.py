@@ -8,6 +8,8 @@ the minibatch gradient estimators.
   exact for a factorised prior) — positive even where the likelihood is not concave.
 * ``largest_eigenvalue``: power iteration on ``P^{1/2} H P^{1/2}`` with Hessian-vector products, to
   scale the step to the preconditioned curvature.
+* ``gradient_noise_eigenvalue``: the largest eigenvalue of the minibatch gradient's covariance in
+  the preconditioner's whitened coordinates, which bounds the SGLD step (:mod:`.pilot`).
 * ``gradient_estimator``: plain minibatch gradients or control variates (SGLD-CV).
 * ``Geometry``: all of the above for one target, computed lazily and once, for the kernels'
   ``prepare`` and default step sizes.
@@ -16,7 +18,7 @@ the minibatch gradient estimators.
 >>> precision = fisher_diagonal(target, mode)                    # doctest: +SKIP
 """
 
-from functools import cached_property
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,7 @@ __all__ = [
     "laplace_covariance",
     "fisher_diagonal",
     "largest_eigenvalue",
+    "gradient_noise_eigenvalue",
     "gradient_estimator",
     "Geometry",
 ]
@@ -143,6 +146,72 @@ def largest_eigenvalue(target, mode, preconditioner, *, key, num_iterations=30):
         return norms[-1]
 
     return float(run(key))
+
+
+def gradient_noise_eigenvalue(target, mode, preconditioner, *, batch_size, key, num_iterations=30):
+    """``λ_max`` of ``R^T Cov(ĝ) R`` at ``mode``: the minibatch gradient's noise in the coordinates
+    where the preconditioned SGLD step is isotropic (``R`` = chol(P), √P for a diagonal P, I for
+    None). ĝ draws ``batch_size`` data points with replacement (as the runner does), so
+    ``Cov(ĝ) = (N² / B) Cov_n(∇ log p(y_n | θ))``; power iteration on products with the
+    per-datum Jacobian J (one ``jvp`` and one ``vjp`` over the data each:
+    ``Cov_n u = JᵀJu / N − ḡ (ḡ·u)``). 0 when ``batch_size`` is N (full-data gradients).
+
+    SGLD's move ``(ε/2) P ĝ + √(ετ) R ξ`` in those coordinates has gradient noise of variance
+    ``(ε²/4) λ`` against injected noise ``ετ`` in the worst direction (Welling & Teh 2011: the
+    chain samples the posterior once the injected noise dominates)."""
+    n = target.num_data
+    if batch_size >= n:
+        return 0.0
+    kind = (
+        "none" if preconditioner is None else ("dense" if preconditioner.ndim == 2 else "diagonal")
+    )
+    run = cached_program(
+        target,
+        ("sgmcmc-gradient-noise", kind, int(num_iterations)),
+        lambda: jax.jit(partial(_noise_power_iteration, target, kind, int(num_iterations))),
+    )
+    root = None
+    if kind == "dense":
+        root = jnp.linalg.cholesky(preconditioner)
+    elif kind == "diagonal":
+        root = jnp.sqrt(preconditioner)
+    return float(run(mode, root, as_key(key))) * n * n / batch_size
+
+
+def _noise_power_iteration(target, kind, num_iterations, mode, root, key):
+    """``uᵀ R^T Cov_n(∇ log p(y_n | θ)) R u`` at the power iteration's last unit vector u."""
+    n = target.num_data
+    data = {k: jnp.asarray(v) for k, v in target.data.items()}
+    if kind == "none":
+        left = right = lambda v: v
+    elif kind == "dense":
+        left, right = (lambda v: root.T @ v), (lambda v: root @ v)
+    else:
+        left = right = lambda v: root * v
+
+    def per_datum(z):
+        # minibatch_log_density of one point is log prior + N log p(y_n | θ).
+        def one(i):
+            single = {k: jax.lax.dynamic_slice_in_dim(v, i, 1) for k, v in data.items()}
+            return target.minibatch_log_density(z, single)
+
+        return (jax.vmap(one)(jnp.arange(n)) - target.log_prior(z)) / n
+
+    _, pullback = jax.vjp(per_datum, mode)
+    mean = pullback(jnp.ones(n, mode.dtype))[0] / n
+
+    def product(v):
+        u = right(v)
+        covariance_u = pullback(jax.jvp(per_datum, (mode,), (u,))[1])[0] / n - mean * (mean @ u)
+        return left(covariance_u)
+
+    def step(v, _):
+        w = product(v)
+        return w / jnp.linalg.norm(w), None
+
+    v0 = jax.random.normal(key, (target.dim,), mode.dtype)
+    v, _ = jax.lax.scan(step, v0 / jnp.linalg.norm(v0), None, length=num_iterations)
+    return v @ product(v)
 
 
 def gradient_estimator(target, centre=None, centre_grad=None):

@@ -4,9 +4,11 @@ Defaults are the product (ALGORITHMS §9): with no kernel and no step size, the 
 mode (Adam on minibatches, then full-batch L-BFGS polish) and preconditions SGLD there,
 ``θ ← θ + (ε/2) P g + √ε P^{1/2} ξ``, with P the Laplace covariance ``(−∇² log π)⁻¹`` up to 1,000
 dimensions and the inverse of the diagonal Fisher precision above (BNNs) — the kernel
-``sgld(preconditioner="auto")``. The step is ``ε = 0.1 / max(1, λ)``, λ the largest eigenvalue of
-the preconditioned Hessian (power iteration; λ = 1 for the Laplace covariance, where the
-stationary variance is inflated by ~ε/4 = 2.5 % on a Gaussian). Chains start at the mode plus
+``sgld(preconditioner="auto")``. The curvature step is ``ε₀ = 0.1 / max(1, λ)``, λ the largest
+eigenvalue of the preconditioned Hessian (power iteration; λ = 1 for the Laplace covariance, where
+the stationary variance is inflated by ~ε/4 = 2.5 % on a Gaussian); a short pilot (:mod:`.pilot`)
+then picks among 1–100 × ε₀ by kernel Stein discrepancy, never above the step at which the
+minibatch gradient's noise outweighs the injected noise. Chains start at the mode plus
 noise of the Laplace (or Fisher) scale; the first 10 % of steps are dropped.
 
 Everything a kernel needs from the model (the mode, a preconditioner, group labels, a default step
@@ -26,8 +28,12 @@ from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
 from probinfer.inference.sgmcmc.legacy import kernel_from_legacy
 from probinfer.inference.sgmcmc.loop import run_blocks
-from probinfer.inference.sgmcmc.pilot import pilot_length, pilot_step_size
-from probinfer.inference.sgmcmc.preconditioning import Geometry, gradient_estimator
+from probinfer.inference.sgmcmc.pilot import NOISE_RATIO, pilot_length, pilot_step_size
+from probinfer.inference.sgmcmc.preconditioning import (
+    Geometry,
+    gradient_estimator,
+    gradient_noise_eigenvalue,
+)
 from probinfer.posterior import Posterior
 from probinfer.progress import should_show
 
@@ -165,8 +171,11 @@ def sgmcmc(
         step_size = kernel.default_step_size(geometry)
         if kernel.name == "sgld":
             static = (kernel.static, batch_size, bool(control_variates), num_chains)
+            bound = float("inf")
+            if not control_variates:
+                bound = _noise_bound(target, kernel, geometry, batch_size, key_mode)
             step_size, pilot = _pilot(
-                target, kernel, step, params, starts, key_mode, step_size, static, num_steps
+                target, kernel, step, params, starts, key_mode, step_size, static, num_steps, bound
             )
     step_sizes, keep = schedule.sizes(step_size, num_steps)
     keep = keep & (np.arange(num_steps) >= num_warmup)
@@ -220,9 +229,25 @@ def sgmcmc(
     return post
 
 
-def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps):
+def _noise_bound(target, kernel, geometry, batch_size, key):
+    """SGLD's largest step at which the injected noise still outweighs the minibatch gradient's
+    in every direction: ``4 κ τ / λ`` (:mod:`.pilot`, item 5); inf for full-data gradients."""
+    preconditioner = kernel.params.get("preconditioner")
+    noise = gradient_noise_eigenvalue(
+        target,
+        geometry.mode,
+        None if preconditioner is None else jnp.asarray(preconditioner),
+        batch_size=batch_size,
+        key=jax.random.fold_in(key, 11),
+    )
+    if not noise > 0:
+        return float("inf")
+    return 4.0 * NOISE_RATIO * float(kernel.params["temperature"]) / noise
+
+
+def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps, bound):
     """The step the KSD pilot chooses among multiples of the curvature step ``base``
-    (:mod:`.pilot`), with full-data scores."""
+    (:mod:`.pilot`), with full-data scores, never above ``bound``."""
     preconditioner = kernel.params.get("preconditioner")
     if preconditioner is None:
         scale = jnp.ones(target.dim, starts.dtype)
@@ -240,6 +265,7 @@ def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps):
         params=params,
         cache=(target, cache),
         num_steps=pilot_length(num_steps),
+        max_step=bound,
     )
 
 

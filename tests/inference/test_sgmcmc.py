@@ -329,6 +329,28 @@ def test_fisher_diagonal_and_power_iteration():
     assert largest_eigenvalue(TARGET, z, covariance, key=1) == pytest.approx(1.0, rel=1e-3)
 
 
+def test_gradient_noise_eigenvalue_against_brute_force():
+    """λ_max of R^T Cov(ĝ) R: the per-datum gradients by brute force (N × 3), their population
+    covariance times N² / B, whitened by the Laplace covariance's Cholesky factor or left alone;
+    0 for full-data gradients."""
+    import jax
+    import jax.numpy as jnp
+
+    from probinfer.inference.sgmcmc import laplace_covariance
+    from probinfer.inference.sgmcmc.preconditioning import gradient_noise_eigenvalue
+
+    z = jnp.asarray(MEAN, jnp.float32) + 0.1
+    grads = np.asarray(jax.jacrev(TARGET.log_likelihood_per_datum)(z), np.float64)  # (N, 3)
+    n, batch = grads.shape[0], 10
+    covariance = np.cov(grads.T, bias=True) * n * n / batch
+    laplace = laplace_covariance(TARGET, z)
+    root = np.linalg.cholesky(np.asarray(laplace, np.float64))
+    for preconditioner, whitened in [(None, covariance), (laplace, root.T @ covariance @ root)]:
+        value = gradient_noise_eigenvalue(TARGET, z, preconditioner, batch_size=batch, key=0)
+        assert value == pytest.approx(np.linalg.eigvalsh(whitened).max(), rel=1e-3)
+    assert gradient_noise_eigenvalue(TARGET, z, laplace, batch_size=n, key=0) == 0.0
+
+
 def test_fisher_preconditioned_sgld_keeps_the_mean():
     post = pi.sgmcmc(
         TARGET, key=9, kernel=sgld(preconditioner="fisher"), batch_size=10, num_steps=10_000
@@ -450,3 +472,12 @@ def test_step_size_pilot_grows_a_timid_step_and_keeps_a_stable_one():
     stable, table = pilot_step_size(step, State, starts, jax.random.PRNGKey(1), 0.5, **common)
     assert stable == 0.5, table
     assert np.isinf(table["ksd"][2:]).all(), table
+    # The minibatch-noise bound: no candidate above it wins; below every candidate, it is the step.
+    capped, table = pilot_step_size(
+        step, State, starts, jax.random.PRNGKey(0), 1e-4, max_step=5e-4, **common
+    )
+    assert capped <= 5e-4 and table["max_step"] == 5e-4, table
+    floor, _ = pilot_step_size(
+        step, State, starts, jax.random.PRNGKey(1), 0.5, max_step=0.2, **common
+    )
+    assert floor == 0.2
