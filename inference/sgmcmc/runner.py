@@ -75,7 +75,9 @@ def sgmcmc(
         num_steps: steps per chain.
         step_size: ε; None: the kernel's default from the geometry at the mode (0.1 / max(1, λ)
             preconditioned; 0.1 σ²_min for SGLD/SGHMC/structured, 0.3 σ_min for SGNHT,
-            0.1 min(σ²_min, η) for Entropy-MCMC; pSGLD needs one). With a schedule, ε is its peak.
+            0.1 min(σ²_min, η) for Entropy-MCMC; pSGLD needs one); for SGLD that step is the
+            base of the KSD pilot, which picks 1–100× it, never above the minibatch-noise bound
+            (:mod:`.pilot`). With a schedule, ε is its peak.
         num_chains: parallel chains (vmapped; sharded over ``devices``).
         thinning: keep one position every ``thinning`` steps.
         num_warmup: steps dropped at the start (burn-in; default num_steps // 10).
