@@ -98,13 +98,17 @@ class Coverage:
 
     def diagnosis(self, level=0.05):
         """``(label, evidence)``: label in {"calibrated", "over-confident", "under-confident",
-        "biased"}; evidence is a dict of the statistics behind it.
+        "biased", "misshapen"}; evidence is a dict of the statistics behind it.
 
         Calibrated unless the KS test rejects ``f ~ U(0, 1)`` or, with a bootstrap, the largest
         |ECP − α| exceeds the simultaneous bootstrap band (each at ``level / 2``). TARP says *whether*; the
         standardised errors z say *how*: E[z²] = bias² + var(z), and whichever part is further from
         calibration (bias² from 0, var(z) from 1) names the failure — *biased*, *over-confident*
-        (var(z) > 1) or *under-confident* (var(z) < 1).
+        (var(z) > 1) or *under-confident* (var(z) < 1). A width label must agree with the sign of
+        TARP's ATC (< 0 too narrow, > 0 too wide); when the two point opposite ways — seen on
+        SLCP, whose posterior has four modes, where var(z) > 1 while the TARP curve lies above the
+        diagonal — the label is *misshapen*: the estimator's shape is wrong in a way neither one
+        width reading describes.
         """
         bias_sq = float(np.max(self.bias**2))
         dispersion = float(np.mean(self.dispersion))
@@ -127,14 +131,20 @@ class Coverage:
             return "calibrated", evidence
         if bias_sq > abs(dispersion - 1.0):
             return "biased", evidence
-        return ("over-confident" if dispersion > 1.0 else "under-confident"), evidence
+        label = "over-confident" if dispersion > 1.0 else "under-confident"
+        if (label == "over-confident" and self.atc > 0) or (
+            label == "under-confident" and self.atc < 0
+        ):
+            return "misshapen", evidence
+        return label, evidence
 
     def band(self, level=0.05):
         """Simultaneous bootstrap half-width: the (1 − level) quantile of max_α |ECP_b − ECP|."""
         return float(np.quantile(np.abs(self.ecp_replicates - self.ecp).max(1), 1.0 - level))
 
     def verdict(self, level=0.05):
-        """One sentence: calibrated, over-confident, under-confident or biased, with the evidence."""
+        """One sentence: calibrated, over-confident, under-confident, biased or misshapen, with the
+        evidence."""
         label, ev = self.diagnosis(level)
         band = ""
         if self.ecp_replicates.shape[0]:
@@ -149,6 +159,13 @@ class Coverage:
             "over-confident": "over-confident: credible regions too narrow",
             "under-confident": "under-confident: credible regions too wide",
             "biased": "biased: the truth sits systematically off the estimator's centre",
+            "misshapen": (
+                "misshapen: the TARP curve says credible regions too "
+                + ("wide" if ev["atc"] > 0 else "narrow")
+                + " while the standardised errors say too "
+                + ("narrow" if ev["dispersion"] > 1 else "wide")
+                + f" (var z = {ev['dispersion']:.2f}): the shape, not one width, is off"
+            ),
         }[label]
         return f"TARP: {meaning} ({stats_text})."
 

@@ -111,6 +111,20 @@ def test_gaussian_toy_verdicts(width, shift, expected, references, toy):
     assert words[expected] in coverage.verdict()
 
 
+def test_width_label_agrees_with_the_atc_sign_or_says_misshapen(toy):
+    """A too-narrow toy estimator is over-confident with ATC < 0; the same statistics with the
+    ATC's sign flipped (the TARP curve above the diagonal, as SLCP's NPE gave) contradict the
+    standardised errors, and the label says so instead of naming one width."""
+    import dataclasses
+
+    theta, x, estimator, _ = toy
+    coverage = tarp(estimator(0.5, 0.0), theta, x=x, key=1, references=X_REFERENCES, bootstrap=100)
+    assert coverage.diagnosis()[0] == "over-confident" and coverage.atc < 0
+    flipped = dataclasses.replace(coverage, atc=-coverage.atc)
+    assert flipped.diagnosis()[0] == "misshapen"
+    assert "misshapen: the TARP curve says credible regions too wide" in flipped.verdict()
+
+
 def test_prior_estimator_passes_random_references_and_fails_x_dependent_ones(toy):
     theta, x, _, prior = toy
     assert tarp(prior, theta, x=x, key=2, bootstrap=100).diagnosis()[0] == "calibrated"
