@@ -38,7 +38,7 @@ SGLD's step size by the same discrepancy):
    and 10× the curvature step were within 5 % of each other at batch 128, and the 10× chosen
    gave posterior sds 1.2–2.2× NUTS's (noise ratio (ε/4) λ = 1.9); 3× (ratio 0.58) stayed within
    17 %, and at batch 64, 3× (ratio 1.16) reached 37 % while 1× (0.39) stayed within 9 %. On the
-   digits BNN the bound is 34× the curvature step, so the 30× the KSD prefers there stands. When
+   digits BNN the bound is 30–35× the curvature step, so the 30× the KSD prefers there stands. When
    every candidate is above the bound, the bound itself is the step. Not applied with control
    variates (their noise vanishes at the mode) or full-data gradients.
 

@@ -297,6 +297,7 @@ def test_aevb_checkpoint_resume_gives_the_uninterrupted_fit(tmp_path, killed_aft
     np.testing.assert_array_equal(resumed.draws["w"], whole.draws["w"])
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_aevb_importance_weighted_bounds_and_the_piwae_gradient_split(ppca_fit):
     """At the fitted encoder and a point W, for K = 16: the per-datum IWAE bound is at least the
     ELBO (Jensen) and at most the exact log p(W) + log p(x | W), each within 4 standard errors

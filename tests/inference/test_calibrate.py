@@ -178,6 +178,7 @@ def test_condition_replaces_observations(target):
         target.condition({"mu": jnp.zeros(())})
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_method_settings_travel_in_method_kwargs_and_unknown_ones_are_refused(target):
     with pytest.raises(pi.ProbinferError, match="unknown SMC setting"):
         pi.calibrate(target, "smc", key=0, num_sims=2, method_kwargs={"num_particle": 10})

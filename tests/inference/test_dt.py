@@ -179,6 +179,7 @@ def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
     assert gains.mean() > 4 * gains.std() / np.sqrt(gains.size), gains
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_sequential_update_and_posterior_api(short_dt):
     prior = _random_prior(5)
     data = [simulate(prior, 10 + i) for i in range(3)]

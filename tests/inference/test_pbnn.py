@@ -27,6 +27,7 @@ def _design(network, psi, x):
     return jnp.concatenate([h, jnp.ones((h.shape[0], 1))], axis=1)
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_fisher_identity_gives_the_exact_evidence_gradient():
     """With a linear-Gaussian output layer, log p(y; ψ) = log N(y; 0, s² H Hᵀ + σ² I) is exact;
     Fisher's identity averages ∇ψ log p(y | φ; ψ) over exact posterior draws of φ."""
