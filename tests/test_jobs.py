@@ -216,6 +216,7 @@ def test_a_users_model_and_csv_give_the_exact_posterior(project):
     assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_a_second_run_resumes_from_the_checkpoint_with_identical_draws(project, monkeypatch):
     """Interrupt after the first chunk (programmatically), resume, compare bit for bit."""
     import probinfer.checkpoint as checkpoint

@@ -286,6 +286,7 @@ def test_batch_split_over_devices_gives_the_one_device_loss_curve(on_cpu_devices
     assert diff.max() < 0.01 * np.std(one["loss"]), (diff.max(), np.std(one["loss"]))
 
 
+@pytest.mark.slow  # 30-40 s; the default tier stays under 15 minutes
 def test_classification_pfn_beats_the_prior_predictive():
     prior = pi.pfn.BNNPrior(classification=True)
     pfn = pi.pfn.train(
