@@ -128,12 +128,7 @@ def largest_eigenvalue(target, mode, preconditioner, *, key, num_iterations=30):
     products only). ``preconditioner``: a (dim, dim) matrix or a (dim,) diagonal P."""
     key = as_key(key)
     grad = jax.grad(target.log_density)
-    if preconditioner.ndim == 2:
-        root = jnp.linalg.cholesky(preconditioner)
-        left, right = (lambda v: root.T @ v), (lambda v: root @ v)
-    else:
-        root = jnp.sqrt(preconditioner)
-        left = right = lambda v: root * v
+    left, right = _whitening(_kind(preconditioner), _root(preconditioner))
 
     @jax.jit
     def run(key):
@@ -162,32 +157,44 @@ def gradient_noise_eigenvalue(target, mode, preconditioner, *, batch_size, key, 
     n = target.num_data
     if batch_size >= n:
         return 0.0
-    kind = (
-        "none" if preconditioner is None else ("dense" if preconditioner.ndim == 2 else "diagonal")
-    )
+    kind = _kind(preconditioner)
     run = cached_program(
         target,
         ("sgmcmc-gradient-noise", kind, int(num_iterations)),
         lambda: jax.jit(partial(_noise_power_iteration, target, kind, int(num_iterations))),
     )
-    root = None
+    return float(run(mode, _root(preconditioner), as_key(key))) * n * n / batch_size
+
+
+def _kind(preconditioner):
+    if preconditioner is None:
+        return "none"
+    return "dense" if preconditioner.ndim == 2 else "diagonal"
+
+
+def _root(preconditioner):
+    """R with R Rᵀ = P: chol(P) for a matrix, √P for a diagonal, None for none."""
+    if preconditioner is None:
+        return None
+    if preconditioner.ndim == 2:
+        return jnp.linalg.cholesky(preconditioner)
+    return jnp.sqrt(preconditioner)
+
+
+def _whitening(kind, root):
+    """``(v ↦ Rᵀ v, v ↦ R v)``: the products that turn a matrix M into Rᵀ M R."""
+    if kind == "none":
+        return (lambda v: v), (lambda v: v)
     if kind == "dense":
-        root = jnp.linalg.cholesky(preconditioner)
-    elif kind == "diagonal":
-        root = jnp.sqrt(preconditioner)
-    return float(run(mode, root, as_key(key))) * n * n / batch_size
+        return (lambda v: root.T @ v), (lambda v: root @ v)
+    return (lambda v: root * v), (lambda v: root * v)
 
 
 def _noise_power_iteration(target, kind, num_iterations, mode, root, key):
     """``uᵀ R^T Cov_n(∇ log p(y_n | θ)) R u`` at the power iteration's last unit vector u."""
     n = target.num_data
     data = {k: jnp.asarray(v) for k, v in target.data.items()}
-    if kind == "none":
-        left = right = lambda v: v
-    elif kind == "dense":
-        left, right = (lambda v: root.T @ v), (lambda v: root @ v)
-    else:
-        left = right = lambda v: root * v
+    left, right = _whitening(kind, root)
 
     def per_datum(z):
         # minibatch_log_density of one point is log prior + N log p(y_n | θ).
