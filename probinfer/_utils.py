@@ -116,6 +116,43 @@ def map_blocks(fn, *args, block_size=None):
     return jax.lax.map(lambda a: fn(*a), args, batch_size=int(block_size))
 
 
+def aligned_host_copy(array, dtype, alignment=64):
+    """A C-contiguous copy of NumPy ``array`` as ``dtype`` in a ``alignment``-byte aligned buffer.
+
+    XLA's CPU client takes such a buffer without copying it (NumPy's own allocations are
+    16-byte aligned, so ``device_put`` copies them, single-threaded: 0.18 s for 400 MB on a
+    2-core machine against 0.04 s for this copy). The copy also casts and makes a transposed
+    view contiguous in the same pass.
+    """
+    dtype = np.dtype(dtype)
+    if array.dtype == dtype and array.flags.c_contiguous and array.ctypes.data % alignment == 0:
+        return array
+    nbytes = int(np.prod(array.shape)) * dtype.itemsize
+    buffer = np.empty(nbytes + alignment, np.uint8)
+    offset = -buffer.ctypes.data % alignment
+    out = buffer[offset : offset + nbytes].view(dtype).reshape(array.shape)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = min(cores or 1, array.shape[0] if array.ndim else 1, nbytes >> 26 or 1)
+    if parts == 1:
+        np.copyto(out, array, casting="unsafe")
+        return out
+    # NumPy releases the GIL while it copies: large arrays are copied in row blocks on every
+    # core (400 MB: 0.038 s → 0.025 s on 2 cores; the fresh pages' faults are most of it).
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, array.shape[0], parts + 1).astype(int)
+    with ThreadPoolExecutor(parts) as pool:
+        list(
+            pool.map(
+                lambda i: np.copyto(
+                    out[bounds[i] : bounds[i + 1]], array[bounds[i] : bounds[i + 1]], "unsafe"
+                ),
+                range(parts),
+            )
+        )
+    return out
+
+
 def lbfgs_minimise(loss, z0, num_steps):
     """``num_steps`` steps of optax's L-BFGS (with its zoom line search) on ``loss`` from ``z0``;
     traceable (one ``lax.scan``). Returns the final point, unchecked.

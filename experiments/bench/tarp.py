@@ -9,7 +9,7 @@ beside). Our times are given twice: from the same NumPy arrays as the package (t
 host→device copy included) and from arrays already on the device (what a JAX sampler hands over).
 Writes ``experiments/bench/results/tarp.json``.
 
-    pip install -e '.[bench]' && python experiments/bench/tarp.py [--sims 10000] [--repeats 3]
+    pip install -e '.[bench]' && python experiments/bench/tarp.py [--sims 10000] [--repeats 7]
 """
 
 import argparse
@@ -42,7 +42,7 @@ def main():
     parser.add_argument("--sims", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--bootstrap", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--package-repeats", type=int, default=1, help="repeats for the slow package bootstrap"
     )

@@ -171,6 +171,40 @@ def test_bad_input_is_reported(samples, theta, message):
         tarp(samples, theta, key=0)
 
 
+@pytest.mark.parametrize(("draw", "value"), [(9, np.nan), (20, np.inf), (3, -np.inf)])
+def test_one_non_finite_draw_is_found_wherever_it_lies(draw, value):
+    # 21 draws: on a CPU two blocks of 8 in the loop and a remainder of 5 after it; the bad
+    # draw sits in the loop (9, 3) or in the remainder (20), in simulation 2 of 4.
+    samples = np.random.default_rng(0).normal(size=(21, 4, 2))
+    samples[draw, 2, 1] = value
+    with pytest.raises(DataError, match="first in simulation 2"):
+        tarp(samples, np.zeros((4, 2)), key=0)
+
+
+def test_numpy_samples_are_copied_once_into_an_aligned_buffer_and_give_the_same_coverage(toy):
+    from probinfer._utils import aligned_host_copy
+
+    theta, _, estimator, _ = toy
+    samples = estimator()  # float64, 16-byte aligned: cast and aligned in one copy
+    copy = aligned_host_copy(samples, np.float32)
+    assert copy.ctypes.data % 64 == 0 and copy.dtype == np.float32
+    np.testing.assert_array_equal(copy, samples.astype(np.float32))
+    assert aligned_host_copy(copy, np.float32) is copy  # nothing to do
+    sims_first = aligned_host_copy(np.swapaxes(samples, 0, 1), np.float32)
+    assert sims_first.flags.c_contiguous
+    # 160 MB out: copied in row blocks on every core (a broadcast view: no memory in)
+    rows = np.broadcast_to(np.arange(10.0)[None, :, None], (4_000_000, 10, 1))
+    big = aligned_host_copy(rows, np.float32)
+    assert big.ctypes.data % 64 == 0 and big.shape == rows.shape
+    assert (big[:, :, 0] == np.arange(10.0)).all()
+    np.testing.assert_array_equal(sims_first, np.swapaxes(samples, 0, 1).astype(np.float32))
+    import jax
+
+    a = tarp(samples, theta, key=4)
+    b = tarp(jax.device_put(samples.astype(np.float32)), theta, key=4)
+    np.testing.assert_array_equal(a.f, b.f)
+
+
 def test_sbc_ranks_uniform_for_exact_posterior_and_not_for_biased(toy):
     theta, _, estimator, _ = toy
     exact = sbc(estimator(), theta, key=0)
