@@ -8,9 +8,12 @@
    NUTS (``probinfer.mcmc_draws``: NumPyro's kernel, 4 chains × (500 + 250), vmapped over the data
    sets) and NumPyro's SVI (``AutoNormal``, Adam 0.01, 2,000 steps, vmapped over the data sets) on
    the same model: NLL of the posterior predictive at the test points and seconds per data set,
-   on ``--bnn-datasets`` held-out data sets (30 context and 20 test points each).
+   on ``--bnn-datasets`` held-out data sets (30 context and 20 test points each). *Matched* NLL:
+   NUTS is also run at smaller budgets (fewer chains, warm-up steps and draws), and the ratio at
+   matched NLL is the time of the cheapest budget whose NLL is no better than the PFN's (paired
+   over the data sets, with its standard error) — the time NUTS needs to be as good as the PFN.
 
-    python experiments/bench/pfn.py [--bnn-steps 2000] [--bnn-datasets 20]
+    python experiments/bench/pfn.py [--bnn-steps 8000] [--bnn-datasets 50]
 
 Writes ``experiments/bench/results/pfn.json``.
 """
@@ -37,6 +40,8 @@ from probinfer.mcmc import mcmc_draws
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 HIDDEN, NOISE_SD = 16, 0.2
+# NUTS budgets (chains, warm-up, kept draws per chain): the reference first, then cheaper ones.
+NUTS_BUDGETS = [(4, 500, 250), (2, 200, 100), (1, 100, 100), (1, 50, 50), (1, 25, 25)]
 
 
 def timed(fn, *args):
@@ -120,15 +125,49 @@ def bnn_part(num_steps, num_datasets, n=30, m=20):
     target = pi.compile(bnn, x=np.zeros((n, 1), np.float32), y=np.zeros(n, np.float32))
     keys = jax.random.split(jax.random.PRNGKey(8), num_datasets)
 
-    @jax.jit
-    def nuts(keys):
-        def one(key, xc, yc, xq, yq):
-            draws = mcmc_draws(target.condition({"x": xc, "y": yc}), key, 1000)
-            return predictive_nll(draws, xq, yq)
+    pfn_each = -pi.pfn.BarDistribution(pfn.borders, logits).log_prob(yq).mean(-1)  # (datasets,)
 
-        return jax.vmap(one)(keys, xc, yc, xq, yq)
+    def nuts_at(num_chains, num_warmup, num_draws):
+        @jax.jit
+        def nuts(keys):
+            def one(key, xc, yc, xq, yq):
+                draws = mcmc_draws(
+                    target.condition({"x": xc, "y": yc}),
+                    key,
+                    num_chains * num_draws,
+                    num_chains=num_chains,
+                    num_warmup=num_warmup,
+                )
+                return predictive_nll(draws, xq, yq)
 
-    nuts_nll, nuts_seconds = timed(nuts, keys)
+            return jax.vmap(one)(keys, xc, yc, xq, yq)
+
+        return timed(nuts, keys)
+
+    # The reference budget first, then smaller ones: where does NUTS stop beating the PFN?
+    budgets = []
+    for chains, warmup, draws in NUTS_BUDGETS:
+        each, seconds = nuts_at(chains, warmup, draws)
+        gap = np.asarray(each - pfn_each)  # NUTS − PFN per data set: < 0 where NUTS is better
+        budgets.append(
+            {
+                "chains": chains,
+                "warmup": warmup,
+                "draws_per_chain": draws,
+                "nll": float(jnp.mean(each)),
+                "nll_minus_pfn": float(gap.mean()),
+                "nll_minus_pfn_se": float(gap.std(ddof=1) / np.sqrt(gap.size)),
+                "seconds_per_dataset": seconds / num_datasets,
+            }
+        )
+        print("nuts budget", budgets[-1], flush=True)
+    nuts_nll, nuts_seconds = budgets[0]["nll"], budgets[0]["seconds_per_dataset"] * num_datasets
+    # Matched: the cheapest budget whose NLL is not better than the PFN's by 2 standard errors.
+    matched = min(
+        (b for b in budgets if b["nll_minus_pfn"] > -2 * b["nll_minus_pfn_se"]),
+        key=lambda b: b["seconds_per_dataset"],
+        default=None,
+    )
 
     @jax.jit
     def svi(keys):
@@ -152,10 +191,16 @@ def bnn_part(num_steps, num_datasets, n=30, m=20):
         "pfn_train_steps": num_steps,
         "pfn_train_seconds": train_seconds,
         "pfn_nll": pfn_nll,
-        "nuts_nll": float(jnp.mean(nuts_nll)),
+        "nuts_nll": nuts_nll,
+        "nuts_budgets": budgets,
+        "nuts_matched": matched,
+        "nuts_matched_over_pfn": None
+        if matched is None
+        else matched["seconds_per_dataset"] * num_datasets / pfn_seconds,
         "svi_nll": float(jnp.mean(svi_nll)),
         "pfn_seconds_per_dataset": per(pfn_seconds),
         "nuts_seconds_per_dataset": per(nuts_seconds),
+        "pfn_nll_se": float(pfn_each.std(ddof=1) / np.sqrt(num_datasets)),
         "svi_seconds_per_dataset": per(svi_seconds),
         "nuts_over_pfn": nuts_seconds / pfn_seconds,
         "svi_over_pfn": svi_seconds / pfn_seconds,
@@ -164,8 +209,8 @@ def bnn_part(num_steps, num_datasets, n=30, m=20):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bnn-steps", type=int, default=2000)
-    parser.add_argument("--bnn-datasets", type=int, default=20)
+    parser.add_argument("--bnn-steps", type=int, default=8000)
+    parser.add_argument("--bnn-datasets", type=int, default=50)
     parser.add_argument("--parts", default="gp,bnn")
     args = parser.parse_args()
     numpyro.enable_validation(False)
