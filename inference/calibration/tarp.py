@@ -238,7 +238,7 @@ def _statistics(samples, theta, references, key, *, normalize, manhattan, block)
             return jnp.sum(jnp.abs(difference) if manhattan else difference**2, -1)
         # A reduction over a minor axis of a few elements is several times slower on XLA's CPU
         # backend than one elementwise pass: the coordinates are summed as d slices instead
-        # (one fused loop over (n, N), vectorised along the simulations).
+        # (one fused loop over a block's (draws, simulations), vectorised along the latter).
         total = 0.0
         for k in range(a.shape[-1]):
             difference = normalise_coordinate(a[..., k], k) - unit_b[..., k]
