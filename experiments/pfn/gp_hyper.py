@@ -40,7 +40,7 @@ from jax.scipy.special import logsumexp
 import probinfer as pi
 from probinfer._utils import write_json
 from probinfer.inference.pfn import GPHyperPrior, GPPrior, Transformer
-from probinfer.inference.pfn.priors import _gp_draw
+from probinfer.inference.pfn.priors import _gp_draw, _rbf
 from probinfer.mcmc import mcmc_draws
 
 matplotlib.use("Agg")
@@ -64,7 +64,7 @@ def gp_model(x, y=None):
     outputscale = pi.sample("outputscale", dist.Gamma(p.outputscale_shape, p.outputscale_rate))
     noise = pi.sample("noise", dist.Gamma(p.noise_shape, p.noise_rate))
     x = pi.sample("x", dist.Uniform(0.0, 1.0).expand(x.shape).to_event(2), obs=x)
-    cov = outputscale * jnp.exp(-0.5 * ((x - x.T) / lengthscale) ** 2)
+    cov = _rbf(x, x, lengthscale, outputscale)
     cov = cov + (noise + 1e-6) * jnp.eye(x.shape[0])
     pi.sample("y", dist.MultivariateNormal(jnp.zeros(x.shape[0]), cov), obs=y)
 
@@ -118,7 +118,7 @@ def type_two_ml(key, xc, yc, num_starts=8, num_steps=500):
 
     def negative_log_marginal(log_h):
         h = jnp.exp(jnp.clip(log_h, LOG_BOUNDS[0], LOG_BOUNDS[1]))
-        cov = h[1] * jnp.exp(-0.5 * ((xc - xc.T) / h[0]) ** 2) + (h[2] + 1e-6) * jnp.eye(n)
+        cov = _rbf(xc, xc, h[0], h[1]) + (h[2] + 1e-6) * jnp.eye(n)
         value = -dist.MultivariateNormal(jnp.zeros(n), cov).log_prob(yc)
         return jnp.where(jnp.isfinite(value), value, 1e10)
 
