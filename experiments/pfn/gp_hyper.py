@@ -40,7 +40,7 @@ from jax.scipy.special import logsumexp
 import probinfer as pi
 from probinfer._utils import write_json
 from probinfer.inference.pfn import GPHyperPrior, GPPrior, Transformer
-from probinfer.inference.pfn.priors import _gp_draw, _rbf
+from probinfer.inference.pfn.priors import _rbf
 from probinfer.mcmc import mcmc_draws
 
 matplotlib.use("Agg")
@@ -75,28 +75,6 @@ def log_predictive(hyper, xc, yc, xq, yq):
     return gp.log_predictive(xc, yc, xq, yq)
 
 
-def sample_with_hypers(key, num_datasets, seq_len):
-    """Held-out data sets and the hyper-parameters that made them (drawn as
-    ``GPHyperPrior.sample`` draws them; it does not return them)."""
-    key_x, key_h, key_y = jax.random.split(key, 3)
-    x = jax.random.uniform(key_x, (num_datasets, seq_len, 1))
-    k1, k2, k3 = jax.random.split(key_h, 3)
-    p = PRIOR
-    hyper = {
-        "lengthscale": jax.random.gamma(k1, p.lengthscale_shape, (num_datasets,))
-        / p.lengthscale_rate,
-        "outputscale": jax.random.gamma(k2, p.outputscale_shape, (num_datasets,))
-        / p.outputscale_rate,
-        "noise": jax.random.gamma(k3, p.noise_shape, (num_datasets,)) / p.noise_rate,
-    }
-
-    def draw(key, x, h):
-        return _gp_draw(key, x, h["lengthscale"], h["outputscale"], h["noise"])
-
-    y = jax.vmap(draw)(jax.random.split(key_y, num_datasets), x, hyper)
-    return x, y, hyper
-
-
 def _adam_minimise(loss, z, num_steps, learning_rate=0.05):
     optimiser = optax.adam(learning_rate)
 
@@ -122,18 +100,8 @@ def type_two_ml(key, xc, yc, num_starts=8, num_steps=500):
         value = -dist.MultivariateNormal(jnp.zeros(n), cov).log_prob(yc)
         return jnp.where(jnp.isfinite(value), value, 1e10)
 
-    p = PRIOR
-    keys = jax.random.split(key, 3)
-    starts = jnp.log(
-        jnp.stack(
-            [
-                jax.random.gamma(keys[0], p.lengthscale_shape, (num_starts,)) / p.lengthscale_rate,
-                jax.random.gamma(keys[1], p.outputscale_shape, (num_starts,)) / p.outputscale_rate,
-                jax.random.gamma(keys[2], p.noise_shape, (num_starts,)) / p.noise_rate,
-            ],
-            -1,
-        )
-    )
+    h = PRIOR.sample_hypers(key, num_starts)
+    starts = jnp.log(jnp.stack([h["lengthscale"][:, 0], h["outputscale"], h["noise"]], -1))
     ends = jax.vmap(lambda z: _adam_minimise(negative_log_marginal, z, num_steps))(starts)
     values = jax.vmap(negative_log_marginal)(ends)
     best = jnp.exp(jnp.clip(ends[jnp.argmin(values)], LOG_BOUNDS[0], LOG_BOUNDS[1]))
@@ -190,8 +158,8 @@ def main():
     print(f"trained ({train_seconds or 0:.0f} s)", flush=True)
     rows = []
     for n in map(int, args.contexts.split(",")):
-        x, y, hyper = sample_with_hypers(
-            jax.random.PRNGKey(5000 + n), args.num_datasets, n + NUM_TEST
+        x, y, hyper = PRIOR.sample(
+            jax.random.PRNGKey(5000 + n), args.num_datasets, n + NUM_TEST, return_hypers=True
         )
         xc, yc, xq, yq = x[:, :n], y[:, :n], x[:, n:], y[:, n:]
         keys = jax.random.split(jax.random.PRNGKey(n), args.num_datasets)

@@ -40,18 +40,15 @@ def discretised(borders, mean, sd):
     return jnp.log(jnp.maximum(mass, 1e-30))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pfn", default="gp-rbf-1d")
-    parser.add_argument("--num-datasets", type=int, default=1000)
-    args = parser.parse_args()
-    pfn = pi.pfn.load(args.pfn)
+def evaluate(pfn, num_datasets, contexts=CONTEXTS, seed=1000):
+    """Rows of NLL per test point (PFN, exact GP, the exact GP on the PFN's bars, the prior
+    predictive) and the PFN − exact gap with its standard error, one per context size."""
     prior = pfn.prior
     rows = []
-    for n in CONTEXTS:
+    for n in contexts:
         if n > pfn.seq_len - 1:
             continue
-        x, y = prior.sample(jax.random.PRNGKey(1000 + n), args.num_datasets, n + NUM_TEST)
+        x, y = prior.sample(jax.random.PRNGKey(seed + n), num_datasets, n + NUM_TEST)
         xc, yc, xq, yq = x[:, :n], y[:, :n], x[:, n:], y[:, n:]
         if n:
             mean, var = jax.vmap(prior.predictive)(xc, yc, xq)
@@ -79,26 +76,42 @@ def main():
         print(f"n={n:3d}  PFN {pfn_nll.mean():.4f}  exact GP {exact.mean():.4f}  "
               f"gap {gap.mean():+.4f} ± {se(gap):.4f}  (bars: {bar_nll.mean() - exact.mean():+.4f})",
               flush=True)  # fmt: skip
+    return rows
+
+
+def write(name, label, pfn, rows, num_datasets, title):
+    """``results/<name>.{json,png}``: the rows and the mimicry figure."""
     result = {
-        "pfn": args.pfn,
-        "prior": prior.config(),
-        "num_datasets": args.num_datasets,
+        "pfn": label,
+        "prior": pfn.prior.config(),
+        "num_datasets": num_datasets,
         "num_test_points": NUM_TEST,
         "settings": pfn.settings,
         "rows": rows,
     }
-    write_json(HERE / "results" / "gp_mimicry.json", result)
+    write_json(HERE / "results" / f"{name}.json", result)
     fig, ax = plt.subplots(figsize=(6, 4))
     ns = [r["num_context"] for r in rows]
     ax.plot(ns, [r["exact_nll"] for r in rows], "k-", label="exact GP")
-    ax.plot(ns, [r["pfn_nll"] for r in rows], "o--", label=f"PFN ({args.pfn})")
+    ax.plot(ns, [r["pfn_nll"] for r in rows], "o--", label=f"PFN ({label})")
     ax.axhline(rows[0]["prior_nll"], color="grey", ls=":", label="prior predictive")
     ax.set_xlabel("context points")
     ax.set_ylabel("NLL per test point (nats)")
-    ax.set_title(f"GP mimicry, {args.num_datasets} held-out data sets")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(HERE / "results" / "gp_mimicry.png", dpi=120)
+    fig.savefig(HERE / "results" / f"{name}.png", dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pfn", default="gp-rbf-1d")
+    parser.add_argument("--num-datasets", type=int, default=1000)
+    args = parser.parse_args()
+    pfn = pi.pfn.load(args.pfn)
+    rows = evaluate(pfn, args.num_datasets)
+    title = f"GP mimicry, {args.num_datasets} held-out data sets"
+    write("gp_mimicry", args.pfn, pfn, rows, args.num_datasets, title)
 
 
 if __name__ == "__main__":

@@ -103,17 +103,27 @@ class GPHyperPrior:
     noise_rate: float = 15.0
     kind = "gp_hyper"
 
-    def sample(self, key, batch_size, seq_len):
+    def sample_hypers(self, key, batch_size):
+        """``batch_size`` hyper-parameter draws: ``{"lengthscale": (B, d), "outputscale": (B,),
+        "noise": (B,)}``."""
+        k1, k2, k3 = jax.random.split(key, 3)
+        gamma = lambda k, a, b, shape: jax.random.gamma(k, a, shape) / b  # noqa: E731
+        return {
+            "lengthscale": gamma(k1, self.lengthscale_shape, self.lengthscale_rate,
+                                 (batch_size, self.num_features)),
+            "outputscale": gamma(k2, self.outputscale_shape, self.outputscale_rate, (batch_size,)),
+            "noise": gamma(k3, self.noise_shape, self.noise_rate, (batch_size,)),
+        }  # fmt: skip
+
+    def sample(self, key, batch_size, seq_len, return_hypers=False):
+        """``(x, y)``, or ``(x, y, hypers)`` with ``return_hypers=True`` (the per-data-set
+        hyper-parameters of :meth:`sample_hypers` that generated them)."""
         key_x, key_h, key_y = jax.random.split(key, 3)
         x = _uniform_inputs(key_x, batch_size, seq_len, self.num_features)
-        k1, k2, k3 = jax.random.split(key_h, 3)
-        gamma = lambda k, a, b, shape: jax.random.gamma(k, a, shape) / b  # noqa: E731
-        lengthscale = gamma(k1, self.lengthscale_shape, self.lengthscale_rate,
-                            (batch_size, self.num_features))  # fmt: skip
-        outputscale = gamma(k2, self.outputscale_shape, self.outputscale_rate, (batch_size,))
-        noise = gamma(k3, self.noise_shape, self.noise_rate, (batch_size,))
+        h = self.sample_hypers(key_h, batch_size)
         keys = jax.random.split(key_y, batch_size)
-        return x, jax.vmap(_gp_draw)(keys, x, lengthscale, outputscale, noise)
+        y = jax.vmap(_gp_draw)(keys, x, h["lengthscale"], h["outputscale"], h["noise"])
+        return (x, y, h) if return_hypers else (x, y)
 
     def config(self):
         return {"kind": self.kind, **dataclasses.asdict(self)}

@@ -214,6 +214,22 @@ def test_gp_hyper_prior_draws_vary_in_scale():
     assert spread.max() / spread.min() > 5  # the outputscale changes from data set to data set
 
 
+def test_gp_hyper_prior_returns_the_hyper_parameters_behind_each_data_set():
+    prior = GPHyperPrior(num_features=2)
+    x, y, h = prior.sample(jax.random.PRNGKey(8), 2000, 30, return_hypers=True)
+    np.testing.assert_array_equal(y, prior.sample(jax.random.PRNGKey(8), 2000, 30)[1])
+    assert h["lengthscale"].shape == (2000, 2) and h["noise"].shape == (2000,)
+    # E[mean_t y_t²] = outputscale + noise for each data set: the ratio has mean exactly 1 only
+    # when the returned hyper-parameters are the ones that made y (4 standard errors).
+    ratio = np.asarray(jnp.mean(y**2, 1) / (h["outputscale"] + h["noise"]))
+    assert abs(ratio.mean() - 1.0) < 4 * ratio.std(ddof=1) / np.sqrt(ratio.size)
+    shuffled = np.asarray(jnp.mean(y**2, 1) / jnp.roll(h["outputscale"] + h["noise"], 1))
+    assert abs(shuffled.mean() - 1.0) > 4 * shuffled.std(ddof=1) / np.sqrt(shuffled.size)
+    # Gamma(2, 10) lengthscales: mean 0.2, sd √2 / 10
+    ls = np.asarray(h["lengthscale"]).ravel()
+    assert abs(ls.mean() - 0.2) < 4 * np.sqrt(2) / 10 / np.sqrt(ls.size)
+
+
 def test_save_and_load_round_trip(random_pfn, tmp_path):
     path = tmp_path / "pfn.msgpack"
     random_pfn.save(path)
