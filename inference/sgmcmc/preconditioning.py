@@ -97,19 +97,19 @@ def fisher_diagonal(target, mode, *, key, num_probes=16, chunk=256):
     data = {k: jnp.asarray(v) for k, v in target.data.items()}
     prior_grad = jax.grad(target.log_prior)
 
-    def datum_grad(index):
+    def datum_grad(data, index):
         single = {k: jax.lax.dynamic_slice_in_dim(v, index, 1) for k, v in data.items()}
         # minibatch_log_density of one point is log prior + N log p(y_n | θ).
         full = jax.grad(target.minibatch_log_density)(mode, single)
         return (full - prior_grad(mode)) / n
 
     @jax.jit
-    def run(key):
+    def run(key, data):  # data as an argument, not a constant folded into the program
         starts = jnp.arange(0, n, chunk)
 
         def block(start):
             index = jnp.minimum(start + jnp.arange(chunk), n - 1)
-            grads = jax.vmap(datum_grad)(index)
+            grads = jax.vmap(partial(datum_grad, data))(index)
             valid = (start + jnp.arange(chunk)) < n
             return jnp.sum(jnp.where(valid[:, None], grads**2, 0.0), axis=0)
 
@@ -120,7 +120,7 @@ def fisher_diagonal(target, mode, *, key, num_probes=16, chunk=256):
         total = fisher + prior
         return jnp.maximum(total, 1e-8 * jnp.max(total))
 
-    return run(key)
+    return run(key, data)
 
 
 def largest_eigenvalue(target, mode, preconditioner, *, key, num_iterations=30):
@@ -163,7 +163,9 @@ def gradient_noise_eigenvalue(target, mode, preconditioner, *, batch_size, key, 
         ("sgmcmc-gradient-noise", kind, int(num_iterations)),
         lambda: jax.jit(partial(_noise_power_iteration, target, kind, int(num_iterations))),
     )
-    return float(run(mode, _root(preconditioner), as_key(key))) * n * n / batch_size
+    data = {k: jnp.asarray(v) for k, v in target.data.items()}
+    value = run(mode, _root(preconditioner), as_key(key), data)
+    return float(value) * n * n / batch_size
 
 
 def _kind(preconditioner):
@@ -190,10 +192,10 @@ def _whitening(kind, root):
     return (lambda v: root * v), (lambda v: root * v)
 
 
-def _noise_power_iteration(target, kind, num_iterations, mode, root, key):
-    """``uᵀ R^T Cov_n(∇ log p(y_n | θ)) R u`` at the power iteration's last unit vector u."""
+def _noise_power_iteration(target, kind, num_iterations, mode, root, key, data):
+    """``uᵀ R^T Cov_n(∇ log p(y_n | θ)) R u`` at the power iteration's last unit vector u
+    (``data``: the Target's data, an argument so the program does not embed it)."""
     n = target.num_data
-    data = {k: jnp.asarray(v) for k, v in target.data.items()}
     left, right = _whitening(kind, root)
 
     def per_datum(z):
