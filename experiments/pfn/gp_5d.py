@@ -9,7 +9,8 @@ uncorrelated): the exact GP's NLL falls from 1.45 nats (no data) to 0.79 at 50 p
 Training: 12,000 steps of 64 data sets of 64 points (so up to 63 context points), the shipped
 1-D model's network (4 pre-norm layers of width 128, 4 heads, 500 buckets), uniform split
 positions, Adam 10⁻³ with warm-up and cosine decay; checkpointed (run again to resume). The
-weights stay in ``experiments/pfn/checkpoints/`` (not shipped).
+weights stay in ``experiments/pfn/checkpoints/`` (not shipped). Measured on 2 CPU cores: 1,278 s
+of training; 0.007–0.023 nats per test point from the exact GP at 0–60 context points.
 
     python experiments/pfn/gp_5d.py [--num-steps 12000] [--num-datasets 1000]
 
