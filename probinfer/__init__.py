@@ -12,7 +12,7 @@
 
 import importlib
 
-from probinfer import devices, diagnostics, kernels, report, runners
+from probinfer import devices, diagnostics, health, kernels, report, runners
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -20,6 +20,7 @@ from probinfer.errors import (
     NonFiniteError,
     ProbinferError,
 )
+from probinfer.health import ProbinferWarning
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
 from probinfer.posterior import Posterior
@@ -74,6 +75,8 @@ __all__ = [
     "DataError",
     "DiscreteLatentError",
     "NonFiniteError",
+    "ProbinferWarning",
+    "health",
 ]
 
 _LAZY_SUBPACKAGES = {"models", "inference", "jobs"}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
-from probinfer import kernels
+from probinfer import health, kernels
 from probinfer._utils import as_key, cached_program, legacy_kwargs
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import ProbinferError
@@ -53,6 +53,7 @@ def mcmc(
     target_accept=None,
     thinning=1,
     init=None,
+    restart=True,
     progress="auto",
     devices=None,
     checkpoint=None,
@@ -75,9 +76,17 @@ def mcmc(
         target_accept: acceptance rate the step size is tuned to (the kernel's own by default:
             0.8 NUTS and HMC, 0.57 MALA, 0.234 RWM).
         thinning: keep every ``thinning``-th draw.
-        init: starting points — a dict of constrained site values (``site_shape`` or
+        init: starting points — ``"uniform"`` (default: every unconstrained coordinate uniform
+            on (−2, 2), as Stan and NumPyro; redrawn until the density is finite), ``"prior"``
+            (prior draws), a dict of constrained site values (``site_shape`` or
             ``(num_chains, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or
-            ``(num_chains, dim)``); prior draws with finite density otherwise (:meth:`Target.init`).
+            ``(num_chains, dim)``). Prior draws of heavy-tailed priors start chains where
+            warm-up can adapt to nothing (``experiments/mcmc/starts.py`` measures it).
+        restart: after warm-up, re-start each chain that adapted to nothing
+            (:func:`probinfer.health.stuck_chains`: a step size under a hundredth of the median
+            chain's, or a log density far below the others') from another chain's position and
+            warm it up again; ``diagnostics["restarted_chains"]`` counts them. A chain still stuck
+            after that is named in the run's warnings.
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
         checkpoint: a folder (the state goes to ``<folder>/mcmc.npz``) or an ``.npz`` path; the
@@ -92,7 +101,9 @@ def mcmc(
         ``acceptance_rate`` (per chain), ``step_size`` (per chain), ``inverse_mass_matrix``
         ``(num_chains, dim)`` (NUTS: the diagonal, or the dense matrix ``(num_chains, dim,
         dim)``), ``num_divergent`` (per chain), ``log_density`` and ``is_divergent`` (per draw);
-        NUTS adds ``num_integration_steps`` and ``tree_depth`` per draw.
+        NUTS adds ``num_integration_steps``, ``tree_depth`` and ``energy`` per draw and
+        ``e_bfmi`` per chain. ``warnings``: the run's health sentences
+        (:mod:`probinfer.health`), each also raised as a ``ProbinferWarning``.
 
     Example:
         >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
@@ -120,7 +131,7 @@ def mcmc(
     target.check_continuous()
     key = as_key(key)
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
-    positions = target.starting_points(init, num_chains, key=key_init)
+    positions = target.starting_points(init, num_chains, key=key_init, default="uniform")
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     show = should_show(progress, num_warmup + num_draws * thinning)
     settings = {
@@ -132,17 +143,20 @@ def mcmc(
         "target_accept": target_accept,
         "thinning": thinning,
     }
-    state, (positions, log_density, acceptance, divergent, *extra), final_step = _run_chunked(
-        target,
-        kernel,
-        positions,
-        key_warmup,
-        key_sample,
-        settings={**settings, "step_size": step_size},
-        show=show,
-        devices=devices,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
+    state, (positions, log_density, acceptance, divergent, *extra), final_step, restarted = (
+        _run_chunked(
+            target,
+            kernel,
+            positions,
+            key_warmup,
+            key_sample,
+            settings={**settings, "step_size": step_size},
+            show=show,
+            devices=devices,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            restart=restart,
+        )
     )
     constrained = jax.jit(jax.vmap(jax.vmap(target.constrain)))(positions)
     inverse_mass = state.adapt_state.inverse_mass_matrix if kernels.is_nuts(kernel) else state[3]
@@ -154,13 +168,18 @@ def mcmc(
         "num_divergent": np.asarray(divergent).sum(axis=1),
         "log_density": np.asarray(log_density),
         "is_divergent": np.asarray(divergent),
+        "restarted_chains": restarted.astype(np.int32),
     }
     if extra:
-        steps = np.asarray(extra[0])
+        steps, energy = np.asarray(extra[0]), np.asarray(extra[1])
         diagnostics["num_integration_steps"] = steps
         diagnostics["tree_depth"] = np.asarray(tree_depth(steps))
+        diagnostics["energy"] = energy
+        diagnostics["e_bfmi"] = health.e_bfmi(energy)
     settings["devices"] = _devices.devices_used(num_chains, devices)
-    return Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
+    settings["restart"] = bool(restart)
+    post = Posterior(constrained, method="mcmc", diagnostics=diagnostics, settings=settings)
+    return health.attach(post)
 
 
 def _run_chunked(
@@ -175,9 +194,12 @@ def _run_chunked(
     devices,
     checkpoint,
     checkpoint_every,
+    restart,
 ):
     """Warm-up and sampling in jitted chunks (one per phase without a checkpoint), saved after
-    each chunk when ``checkpoint`` is set. Returns ``(state, trace (chains first), step size)``."""
+    each chunk when ``checkpoint`` is set; stuck chains re-started at the end of warm-up
+    (:func:`_restart_stuck`) when ``restart``. Returns ``(state, trace (chains first), step
+    size, restarted (num_chains,) bool)``."""
     num_warmup, thinning = settings["num_warmup"], settings["thinning"]
     total = settings["num_draws"] * thinning
     program = cached_program(
@@ -201,12 +223,20 @@ def _run_chunked(
     warm_keys = jax.random.split(key_warmup, num_warmup)
     sample_keys = jax.random.split(key_sample, total)
 
+    restarted = np.zeros(positions.shape[0], bool)
+    place = lambda x: _devices.shard_leading(x, devices)  # noqa: E731
+
     def advance(state, start, stop):
+        nonlocal restarted
         if stop <= num_warmup:
             steps = slice(start, stop)
             state = program.warmup(
                 state, jnp.arange(start, stop), warm_keys[steps], collect[steps], window_end[steps]
             )
+            if stop == num_warmup and restart:
+                state, restarted = _restart_stuck(
+                    program, state, jax.random.fold_in(key_warmup, 1), num_warmup, place
+                )
             return state, []
         steps = slice(start - num_warmup, stop - num_warmup)
         state, trace = program.sample(
@@ -222,7 +252,7 @@ def _run_chunked(
     ends = boundaries(num_warmup, max(1, every)) + [
         num_warmup + e for e in boundaries(total, every_draws * thinning)
     ]
-    state = program.start(_devices.shard_leading(positions, devices), key_warmup)
+    state = program.start(place(positions), key_warmup)
     fingerprint = {
         "target": target.name,
         **{k: repr(v) for k, v in settings.items()},
@@ -236,15 +266,52 @@ def _run_chunked(
         ends,
         path=path,
         fingerprint=fingerprint,
-        restore=lambda state: _devices.shard_leading(state, devices),
+        restore=place,
     )
     trace = [np.swapaxes(x, 0, 1) for x in trace]  # (chains, draws, ...)
-    return state, trace, np.asarray(program.step_size(state))
+    return state, trace, np.asarray(program.step_size(state)), restarted
+
+
+def _restart_stuck(program, state, key, num_warmup, place):
+    """Re-start the chains that adapted to nothing (:func:`probinfer.health.stuck_chains`) from
+    the positions of randomly chosen healthy chains and run the whole warm-up again for them; the
+    healthy chains keep their state exactly. Returns ``(state, restarted (num_chains,) bool)``.
+
+    Every chain runs the second warm-up (the program is vmapped over all of them, so this costs
+    the time of one warm-up and no recompilation) and only the stuck ones take its result.
+    """
+    positions, log_density = program.position(state)
+    step = np.asarray(program.step_size(state))
+    stuck = health.stuck_chains(step, np.asarray(log_density), positions.shape[-1])
+    if not stuck.any() or stuck.all():
+        return state, np.zeros(stuck.shape, bool)
+    key_donor, key_start, key_warmup = jax.random.split(key, 3)
+    healthy = jnp.asarray(np.flatnonzero(~stuck))
+    donors = jax.random.choice(key_donor, healthy, (positions.shape[0],))
+    starts = jnp.where(jnp.asarray(stuck)[:, None], positions[donors], positions)
+    collect, window_end = adaptation.warmup_schedule(num_warmup)
+    fresh = program.warmup(
+        program.start(place(starts), key_start),
+        jnp.arange(num_warmup),
+        jax.random.split(key_warmup, num_warmup),
+        jnp.asarray(collect),
+        jnp.asarray(window_end),
+    )
+    mask = jnp.asarray(stuck)
+
+    def pick(new, old):
+        return jnp.where(mask.reshape((-1,) + (1,) * (jnp.ndim(old) - 1)), new, old)
+
+    return jax.tree.map(pick, fresh, state), stuck
 
 
 def _jitted(program):
     return _Program(
-        jax.jit(program.start), jax.jit(program.warmup), jax.jit(program.sample), program.step_size
+        jax.jit(program.start),
+        jax.jit(program.warmup),
+        jax.jit(program.sample),
+        program.step_size,
+        program.position,
     )
 
 
@@ -285,7 +352,7 @@ def mcmc_draws(
     kernel = kernels.get(kernel)
     num_draws = -(-int(n) // int(num_chains))
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
-    positions, _ = target.init_fn(key_init, num_chains)
+    positions, _ = target.init_fn(key_init, num_chains, strategy="uniform")
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     program = _program(
         target,
@@ -320,13 +387,15 @@ class _Program(NamedTuple):
     ``start(positions, key) -> state``; ``warmup(state, steps, keys, collect, window_end) -> state``
     over a range of warm-up steps; ``sample(state, steps, keys) -> (state, trace)`` over a range
     of sampling steps (a multiple of ``thinning``), trace = (positions, log_density, acceptance,
-    divergent), one row per kept draw; ``step_size(state)`` the step used for sampling.
+    divergent), one row per kept draw; ``step_size(state)`` the step used for sampling;
+    ``position(state) -> (positions (num_chains, dim), log_density (num_chains,))``.
     """
 
     start: object
     warmup: object
     sample: object
     step_size: object
+    position: object
 
 
 def _program(
@@ -428,7 +497,10 @@ def _program(
         trace = jax.tree.map(lambda x: x[thinning - 1 :: thinning], trace)
         return (kernel_states, da, welford, inverse_mass), trace
 
-    return _Program(start, warmup, sample, final_step_size)
+    def position(state):
+        return state[0].position, state[0].log_density
+
+    return _Program(start, warmup, sample, final_step_size, position)
 
 
 def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):

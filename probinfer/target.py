@@ -35,7 +35,12 @@ from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
 from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
 
-__all__ = ["compile", "as_target", "Target", "SiteInfo"]
+__all__ = ["compile", "as_target", "Target", "SiteInfo", "INIT_STRATEGIES", "INIT_RADIUS"]
+
+#: Named starting-point strategies (``init="uniform"`` / ``init="prior"`` on the runners).
+INIT_STRATEGIES = ("uniform", "prior")
+#: Half-width of ``"uniform"`` starts on the unconstrained space (Stan's ``init_radius``).
+INIT_RADIUS = 2.0
 
 
 class Target:
@@ -62,7 +67,7 @@ class Target:
         self.num_data = None
         if self.data_names:
             self.num_data = int(jnp.shape(arguments[self.data_names[0]])[0])
-        self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2))  # compiled once per Target
+        self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2, 3))  # compiled once per Target
 
     # Static facts of the model, read once by probinfer.tracing.analyse.
     latent_sites = property(lambda self: self._structure.latent_sites)
@@ -303,14 +308,26 @@ class Target:
 
     # -- initial points and the prior ---------------------------------------------------------------
 
-    def draw_z(self, key):
-        """One prior draw on the unconstrained space, ``(dim,)`` (uniform on (−2, 2) for
-        improper sites); unchecked — :meth:`init` keeps only finite points."""
+    def draw_z(self, key, strategy="prior"):
+        """One unchecked starting point on the unconstrained space, ``(dim,)``; :meth:`init`
+        keeps only finite ones.
+
+        ``strategy="prior"``: a prior draw (uniform on (−2, 2) for improper sites);
+        ``"uniform"``: every coordinate uniform on (−2, 2) — Stan's and NumPyro's default
+        (``init_to_uniform``), which keeps chains out of a heavy-tailed prior's far tails.
+        """
+        if strategy == "uniform":
+            radius = INIT_RADIUS
+            return jax.random.uniform(key, (self.dim,), self.dtype, -radius, radius)
+        if strategy != "prior":
+            raise DataError(
+                f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
+            )
         tr = self._trace(key, substitute_fn=improper_init_fn)
         free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
 
-    def init_fn(self, key, n, max_tries=100):
+    def init_fn(self, key, n, max_tries=100, strategy="prior"):
         """Pure, jittable core of :meth:`init`: returns ``(z (n, dim), ok (n,))``."""
         self.check_continuous()
 
@@ -326,7 +343,7 @@ class Target:
             def body(state):
                 tries, key, _, _ = state
                 key, sub = jax.random.split(key)
-                z = self.draw_z(sub)
+                z = self.draw_z(sub, strategy)
                 return tries + 1, key, z, valid(z)
 
             z0 = jnp.zeros((self.dim,), self.dtype)
@@ -335,31 +352,39 @@ class Target:
 
         return jax.vmap(one)(jax.random.split(key, n))
 
-    def init(self, key, n=None, max_tries=100, **legacy):
+    def init(self, key, n=None, max_tries=100, strategy="prior", **legacy):
         """``n`` starting points ``(n, dim)`` with finite density and gradient.
 
-        Each point is a prior draw (uniform on (-2, 2) in unconstrained space for improper sites);
-        a draw whose log density or gradient is not finite is redrawn, up to ``max_tries`` times,
-        so heavy-tailed priors (Cauchy) cannot break initialisation. Raises
-        :class:`~probinfer.errors.NonFiniteError` naming the offending site otherwise.
+        Each point is drawn by ``strategy`` (:meth:`draw_z`: ``"prior"`` draws, or ``"uniform"``
+        on (−2, 2) in unconstrained space); a point whose log density or gradient is not finite
+        is redrawn, up to ``max_tries`` times, so heavy-tailed priors (Cauchy) cannot break
+        initialisation. Raises :class:`~probinfer.errors.NonFiniteError` naming the offending
+        site otherwise.
         """
         n = legacy_kwargs(legacy, {"num_points": "n"}, "Target.init").get("n", n)
-        z, ok = self._init_jit(as_key(key), int(n), int(max_tries))
+        if strategy not in INIT_STRATEGIES:
+            raise DataError(
+                f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
+            )
+        z, ok = self._init_jit(as_key(key), int(n), int(max_tries), strategy)
         ok = np.asarray(ok)
         if not ok.all():
             bad = int(np.argmin(ok))
             raise NonFiniteError(
                 f"No finite log density (or gradient) for point {bad} of '{self.name}' after "
-                f"{max_tries} prior draws; {self.explain_nonfinite(z[bad])}"
+                f"{max_tries} {strategy} draws; {self.explain_nonfinite(z[bad])}"
             )
         return z
 
-    def starting_points(self, init, n, *, key=None):
-        """``(n, dim)`` starting points: prior draws with finite density (:meth:`init`) when
-        ``init`` is None, else ``init`` — a dict of constrained site values (each ``site_shape``
-        or ``(n, *site_shape)``) or unconstrained ``z`` (``(dim,)`` or ``(n, dim)``) — checked."""
+    def starting_points(self, init, n, *, key=None, default="prior"):
+        """``(n, dim)`` starting points, checked. ``init`` is a strategy name (``"uniform"``,
+        ``"prior"``: :meth:`init`), None for the runner's ``default`` strategy, a dict of
+        constrained site values (each ``site_shape`` or ``(n, *site_shape)``) or unconstrained
+        ``z`` (``(dim,)`` or ``(n, dim)``)."""
         if init is None:
-            return self.init(key, n)
+            init = default
+        if isinstance(init, str):
+            return self.init(key, n, strategy=init)
         if isinstance(init, dict):
             missing = set(self.latent_sites) - set(init)
             if missing:
@@ -371,7 +396,8 @@ class Target:
         if z.shape != (n, self.dim) or not bool(jnp.all(jnp.isfinite(z))):
             raise DataError(
                 f"init gives starting points of shape {z.shape}; need finite ({self.dim},) or "
-                f"({n}, {self.dim}) unconstrained values, or a dict of constrained site values."
+                f"({n}, {self.dim}) unconstrained values, a dict of constrained site values, or "
+                f"a strategy name ({', '.join(map(repr, INIT_STRATEGIES))})."
             )
         return z
 

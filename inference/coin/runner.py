@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from probinfer import devices as _devices
+from probinfer import health
 from probinfer._utils import as_key, cached_program
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.diagnostics import ksd
@@ -294,12 +295,13 @@ def _posterior(target, settings, x, trace, restarts, scale, place):
     }
     run = {k: v for k, v in settings._asdict().items() if k != "method"}
     run["devices"] = _devices.devices_used(settings.num_particles, place.devices)
-    return Posterior(
+    post = Posterior(
         {k: np.asarray(v)[None] for k, v in draws.items()},
         method=method,
         diagnostics=diagnostics,
         settings={"kernel": method, **run},
     )
+    return health.attach(post)
 
 
 def _records(num_steps):

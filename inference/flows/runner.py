@@ -14,7 +14,6 @@ counted (``diagnostics["skipped_steps"]``, with a warning).
 >>> post.diagnostics["pareto_k"], post.log_prob(post.sample(key=1, n=5))  # doctest: +SKIP
 """
 
-import warnings
 from functools import partial
 
 import jax
@@ -23,6 +22,7 @@ import numpy as np
 import optax
 
 from probinfer import devices as _devices
+from probinfer import health
 from probinfer._utils import as_key, cached_program, check_skipped_steps, import_arviz
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, ProbinferError
@@ -315,15 +315,7 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
         "pareto_k": float(k_hat),
         "skipped_steps": int(skipped.sum()),
     }
-    if k_hat > 0.7:
-        warnings.warn(
-            f"flow_vi on '{target.name}': Pareto k̂ = {float(k_hat):.2f} > 0.7, the flow misses "
-            "part of the posterior (do not trust its tails; try more steps, more layers or "
-            "importance_resample=True).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return FlowPosterior(
+    post = FlowPosterior(
         {k: np.asarray(v)[None] for k, v in draws.items()},
         target=target,
         flow=flow,
@@ -339,6 +331,7 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
             "devices": _devices.devices_used(settings["num_particles"], devices),
         },
     )
+    return health.attach(post)
 
 
 def flow_draws(target, key, n, **settings):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
+from probinfer import health
 from probinfer._utils import as_key
 from probinfer.checkpoint import path_for
 from probinfer.errors import DataError, ProbinferError
@@ -228,7 +229,7 @@ def sgmcmc(
     post = _posterior(target, kernel, paths, keep, step_sizes, geometry, {**settings, **run})
     if pilot is not None:
         post.diagnostics["step_size_pilot"] = pilot
-    return post
+    return health.attach(post)
 
 
 def _noise_bound(target, kernel, geometry, batch_size, key):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
-from probinfer import kernels
+from probinfer import health, kernels
 from probinfer._utils import as_key, legacy_kwargs
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
@@ -149,7 +149,7 @@ def pmmh(
         draws = {name: thetas[..., i] for i, name in enumerate(names)}
     else:
         raise ProbinferError(f"names has {len(names)} entries for a {dim}-dimensional θ.")
-    return Posterior(
+    post = Posterior(
         draws,
         method="pmmh",
         diagnostics={
@@ -167,3 +167,4 @@ def pmmh(
             "target_accept": target_accept,
         },
     )
+    return health.attach(post)

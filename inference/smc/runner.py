@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import devices as _devices
-from probinfer import kernels
+from probinfer import health, kernels
 from probinfer._utils import as_key, cached_program, legacy_kwargs
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import NonFiniteError, ProbinferError
@@ -203,7 +203,7 @@ def smc(
         "fixed_ladder": temperatures is not None,
         "devices": 1 if sharding is None else _devices.num_devices(devices),
     }
-    return Posterior(
+    post = Posterior(
         jax.tree.map(lambda x: x[None], _devices.to_host(constrained)),
         method="smc",
         log_weights=_devices.to_host(state.log_weights)[None],
@@ -211,6 +211,7 @@ def smc(
         diagnostics=diagnostics,
         settings=recorded,
     )
+    return health.attach(post)
 
 
 def _settings(

@@ -9,8 +9,10 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 
+from probinfer.health import ProbinferWarning
 from probinfer.jobs.amortized import TRAINS_ESTIMATOR
 from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
 from probinfer.jobs.spec import JobError, JobSpec, read_job
@@ -231,7 +233,10 @@ def run(
         f"seed {spec.seed}" + ("; resuming from its checkpoint" if resumed else "")
     )
     start = time.perf_counter()
-    posterior = prepared.runner(target, key=spec.seed, progress=progress, **settings)
+    with warnings.catch_warnings():
+        # The job prints the run's health sentences under its summary (and in the report).
+        warnings.simplefilter("ignore", ProbinferWarning)
+        posterior = prepared.runner(target, key=spec.seed, progress=progress, **settings)
     estimator = None
     if spec.method in TRAINS_ESTIMATOR:
         posterior, estimator = posterior
@@ -293,11 +298,11 @@ def _print_summary(result, header):
     print()
     for line in header[2:3]:
         print(line)
-    from probinfer.report.html import warnings_for
+    from probinfer.health import check
 
     if result.posterior.log_evidence is not None:
         print(f"log evidence: {result.posterior.log_evidence:.3f}")
-    for warning in warnings_for(result.posterior, table):
+    for warning in check(result.posterior, table):
         print(f"warning: {warning}")
     if result.calibration is not None:
         print(result.calibration.verdict())

@@ -8,8 +8,8 @@ inverse mass matrix from the chain's own draws, reset at the end of each doublin
 
 NUTS keeps its step size, mass matrix and adaptation inside its own state, so it drives
 :func:`probinfer.mcmc` only; SMC and PMMH take the fixed-length kernels (``hmc``, ``mala``,
-``rwm``). :func:`program` builds the four pure pieces ``mcmc``'s runner chunks, checkpoints and
-vmaps — ``start``, ``warmup``, ``sample``, ``step_size`` — with chains vmapped (each chain's
+``rwm``). :func:`program` builds the five pure pieces ``mcmc``'s runner chunks, checkpoints and
+vmaps — ``start``, ``warmup``, ``sample``, ``step_size``, ``position`` — with chains vmapped (each chain's
 tree is built in lock-step with the others; the longest tree of a step sets its cost).
 
 >>> post = pi.mcmc(target, key=0)                                            # doctest: +SKIP
@@ -52,7 +52,7 @@ def program(target, *, num_chains, num_warmup, step_size, target_accept, thinnin
     -> (state, trace)`` advance by ``len(steps)`` transitions (``keys``, ``collect`` and
     ``window_end`` are unused: the keys and the adaptation schedule live in NumPyro's state, so
     chunked runs equal whole ones). trace = (positions, log density, acceptance, divergent,
-    leapfrog steps), one row per kept draw.
+    leapfrog steps, Hamiltonian energy), one row per kept draw.
     """
     options = dict(options)
     init_kernel, sample_kernel = _numpyro_hmc(
@@ -84,6 +84,7 @@ def program(target, *, num_chains, num_warmup, step_size, target_accept, thinnin
                 state.accept_prob,
                 state.diverging,
                 state.num_steps,
+                state.energy,
             )
 
         return jax.lax.scan(body, state, steps)
@@ -100,4 +101,7 @@ def program(target, *, num_chains, num_warmup, step_size, target_accept, thinnin
     def final_step_size(state):
         return state.adapt_state.step_size
 
-    return start, warmup, sample, final_step_size
+    def position(state):
+        return state.z, -state.potential_energy
+
+    return start, warmup, sample, final_step_size, position

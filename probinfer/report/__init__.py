@@ -13,7 +13,8 @@ killed half-way leaves the previous report whole.
 import os
 
 from probinfer._utils import atomic_path
-from probinfer.report.html import diagnostic_rows, render, warnings_for
+from probinfer.health import check as health_check
+from probinfer.report.html import diagnostic_rows, render
 from probinfer.report.plots import plot_vars, save_figure, write_plots
 
 __all__ = ["write_report", "save_figure", "plot_vars"]
@@ -60,7 +61,7 @@ def write_report(
         table.to_csv(tmp)
     paths["summary.csv"] = join("summary.csv")
     rows = diagnostic_rows(posterior)
-    warnings = warnings_for(posterior, table)
+    warnings = health_check(posterior, table)
     diag_text = "\n".join(f"{n}: {v}" for n, v in rows) + "\n"
     diag_text += "".join(f"warning: {w}\n" for w in warnings)
     paths["diagnostics.txt"] = _write_text(join("diagnostics.txt"), diag_text)

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-__all__ = ["diagnostic_rows", "warnings_for", "render"]
+__all__ = ["diagnostic_rows", "render"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -77,6 +77,8 @@ def diagnostic_rows(posterior):
 
         rows.append(("Kish ESS of the weights", f"{float(kish_ess(posterior.log_weights)):.1f}"))
     for name, value in posterior.diagnostics.items():
+        if name == "warnings":  # shown as warnings, above the table
+            continue
         if np.ndim(value) == 2 and np.shape(value)[:2] == (
             posterior.num_chains,
             posterior.num_draws,
@@ -86,57 +88,6 @@ def diagnostic_rows(posterior):
                 continue
         rows.append((name, _format(value)))
     return rows
-
-
-def warnings_for(posterior, table):
-    """Sentences a reader must see before trusting the draws."""
-    from probinfer.report.plots import SEQUENTIAL_METHODS
-
-    d, found = posterior.diagnostics, []
-    if posterior.method in SEQUENTIAL_METHODS and posterior.log_weights is None:
-        worst = float(np.nanmax(table["r_hat"])) if len(table) else float("nan")
-        if worst > 1.01:
-            found.append(
-                f"R-hat up to {worst:.3f} (above 1.01): the chains disagree; run longer "
-                "or reparameterise."
-            )
-        low = float(np.nanmin(table["ess_bulk"])) if len(table) else float("nan")
-        if low < 100 * max(posterior.num_chains, 1) / 4:
-            found.append(f"bulk ESS as low as {low:.0f}: posterior summaries are noisy.")
-    divergent = int(np.sum(d.get("num_divergent", 0)))
-    if divergent:
-        found.append(_divergence_warning(divergent, int(np.size(d.get("is_divergent", 0)))))
-    k = d.get("pareto_k")
-    if k is not None and np.ndim(k) == 0 and float(k) > 0.7:
-        found.append(
-            f"Pareto k̂ = {float(k):.2f} (above 0.7): the variational approximation "
-            "misses the posterior's tails; do not trust its tail probabilities."
-        )
-    bad = d.get("nonfinite_prior_draws", 0)
-    bad = int(sum(bad.values()) if isinstance(bad, dict) else np.sum(bad))
-    if bad:
-        found.append(
-            f"{bad} prior particles had a non-finite likelihood and were given weight zero."
-        )
-    return found
-
-
-def _divergence_warning(divergent, num_transitions):
-    """A few divergences (under 1 % of the transitions, as NUTS at target_accept 0.8 gives on a
-    non-centred eight schools in most seeds) ask for a check with a smaller step; more say the
-    sampler misses part of the posterior."""
-    if num_transitions > 1 and divergent < 0.01 * num_transitions:
-        return (
-            f"{divergent} divergent transitions ({divergent / num_transitions:.2%} of them): "
-            "rerun with target_accept=0.95 (CLI: --set target_accept=0.95) to check that they "
-            "vanish; if they persist, the "
-            "sampler misses part of the posterior (reparameterise, e.g. non-centre a "
-            "hierarchical scale)."
-        )
-    return (
-        f"{divergent} divergent transitions: the sampler missed part of the "
-        "posterior; reparameterise (e.g. non-centred) or raise target_accept (e.g. 0.95)."
-    )
 
 
 def _image(path):

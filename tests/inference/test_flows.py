@@ -189,7 +189,7 @@ def test_pareto_k_is_small_for_a_matching_flow_and_large_for_a_too_narrow_one():
     kwargs = dict(flow="realnvp", num_layers=0, num_steps=1500, num_draws=2000, progress=False)
     good = pi.flow_vi(pi.compile(gaussian), key=0, **kwargs)
     assert good.diagnostics["pareto_k"] < 0.5
-    with pytest.warns(RuntimeWarning, match="Pareto"):
+    with pytest.warns(pi.ProbinferWarning, match="Pareto"):
         bad = pi.flow_vi(_student_t(1.5), key=0, **kwargs)
     assert bad.diagnostics["pareto_k"] > 0.7
 

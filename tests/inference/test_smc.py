@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from jax.scipy.special import logsumexp
 
 import probinfer as pi
@@ -107,10 +108,14 @@ def test_both_modes_keep_their_weights():
 def test_fixed_ladder():
     example = conjugate.normal_normal_example()
     ladder = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, 12)])
-    posts, log_z = _replicates(example.compile(), 8, num_particles=500, temperatures=ladder)
+    posts, log_z = _replicates(example.compile(), 16, num_particles=500, temperatures=ladder)
     np.testing.assert_allclose(posts[0].diagnostics["temperatures"], ladder, rtol=1e-6)
+    # The standard error is itself estimated from the 16 runs: Student's t with 15 degrees of
+    # freedom at a two-sided 0.001 (4.07 SE; 3 SE from 8 runs, a 2 % false alarm, failed seeds
+    # 0-7 at 3.8 SE on jax 0.10 while seeds 100-123 gave +0.002 ± 0.009).
     se = log_z.std(ddof=1) / np.sqrt(log_z.size)
-    assert abs(log_z.mean() - example.exact["log_evidence"]) < 3 * se + 1e-3, (log_z, se)
+    limit = scipy.stats.t.ppf(0.9995, log_z.size - 1) * se
+    assert abs(log_z.mean() - example.exact["log_evidence"]) < limit, (log_z, se)
 
 
 def test_degenerate_and_bad_input():
