@@ -35,7 +35,9 @@ class ProgressBar:
         self._description = description
 
     def _update(self, i):
-        if self._bar is None:
+        # A compiled program keeps its bar between runs (runners cache their programs): a step
+        # index below the bar's count is a new run, which gets a new bar.
+        if self._bar is None or int(i) + 1 < self._bar.n:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=self.total, desc=self._description, leave=True, file=sys.stderr)

@@ -200,3 +200,14 @@ def test_divergence_warning_reads_the_share_of_divergent_transitions():
     few, many = _divergence_sentence(3, 4000), _divergence_sentence(200, 4000)
     assert "0.07% of them" in few and "target_accept=0.95" in few
     assert "missed part of the posterior" in many and "5.0% of them" in many
+
+
+def test_a_second_run_of_the_same_program_shows_its_progress_bar_again(normal_normal, capsys):
+    """The compiled program (and its bar) is cached per Target: the second run must draw a bar
+    of its own, not advance the first run's closed one."""
+    target = normal_normal.compile()
+    run = {"key": 0, "num_warmup": 100, "num_draws": 100, "progress": True}
+    for _ in range(2):
+        pi.mcmc(target, **run)
+        shown = capsys.readouterr().err
+        assert "sampling" in shown and "100/100" in shown

@@ -390,8 +390,9 @@ def _amortized(target, estimator, keys, observations, num_samples, batch_size, s
             _progress(keys.shape[0], "calibrate (vmapped)", show),
             devices,
         )
-    except (jax.errors.JAXTypeError, TypeError):
-        # The estimator's sample() is not traceable (it converts to NumPy, branches on values…).
+    except jax.errors.JAXTypeError:
+        # The estimator's sample() is not traceable (it converts to NumPy, branches on values…);
+        # any other error is the estimator's own and reaches the user as it is.
         pass
     draws = []
     for i in range(keys.shape[0]):

@@ -240,3 +240,18 @@ def test_simulations_spread_over_devices_give_the_one_device_draws(on_cpu_device
     assert runs["sharded"]["devices"] == 4 and runs["single"]["devices"] == 1
     np.testing.assert_allclose(runs["sharded"]["samples"], runs["single"]["samples"], rtol=1e-5)
     np.testing.assert_allclose(runs["sharded"]["ecp"], runs["single"]["ecp"], atol=1 / 16)
+
+
+def test_an_estimator_error_is_raised_not_taken_for_untraceable_code(target):
+    """Only JAX's tracing errors send calibrate to the one-simulation-at-a-time loop; an
+    estimator's own TypeError reaches the user from its first call."""
+    calls = []
+
+    class Broken:
+        def sample(self, key, x, n):
+            calls.append(1)
+            raise TypeError("estimator bug")
+
+    with pytest.raises(TypeError, match="estimator bug"):
+        pi.calibrate(target, Broken(), num_sims=20, num_draws=10, key=0)
+    assert len(calls) == 1
