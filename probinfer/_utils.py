@@ -3,6 +3,7 @@
 import os
 import tempfile
 import weakref
+import zipfile
 
 import jax
 import numpy as np
@@ -210,6 +211,29 @@ class atomic_path:
         return False
 
 
+def read_npz(path, what, fix):
+    """Every array of the ``.npz`` file at ``path``, read at once: ``{name: array}``. A file that
+    is not a readable ``.npz`` (truncated, damaged, another format) raises one
+    :class:`~probinfer.errors.DataError` naming the file, ``what`` it should be and the ``fix``;
+    a missing file stays a ``FileNotFoundError``.
+
+    >>> arrays = read_npz("post.npz", "probinfer posterior", "save it again")  # doctest: +SKIP
+    """
+    from probinfer.errors import DataError
+
+    try:
+        # Opened here, not by np.load, which leaves its handle open when the zip is broken.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, TypeError) as error:
+        raise DataError(
+            f"'{path}' is not a readable {what}: it is truncated, damaged or of another format "
+            f"({type(error).__name__}: {error}); {fix}."
+        ) from None
+
+
 def atomic_write_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
     with atomic_path(path) as tmp:
@@ -238,7 +262,9 @@ def import_arviz():
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*ArviZ is undergoing")
+        warnings.filterwarnings(
+            "ignore", category=FutureWarning, message=r"(?s).*ArviZ is undergoing"
+        )
         import arviz
 
     return arviz

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import atomic_write_bytes
+from probinfer._utils import atomic_write_bytes, read_npz
 from probinfer.devices import to_host
 from probinfer.errors import ProbinferError
 
@@ -60,24 +60,42 @@ def save(path, fingerprint, progress, state, outputs):
 
 
 def load(path, fingerprint, state):
-    """``(progress, state, outputs)`` from ``path``; ``state`` gives the pytree structure.
-    Refuses a checkpoint of a run with other settings, naming them."""
+    """``(progress, state, outputs)`` from ``path``; ``state`` gives the pytree structure, and
+    every saved leaf must have its shape and dtype. Refuses a checkpoint of a run with other
+    settings, naming them, and a damaged or foreign file, naming it."""
     expected = json.loads(json.dumps(fingerprint, sort_keys=True, default=repr))
-    with np.load(path) as saved:
+    fix = "delete it to start the run afresh"
+    saved = read_npz(path, "probinfer checkpoint", fix)
+    try:
         found = json.loads(str(saved["fingerprint"]))
-        if found != expected:
-            changed = sorted(
-                k for k in set(found) | set(expected) if found.get(k) != expected.get(k)
-            )
+        progress = int(saved["progress"])
+    except (KeyError, ValueError, TypeError) as error:
+        raise ProbinferError(
+            f"checkpoint '{path}' lacks its run record ({type(error).__name__}: {error}); {fix}."
+        ) from None
+    if found != expected:
+        changed = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+        raise ProbinferError(
+            f"checkpoint '{path}' belongs to a different run (settings {changed} differ); "
+            "delete it or pass another checkpoint path."
+        )
+    leaves, treedef = jax.tree.flatten(state)
+    restored = []
+    for i, leaf in enumerate(leaves):
+        value = saved.get(f"state_{i}")
+        # As save() wrote it: np.asarray of the leaf (a Python int is int64 there).
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        want = (tuple(np.shape(leaf)), np.dtype(dtype))
+        if value is None or (value.shape, value.dtype) != want:
+            got = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
             raise ProbinferError(
-                f"checkpoint '{path}' belongs to a different run (settings {changed} differ); "
-                "delete it or pass another checkpoint path."
+                f"checkpoint '{path}' does not fit this run: state leaf {i} is {got}, the run "
+                f"needs {want[1]}{list(want[0])}; {fix}."
             )
-        leaves, treedef = jax.tree.flatten(state)
-        restored = [jnp.asarray(saved[f"state_{i}"]) for i in range(len(leaves))]
-        names = sorted((k for k in saved.files if k.startswith("out_")), key=lambda k: int(k[4:]))
-        outputs = [saved[k] for k in names]
-        return int(saved["progress"]), jax.tree.unflatten(treedef, restored), outputs
+        restored.append(jnp.asarray(value))
+    names = sorted((k for k in saved if k.startswith("out_")), key=lambda k: int(k[4:]))
+    outputs = [saved[k] for k in names]
+    return progress, jax.tree.unflatten(treedef, restored), outputs
 
 
 def boundaries(total, every, *, cuts=()):

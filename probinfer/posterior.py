@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key, atomic_write_bytes, key_or_warn
+from probinfer._utils import as_key, atomic_write_bytes, key_or_warn, read_npz
 from probinfer.devices import to_host
 from probinfer.diagnostics import kish_ess
-from probinfer.errors import ProbinferError
+from probinfer.errors import DataError, ProbinferError
 
 __all__ = ["Posterior", "kish_ess"]
 
@@ -231,16 +231,25 @@ class Posterior:
 
     @classmethod
     def load(cls, path):
-        """Load a Posterior written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
+        """Load a Posterior written by :meth:`save`; a damaged or foreign file raises one
+        :class:`~probinfer.errors.DataError` naming it."""
+        fix = "write it again with Posterior.save"
+        data = read_npz(path, "probinfer posterior file", fix)
+        try:
             meta = json.loads(bytes(data["__meta__"]).decode())
-            draws = {k[len("draws/") :]: data[k] for k in data.files if k.startswith("draws/")}
-            diagnostics = {
-                k[len("diagnostics/") :]: data[k]
-                for k in data.files
-                if k.startswith("diagnostics/")
-            }
-            log_weights = data["log_weights"] if "log_weights" in data.files else None
+            missing = {"method", "settings", "log_evidence", "scalar_diagnostics"} - set(meta)
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            missing = f"{type(error).__name__}: {error}"
+        if missing:
+            raise DataError(
+                f"'{path}' is an .npz file but not a probinfer posterior (its metadata is missing "
+                f"or damaged: {missing}); {fix}."
+            )
+        draws = {k[len("draws/") :]: v for k, v in data.items() if k.startswith("draws/")}
+        diagnostics = {
+            k[len("diagnostics/") :]: v for k, v in data.items() if k.startswith("diagnostics/")
+        }
+        log_weights = data.get("log_weights")
         diagnostics.update(meta["scalar_diagnostics"])
         diagnostics.update(meta.get("dict_diagnostics", {}))
         return cls(
