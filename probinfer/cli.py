@@ -185,7 +185,9 @@ def _calibrate(args):
 
 
 def _models():
-    from probinfer import models
+    from probinfer._utils import zoo
+
+    models = zoo()
 
     for name in sorted(models.ZOO):
         example = models.get(name)

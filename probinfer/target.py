@@ -554,9 +554,9 @@ def as_target(model, model_args=(), model_kwargs=None, data=()):
     if isinstance(model, Target):
         return model
     if isinstance(model, str):
-        from probinfer.models import get
+        from probinfer._utils import zoo
 
-        return get(model).compile()
+        return zoo().get(model).compile()
     if hasattr(model, "compile") and not callable(model):  # a zoo Example
         return model.compile()
     if callable(model):

@@ -175,3 +175,21 @@ def test_a_users_own_kernel_object_drives_mcmc_and_smc():
         table = post.summary()
         ess = float(table["ess_bulk"].iloc[0])
         assert abs(float(table["mean"].iloc[0]) - mean) < 4 * sd / np.sqrt(ess)
+
+
+def test_the_import_contract_lists_every_core_module():
+    """The core's forbidden-import contract (pyproject.toml) names its source modules one by one:
+    a new core module must join the list, or it could import a family unchecked."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    listed = set(next(c for c in contracts if c["type"] == "forbidden")["source_modules"])
+    core = {
+        f"probinfer.{p.stem if p.is_file() else p.name}"
+        for p in (root / "probinfer").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
+    assert core == listed

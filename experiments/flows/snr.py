@@ -38,7 +38,7 @@ from probinfer import dist  # noqa: E402
 from probinfer._utils import write_json  # noqa: E402
 from probinfer.inference.amortized import aevb  # noqa: E402
 from probinfer.inference.flows import make_flow  # noqa: E402
-from probinfer.inference.flows.objectives import make_loss  # noqa: E402
+from probinfer.nn.objectives import make_loss  # noqa: E402
 
 HERE = Path(__file__).parent
 KS = (4, 16, 64, 256, 1024)

@@ -9,11 +9,13 @@ amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum laten
 """
 
 from probinfer.inference.amortized.aevb import EncoderPosterior, amortized_vi
-from probinfer.inference.amortized.embeddings import MLPEmbedding, SetEmbedding
 from probinfer.inference.amortized.npe import npe
+from probinfer.inference.amortized.parameters import parameter_posterior
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
+from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
 
 __all__ = [
+    "parameter_posterior",
     "npe",
     "amortized_vi",
     "EncoderPosterior",

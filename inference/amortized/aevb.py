@@ -28,9 +28,9 @@ from numpyro.distributions.transforms import biject_to
 from probinfer._utils import as_key, check_skipped_steps
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, ModelError, ProbinferError
-from probinfer.inference.amortized.embeddings import MLPEmbedding, default_width
-from probinfer.inference.flows.flow import make_flow
-from probinfer.inference.flows.objectives import bound
+from probinfer.nn.embeddings import MLPEmbedding, default_width
+from probinfer.nn.flows import make_flow
+from probinfer.nn.objectives import bound
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 

@@ -37,10 +37,10 @@ import optax
 from probinfer._utils import as_key
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, NonFiniteError
-from probinfer.inference.amortized.embeddings import embedding_module, layout_kind, output_size
-from probinfer.inference.amortized.layout import ObservationLayout
 from probinfer.inference.amortized.posterior import AmortizedPosterior
-from probinfer.inference.flows.flow import make_flow
+from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
+from probinfer.nn.flows import make_flow
+from probinfer.nn.layout import ObservationLayout
 from probinfer.progress import should_show
 from probinfer.target import as_target
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from probinfer._utils import as_key, atomic_write_bytes
 from probinfer.errors import DataError, ProbinferError
-from probinfer.inference.amortized.embeddings import embedding_module
-from probinfer.inference.amortized.layout import ObservationLayout
-from probinfer.inference.flows.flow import make_flow
+from probinfer.nn.embeddings import embedding_module
+from probinfer.nn.flows import make_flow
+from probinfer.nn.layout import ObservationLayout
 from probinfer.posterior import Posterior
 from probinfer.target import as_target
 
@@ -38,7 +38,7 @@ class AmortizedPosterior:
 
     Attributes:
         target: the compiled model (its latent sites are θ; its observed sites are x).
-        flow, embedding: the conditional :class:`~probinfer.inference.flows.flow.Flow` and the flax
+        flow, embedding: the conditional :class:`~probinfer.nn.flows.Flow` and the flax
             embedding module; ``params``: ``{"flow": …, "embedding": …}``.
         layout: how x becomes features (:class:`ObservationLayout`, with its standardisation).
         loc, scale: ``(dim,)`` standardisation of the unconstrained θ.

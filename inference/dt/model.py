@@ -148,9 +148,9 @@ def load(path, model, *, model_args=(), model_kwargs=None, data=()):
     """The DT saved at ``path`` by :meth:`DT.save`, for ``model`` (the model function, Target,
     zoo Example or name it was trained on — checked against the saved sites; ``model_args``,
     ``model_kwargs`` and ``data`` as in :func:`train`)."""
-    from probinfer.inference.amortized.layout import ObservationLayout
     from probinfer.inference.dt.network import DistributionTransformer
     from probinfer.inference.dt.train import MetaPrior
+    from probinfer.nn.layout import ObservationLayout
     from probinfer.target import as_target
 
     if not os.path.exists(path):

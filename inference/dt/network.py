@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer.inference.dt.mixture import Mixture
-from probinfer.inference.pfn.transformer import Block
+from probinfer.nn.transformer import Block
 
 __all__ = ["DistributionTransformer"]
 

@@ -22,12 +22,12 @@ import optax
 from probinfer._utils import as_key
 from probinfer.checkpoint import path_for
 from probinfer.errors import DataError
-from probinfer.inference.amortized.layout import ObservationLayout
 from probinfer.inference.dt.mixture import Mixture
 from probinfer.inference.dt.model import DT
 from probinfer.inference.dt.network import DistributionTransformer
-from probinfer.inference.pfn import loop
-from probinfer.inference.pfn.loop import chunk_size, default_optimizer, warmup_for
+from probinfer.nn import training as loop
+from probinfer.nn.layout import ObservationLayout
+from probinfer.nn.training import chunk_size, default_optimizer, warmup_for
 from probinfer.target import as_target
 
 __all__ = ["train", "MetaPrior"]

@@ -6,9 +6,9 @@ flows on a Target's unconstrained space, fitted by the ELBO or tighter bounds.
 """
 
 from probinfer import runners
-from probinfer.inference.flows.flow import FLOWS, Flow, make_flow
-from probinfer.inference.flows.objectives import OBJECTIVES
 from probinfer.inference.flows.runner import FlowPosterior, flow_draws, flow_vi
+from probinfer.nn.flows import FLOWS, Flow, make_flow
+from probinfer.nn.objectives import OBJECTIVES
 
 __all__ = ["flow_vi", "FlowPosterior", "make_flow", "Flow", "FLOWS", "OBJECTIVES"]
 

@@ -26,8 +26,8 @@ from probinfer import health
 from probinfer._utils import as_key, cached_program, check_skipped_steps, import_arviz
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import DataError, ProbinferError
-from probinfer.inference.flows.flow import make_flow
-from probinfer.inference.flows.objectives import make_loss
+from probinfer.nn.flows import make_flow
+from probinfer.nn.objectives import make_loss
 from probinfer.posterior import Posterior
 from probinfer.progress import ProgressBar, should_show
 
@@ -40,7 +40,7 @@ _CHUNKS = 10
 class FlowPosterior(Posterior):
     """A :class:`~probinfer.Posterior` holding ``num_draws`` draws of the fitted flow, and the
     flow itself: :meth:`sample` draws afresh at any size, :meth:`log_prob` evaluates q.
-    ``flow`` and ``params`` are the :class:`~probinfer.inference.flows.flow.Flow` and its
+    ``flow`` and ``params`` are the :class:`~probinfer.nn.flows.Flow` and its
     fitted parameters (on the Target's unconstrained space). Saved, it is a plain Posterior (the
     draws; not the flow)."""
 
@@ -99,7 +99,7 @@ def flow_vi(
         num_steps: optimisation steps.
         num_particles: draws of q per step (K of the bound).
         objective: ``"elbo"``, ``"iwae"``, ``"miwae"``, ``"ciwae"`` or ``"annealed"``
-            (:mod:`probinfer.inference.flows.objectives`).
+            (:mod:`probinfer.nn.objectives`).
         optimizer: an ``optax.GradientTransformation``; None for the defaults above.
         batch_size: data points per step (minibatch ELBO through
             :meth:`~probinfer.Target.minibatch_log_density`); None for full data.

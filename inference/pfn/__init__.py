@@ -10,10 +10,9 @@ new data set in one forward pass (ALGORITHMS §2).
 
 from probinfer.inference.pfn.bar import BarDistribution, borders_from_samples
 from probinfer.inference.pfn.model import PFN, SHIPPED, load
-from probinfer.inference.pfn.parameters import parameter_posterior
 from probinfer.inference.pfn.priors import BNNPrior, GPHyperPrior, GPPrior, ModelPrior
 from probinfer.inference.pfn.train import train
-from probinfer.inference.pfn.transformer import Block, SetTransformer, Transformer
+from probinfer.nn.transformer import Block, SetTransformer, Transformer
 
 __all__ = [
     "train",
@@ -26,8 +25,25 @@ __all__ = [
     "GPHyperPrior",
     "BNNPrior",
     "ModelPrior",
-    "parameter_posterior",
     "Transformer",
     "SetTransformer",
     "Block",
 ]
+
+
+def __getattr__(name):
+    # parameter_posterior is NPE with a set encoder: it moved to the amortized family (families
+    # do not import each other); the old name forwards through the core's public accessor.
+    if name == "parameter_posterior":
+        import warnings
+
+        import probinfer
+
+        warnings.warn(
+            "pi.pfn.parameter_posterior moved: call pi.parameter_posterior (the old name goes "
+            "in 0.2.0).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return probinfer.parameter_posterior
+    raise AttributeError(f"module 'probinfer.inference.pfn' has no attribute '{name}'")

@@ -21,7 +21,7 @@ from probinfer._utils import atomic_write_bytes
 from probinfer.errors import DataError
 from probinfer.inference.pfn.bar import BarDistribution
 from probinfer.inference.pfn.priors import prior_from_config
-from probinfer.inference.pfn.transformer import Transformer
+from probinfer.nn.transformer import Transformer
 
 __all__ = ["PFN", "load", "SHIPPED"]
 

@@ -30,11 +30,11 @@ from probinfer import devices as _devices
 from probinfer._utils import as_key
 from probinfer.checkpoint import path_for
 from probinfer.errors import DataError
-from probinfer.inference.pfn import loop
 from probinfer.inference.pfn.bar import BarDistribution, borders_from_samples
-from probinfer.inference.pfn.loop import chunk_size, default_optimizer, warmup_for
 from probinfer.inference.pfn.model import PFN
-from probinfer.inference.pfn.transformer import Transformer
+from probinfer.nn import training as loop
+from probinfer.nn.training import chunk_size, default_optimizer, warmup_for
+from probinfer.nn.transformer import Transformer
 
 __all__ = ["train", "split_weights"]
 

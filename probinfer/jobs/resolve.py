@@ -19,7 +19,9 @@ __all__ = ["load_model", "load_data", "model_arguments", "runner_settings"]
 
 def load_model(spec):
     """``(model function, zoo Example or None)`` named by ``spec.model``."""
-    from probinfer import models
+    from probinfer._utils import zoo
+
+    models = zoo()
 
     name = spec.model
     if ":" not in name:

@@ -9,7 +9,7 @@ import pytest
 import probinfer as pi
 from probinfer import DataError, DiscreteLatentError, ProbinferError, dist
 from probinfer.inference.flows import FLOWS, make_flow
-from probinfer.inference.flows.layers import Planar, Radial, rational_quadratic
+from probinfer.nn.flow_layers import Planar, Radial, rational_quadratic
 
 
 def _perturbed(params, scale, seed=0):
@@ -309,7 +309,7 @@ def test_bounds_match_their_formulas_and_order():
     = their average with β = ½; and ELBO ≤ MIWAE ≤ IWAE on the same weights (Jensen)."""
     from jax.scipy.special import logsumexp
 
-    from probinfer.inference.flows.objectives import bound
+    from probinfer.nn.objectives import bound
 
     log_w = jax.random.normal(jax.random.PRNGKey(0), (16,)) * 2.0
     elbo, iwae = float(log_w.mean()), float(logsumexp(log_w) - np.log(16))

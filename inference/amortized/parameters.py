@@ -12,13 +12,13 @@ Covariates that vary from data set to data set belong in the model as observed s
 ``x = pi.sample("x", dist.Uniform(0, 1).expand([n]), obs=x)``): the set elements are the rows of
 all observed sites side by side.
 
->>> post = pi.pfn.parameter_posterior(model, key=0, model_kwargs={"x": x, "y": y})  # doctest: +SKIP
+>>> post = pi.parameter_posterior(model, key=0, model_kwargs={"x": x, "y": y})  # doctest: +SKIP
 >>> post.sample(1, {"x": x_new, "y": y_new}, 1000)                                 # doctest: +SKIP
 """
 
-from probinfer.inference.amortized.embeddings import default_features
 from probinfer.inference.amortized.npe import npe
-from probinfer.inference.pfn.transformer import SetTransformer
+from probinfer.nn.embeddings import default_features
+from probinfer.nn.transformer import SetTransformer
 from probinfer.target import as_target
 
 __all__ = ["parameter_posterior"]

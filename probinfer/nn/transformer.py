@@ -101,7 +101,7 @@ class SetTransformer(nn.Module):
     a token Dense(x_i) per element, ``num_layers`` blocks of self-attention among the elements
     (no positional encoding), a mean over the tokens and a Dense read-out. As the embedding of
     :func:`~probinfer.npe` it makes a PFN for a model's *parameters* (see
-    :func:`~probinfer.inference.pfn.parameter_posterior`).
+    :func:`~probinfer.parameter_posterior`).
     """
 
     features: int = 32

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from probinfer.errors import DataError
-from probinfer.inference.flows import layers
+from probinfer.nn import flow_layers as layers
 
 __all__ = ["FLOWS", "Flow", "make_flow", "default_layers"]
 
