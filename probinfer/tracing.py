@@ -140,6 +140,35 @@ def _plate_sizes(trace):
     }
 
 
+def _check_finite_observations(site, model_name):
+    """A NaN or ±inf observation makes the log density NaN or −inf everywhere, which a sampler
+    would report much later as a non-finite density: name the site and the first bad entries
+    now. Entries a ``.mask(...)`` switches off are the user's placeholders and are allowed."""
+    value = site["value"]
+    if isinstance(value, jax.core.Tracer) or not jnp.issubdtype(
+        jnp.result_type(value), jnp.inexact
+    ):
+        return
+    bad = ~np.isfinite(np.asarray(value))
+    mask = getattr(site["fn"], "_mask", None)
+    if mask is not None and not isinstance(mask, bool | jax.core.Tracer):
+        bad &= np.broadcast_to(np.asarray(mask, bool), bad.shape)
+    if not bad.any():
+        return
+    counts = {
+        "NaN": int(np.sum(bad & np.isnan(np.asarray(value)))),
+        "infinite value": int(np.sum(bad & np.isinf(np.asarray(value)))),
+    }
+    what = " and ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in counts.items() if n)
+    where = [tuple(int(i) for i in index) for index in np.argwhere(bad)[:3]]
+    at = ", ".join(str(w[0]) if len(w) == 1 else str(w) for w in where)
+    raise DataError(
+        f"observed site '{site['name']}' of '{model_name}' has {what} (index {at}"
+        f"{', …' if bad.sum() > 3 else ''}); drop those entries, or set them to any finite "
+        "value and mask them out (dist.Normal(...).mask(keep), keep False there)."
+    )
+
+
 def analyse(model, signature, arguments, data_names, prior_sites, name):
     """Read the model's sites and data plates; raise one sentence for what cannot work."""
     key = jax.random.PRNGKey(0)
@@ -166,6 +195,7 @@ def analyse(model, signature, arguments, data_names, prior_sites, name):
             else:
                 kinds["observed"] += (site_name,)
                 observed_shapes[site_name] = tuple(jnp.shape(site["value"]))
+                _check_finite_observations(site, name)
         elif site["fn"].support.is_discrete:
             kinds["discrete"] += (site_name,)
         else:

@@ -435,3 +435,21 @@ def test_two_moons_noise_is_a_normalised_density_matching_its_simulator():
     mean = (density[:, None] * grid).sum(0) * cell
     se = draws.std(0) / np.sqrt(draws.shape[0])
     assert np.all(np.abs(draws.mean(0) - mean) < 4 * se + 1e-3)
+
+
+def _plate_model(y, keep=True):
+    mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+    with pi.plate("data", y.shape[0]):
+        pi.sample("y", dist.Normal(mu, 1.0).mask(keep), obs=y)
+
+
+def test_nan_or_infinite_observations_are_named_at_compile_time():
+    y = jnp.array([0.1, jnp.nan, 0.3, -jnp.inf, 0.5])
+    with pytest.raises(pi.DataError, match=r"'y' .* 1 NaN and 1 infinite value \(index 1, 3\)"):
+        pi.compile(_plate_model, y)
+    # Placeholders a mask switches off are the user's business, and the density is finite.
+    keep = jnp.array([True, False, True, False, True])
+    target = pi.compile(_plate_model, y, keep)
+    assert np.isfinite(float(target.log_density(jnp.zeros(1))))
+    with pytest.raises(pi.DataError, match=r"'y' .* 1 NaN \(index 1\)"):
+        pi.compile(_plate_model, y, jnp.array([True, True, True, False, True]))
