@@ -21,7 +21,15 @@ from jax.scipy.special import logsumexp
 
 from probinfer.errors import DataError
 
-__all__ = ["c2st", "kish_ess", "ksd", "mmd", "median_lengthscale", "median_squared_distance"]
+__all__ = [
+    "c2st",
+    "chain_diagnostics",
+    "kish_ess",
+    "ksd",
+    "mmd",
+    "median_lengthscale",
+    "median_squared_distance",
+]
 
 
 def kish_ess(log_weights):
@@ -31,6 +39,129 @@ def kish_ess(log_weights):
     log_weights = jnp.ravel(log_weights)
     log_weights = log_weights - logsumexp(log_weights)
     return jnp.exp(-logsumexp(2.0 * log_weights))
+
+
+def chain_diagnostics(draws):
+    """Rank-normalised split R-hat and bulk and tail effective sample sizes (Vehtari, Gelman,
+    Simpson, Carpenter & Bürkner 2021, "Rank-normalization, folding, and localization: an
+    improved R-hat for assessing convergence of MCMC"), for every component at once.
+
+    The estimators are ArviZ's (``az.rhat``, ``az.ess(method="bulk"/"tail")``), equal to them to
+    float rounding (tested), vectorised over components: ArviZ loops over components in Python
+    (11.5 s for 2,000 components of 4 × 1,000 draws on 2 cores; 3–4 s here, most of it the
+    two sorts for the ranks), which every run's health check and ``Posterior.summary`` pay.
+
+    Args:
+        draws: (num_chains, num_draws, k) array.
+
+    Returns:
+        ``(r_hat, ess_bulk, ess_tail)``, each (k,); R-hat is NaN for one chain, everything NaN
+        for a component with a non-finite draw or fewer than 4 draws per chain.
+
+    Example:
+        >>> r_hat, bulk, tail = chain_diagnostics(np.random.normal(size=(4, 1000, 3)))
+    """
+    x = np.asarray(draws, np.float64)
+    m, n, k = x.shape
+    nan = np.full(k, np.nan)
+    if n < 4:
+        return nan, nan, nan
+    valid = np.all(np.isfinite(x), axis=(0, 1))
+    x = np.where(valid, x, 0.0)
+    split = _split_chains(x)
+    z = _z_scale(split)
+    bulk = _ess(z)
+    tails = []
+    for prob in (0.05, 0.95):
+        quantile = np.quantile(x.reshape(m * n, k), prob, axis=0)
+        tails.append(_ess(_split_chains((x <= quantile).astype(np.float64))))
+    tail = np.minimum(*tails)
+    if m > 1:
+        folded = np.abs(split - np.median(split.reshape(-1, k), axis=0))
+        r_hat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+    else:
+        r_hat = nan
+    return tuple(np.where(valid, value, np.nan) for value in (r_hat, bulk, tail))
+
+
+def _split_chains(x):
+    """(m, n, k) → (2m, n // 2, k): first halves, then last halves (a middle draw dropped)."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, -half:]], axis=0)
+
+
+def _z_scale(x):
+    """Ranks over all chains and draws (ties averaged), Blom's offsets, normal quantiles."""
+    from scipy.special import ndtri
+
+    m, n, k = x.shape
+    rank = _average_ranks(x.reshape(m * n, k))
+    return ndtri((rank - 3 / 8) / (m * n + 1 / 4)).reshape(m, n, k)
+
+
+def _average_ranks(a):
+    """Ranks 1 … N of each column of ``a`` (N, k), ties given their average rank (as
+    ``scipy.stats.rankdata(method="average")``, which is only called for columns with ties:
+    its general path costs twice the sort here)."""
+    from scipy import stats
+
+    columns = np.ascontiguousarray(a.T)  # sorting along a contiguous axis is ~3× faster
+    order = np.argsort(columns, axis=1)
+    ranks = np.empty(columns.shape)
+    np.put_along_axis(ranks, order, np.arange(1.0, a.shape[0] + 1)[None], axis=1)
+    tied = np.any(np.diff(np.take_along_axis(columns, order, axis=1), axis=1) == 0, axis=1)
+    if tied.any():
+        ranks[tied] = stats.rankdata(columns[tied], method="average", axis=1)
+    return ranks.T
+
+
+def _rhat(x):
+    """Split-chain potential scale reduction of (m, n, k) draws, per component."""
+    n = x.shape[1]
+    between = n * np.var(x.mean(axis=1), axis=0, ddof=1)
+    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant component: NaN, as ArviZ
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(x):
+    """Effective sample size of (m, n, k) draws per component: autocorrelations pooled over
+    chains, Geyer's initial positive and then monotone sequence over pairs of lags, truncated
+    as ArviZ's ``_ess`` does (its loop written with cumulative minima)."""
+    from scipy.fft import next_fast_len
+
+    m, n, k = x.shape
+    constant = (x.max(axis=(0, 1)) - x.min(axis=(0, 1))) < np.finfo(float).resolution
+    centred = x - x.mean(axis=1, keepdims=True)
+    size = next_fast_len(2 * n)
+    spectrum = np.fft.rfft(centred, n=size, axis=1)
+    acov = np.fft.irfft(spectrum * np.conjugate(spectrum), n=size, axis=1)[:, :n] / n
+    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if m > 1:
+        var_plus = var_plus + np.var(x.mean(axis=1), axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # (n, k)
+    rho[0] = 1.0
+    # Pairs (ρ_2j, ρ_2j+1) for j = 0 … the last the loop can reach (t = 2j − 1 < n − 3).
+    last = max(0, -(-(n - 2) // 2) - 1)
+    pairs = rho[0 : 2 * last + 2 : 2] + rho[1 : 2 * last + 2 : 2]  # (last + 1, k)
+    # The first pair j ≥ 1 with a sum ≤ 0 ends the loop (a row of True marks "none": j = last).
+    nonpositive = np.concatenate([pairs[1:] <= 0.0, np.ones((1, k), bool)])
+    first = nonpositive.argmax(axis=0) + 1
+    stop = np.where(pairs[0] > 0.0, np.minimum(first, last), 0)  # j_last: pairs computed
+    kept = np.arange(last + 1)[:, None] < stop[None]  # pairs 0 … j_last − 1, made monotone
+    monotone = np.minimum.accumulate(np.where(kept, pairs, np.inf), axis=0)
+    body = np.sum(np.where(kept, monotone, 0.0), axis=0)
+    even = np.take_along_axis(rho, (2 * stop)[None], axis=0)[0]
+    pair_last = np.take_along_axis(pairs, stop[None], axis=0)[0]
+    tail_term = np.where(stop == 0, 1.0, np.where((pair_last >= 0) | (even > 0), even, 0.0))
+    tau = -1.0 + 2.0 * body + tail_term
+    total = m * n
+    tau = np.maximum(tau, 1.0 / np.log10(total))
+    ess = total / tau
+    ess = np.where(np.isnan(rho).any(axis=0), np.nan, ess)
+    return np.where(constant, float(total), ess)
 
 
 def median_lengthscale(x, max_points=1000):

@@ -16,7 +16,7 @@ import numpy as np
 
 from probinfer._utils import as_key, atomic_write_bytes, key_or_warn, read_npz
 from probinfer.devices import to_host
-from probinfer.diagnostics import kish_ess
+from probinfer.diagnostics import chain_diagnostics, kish_ess
 from probinfer.errors import DataError, ProbinferError
 
 __all__ = ["Posterior", "kish_ess"]
@@ -128,48 +128,37 @@ class Posterior:
     def summary(self, sites=None):
         """Table of mean, sd, 5/50/95 % quantiles, bulk and tail ESS and R-hat per component.
 
-        ESS and R-hat are ArviZ's rank-normalised estimators (Vehtari et al. 2021). For weighted
-        draws, moments and quantiles are weighted, ``ess_bulk`` is Kish's ESS of the weights and
-        R-hat is not defined (NaN). Returns a ``pandas.DataFrame`` indexed by ``site[i,j]``.
+        ESS and R-hat are the rank-normalised estimators of Vehtari et al. (2021), ArviZ's to
+        float rounding (:func:`probinfer.diagnostics.chain_diagnostics`, vectorised). For
+        weighted draws, moments and quantiles are weighted, ``ess_bulk`` is Kish's ESS of the
+        weights and R-hat is not defined (NaN). Returns a ``pandas.DataFrame`` indexed by
+        ``site[i,j]``.
         """
-        from probinfer._utils import import_arviz
-
-        az = import_arviz()
         import pandas as pd
 
         sites = list(sites or self.sites)
         weights = self._weights()
-        rows, index = [], []
-        if weights is None:
-            posterior = {k: self.draws[k] for k in sites}
-            idata = az.from_dict(posterior=posterior)
-            ess_bulk = az.ess(idata, method="bulk")
-            ess_tail = az.ess(idata, method="tail")
-            # R-hat needs two chains (ArviZ returns NaN for one, after logging a warning).
-            rhat = az.rhat(idata) if self.num_chains > 1 else None
+        blocks, index = [], []
         for name in sites:
             values = self.draws[name]
-            shape = values.shape[2:]
-            flat = values.reshape(values.shape[:2] + (-1,))
-            labels = _component_labels(name, shape)
-            for j, label in enumerate(labels):
-                column = flat[..., j].astype(np.float64)
-                if weights is None:
-                    mean, sd = column.mean(), column.std(ddof=1) if column.size > 1 else np.nan
-                    q05, q50, q95 = np.quantile(column, [0.05, 0.5, 0.95])
-                    bulk = float(np.ravel(ess_bulk[name].values)[j])
-                    tail = float(np.ravel(ess_tail[name].values)[j])
-                    r_hat = np.nan if rhat is None else float(np.ravel(rhat[name].values)[j])
-                else:
-                    x = column.ravel()
-                    mean = float(np.sum(weights * x))
-                    sd = float(np.sqrt(np.sum(weights * (x - mean) ** 2)))
-                    q05, q50, q95 = _weighted_quantiles(x, weights, [0.05, 0.5, 0.95])
-                    bulk = tail = float(kish_ess(self.log_weights))
-                    r_hat = np.nan
-                rows.append([mean, sd, q05, q50, q95, bulk, tail, r_hat])
-                index.append(label)
+            flat = values.reshape(values.shape[:2] + (-1,)).astype(np.float64)
+            index += _component_labels(name, values.shape[2:])
+            pooled = flat.reshape(-1, flat.shape[-1])
+            if weights is None:
+                mean = pooled.mean(axis=0)
+                sd = pooled.std(axis=0, ddof=1) if len(pooled) > 1 else np.full(len(mean), np.nan)
+                quantiles = np.quantile(pooled, [0.05, 0.5, 0.95], axis=0)
+                r_hat, bulk, tail = chain_diagnostics(flat)
+                blocks.append(np.column_stack([mean, sd, *quantiles, bulk, tail, r_hat]))
+                continue
+            ess = float(kish_ess(self.log_weights))
+            for x in pooled.T:
+                mean = float(np.sum(weights * x))
+                sd = float(np.sqrt(np.sum(weights * (x - mean) ** 2)))
+                quantiles = _weighted_quantiles(x, weights, [0.05, 0.5, 0.95])
+                blocks.append(np.array([[mean, sd, *quantiles, ess, ess, np.nan]]))
         columns = ["mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"]
+        rows = np.concatenate(blocks) if blocks else np.zeros((0, len(columns)))
         return pd.DataFrame(rows, index=index, columns=columns)
 
     def to_arviz(self, *, key=None):
