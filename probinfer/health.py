@@ -10,8 +10,8 @@ Carlo", for E-BFMI), and each method's own otherwise:
   100 per chain; a chain whose step size is a hundredth of the median chain's (adapted to nothing);
 - NUTS/HMC: divergent transitions (with their fraction and the fix), trees at the maximum depth,
   E-BFMI below 0.3;
-- SMC: an ESS collapse (a reweighting left fewer than 10 particles' or 1 % of them's worth; a
-  ladder that hits ``max_steps`` before temperature 1 is an error already, not a warning);
+- SMC: an ESS collapse (a reweighting left an ESS under max(10, 1 % of the particles); a ladder
+  that hits ``max_steps`` before temperature 1 is an error already, not a warning);
 - SG-MCMC: a step size pinned at the minibatch-noise bound;
 - VI and flows: Pareto k̂ above 0.7 (Vehtari et al. 2024, "Pareto smoothed importance sampling").
 
