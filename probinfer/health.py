@@ -51,10 +51,15 @@ def stuck_chains(step_size, log_density, dim):
     log_density = np.asarray(log_density, np.float64)
     if step_size.size < 2:
         return np.zeros(step_size.shape, bool)
-    collapsed = ~(step_size >= COLLAPSED_STEP * np.median(step_size))
+    collapsed = _collapsed(step_size)
     gap = max(10.0, 10.0 * np.sqrt(dim / 2.0))
     far = ~(log_density >= np.median(log_density) - gap)
     return collapsed | far
+
+
+def _collapsed(step_size):
+    """Chains whose step size is under ``COLLAPSED_STEP`` times the median chain's (NaN too)."""
+    return ~(step_size >= COLLAPSED_STEP * np.median(step_size))
 
 
 def e_bfmi(energy):
@@ -136,7 +141,7 @@ def _chain_checks(posterior, table):
             )
     step = np.ravel(np.asarray(posterior.diagnostics.get("step_size", []), np.float64))
     if step.size > 1:
-        collapsed = np.flatnonzero(~(step >= COLLAPSED_STEP * np.median(step)))
+        collapsed = np.flatnonzero(_collapsed(step))
         if collapsed.size:
             found.append(
                 f"chain(s) {collapsed.tolist()} adapted a step size under {COLLAPSED_STEP:g}× the "

@@ -285,18 +285,11 @@ def _restart_stuck(program, state, key, num_warmup, place):
     stuck = health.stuck_chains(step, np.asarray(log_density), positions.shape[-1])
     if not stuck.any() or stuck.all():
         return state, np.zeros(stuck.shape, bool)
-    key_donor, key_start, key_warmup = jax.random.split(key, 3)
+    key_donor, key_warmup = jax.random.split(key)
     healthy = jnp.asarray(np.flatnonzero(~stuck))
     donors = jax.random.choice(key_donor, healthy, (positions.shape[0],))
     starts = jnp.where(jnp.asarray(stuck)[:, None], positions[donors], positions)
-    collect, window_end = adaptation.warmup_schedule(num_warmup)
-    fresh = program.warmup(
-        program.start(place(starts), key_start),
-        jnp.arange(num_warmup),
-        jax.random.split(key_warmup, num_warmup),
-        jnp.asarray(collect),
-        jnp.asarray(window_end),
-    )
+    fresh = _warmed_up(program, place(starts), key_warmup, num_warmup)
     mask = jnp.asarray(stuck)
 
     def pick(new, old):
@@ -503,14 +496,19 @@ def _program(
     return _Program(start, warmup, sample, final_step_size, position)
 
 
-def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):
-    """Every step in one traced call: ``(state, trace)`` with trace rows = kept draws."""
+def _warmed_up(program, positions, key, num_warmup):
+    """Chains started at ``positions`` after the whole warm-up, in one traced call."""
     collect, window_end = adaptation.warmup_schedule(num_warmup)
-    state = program.warmup(
-        program.start(positions, key_warmup),
+    return program.warmup(
+        program.start(positions, key),
         jnp.arange(num_warmup),
-        jax.random.split(key_warmup, num_warmup),
+        jax.random.split(key, num_warmup),
         jnp.asarray(collect),
         jnp.asarray(window_end),
     )
+
+
+def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):
+    """Every step in one traced call: ``(state, trace)`` with trace rows = kept draws."""
+    state = _warmed_up(program, positions, key_warmup, num_warmup)
     return program.sample(state, jnp.arange(total), jax.random.split(key_sample, total))

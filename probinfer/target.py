@@ -43,6 +43,13 @@ INIT_STRATEGIES = ("uniform", "prior")
 INIT_RADIUS = 2.0
 
 
+def _check_strategy(strategy):
+    if strategy not in INIT_STRATEGIES:
+        raise DataError(
+            f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
+        )
+
+
 class Target:
     """A compiled model. Build one with :func:`compile`; see the module docstring for the math.
 
@@ -316,13 +323,9 @@ class Target:
         ``"uniform"``: every coordinate uniform on (−2, 2) — Stan's and NumPyro's default
         (``init_to_uniform``), which keeps chains out of a heavy-tailed prior's far tails.
         """
+        _check_strategy(strategy)
         if strategy == "uniform":
-            radius = INIT_RADIUS
-            return jax.random.uniform(key, (self.dim,), self.dtype, -radius, radius)
-        if strategy != "prior":
-            raise DataError(
-                f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
-            )
+            return jax.random.uniform(key, (self.dim,), self.dtype, -INIT_RADIUS, INIT_RADIUS)
         tr = self._trace(key, substitute_fn=improper_init_fn)
         free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
@@ -362,10 +365,7 @@ class Target:
         site otherwise.
         """
         n = legacy_kwargs(legacy, {"num_points": "n"}, "Target.init").get("n", n)
-        if strategy not in INIT_STRATEGIES:
-            raise DataError(
-                f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
-            )
+        _check_strategy(strategy)  # before compiling
         z, ok = self._init_jit(as_key(key), int(n), int(max_tries), strategy)
         ok = np.asarray(ok)
         if not ok.all():

@@ -141,3 +141,20 @@ def test_a_damaged_checkpoint_or_one_of_another_shape_is_refused_naming_it(tmp_p
         fh.truncate(100)
     with pytest.raises(pi.ProbinferError, match=f"'{path}'.*delete it"):
         checkpoint.load(path, {"run": 1}, state)
+
+
+def test_summary_columns_are_the_pooled_moments_quantiles_and_chain_diagnostics():
+    rng = np.random.default_rng(5)
+    draws = {"a": rng.normal(size=(3, 200)), "b": rng.gamma(2.0, size=(3, 200, 2, 2))}
+    table = pi.Posterior(draws, method="mcmc").summary()
+    assert list(table.index) == ["a", "b[0,0]", "b[0,1]", "b[1,0]", "b[1,1]"]
+    columns = np.concatenate([draws["a"][..., None], draws["b"].reshape(3, 200, 4)], axis=-1)
+    pooled = columns.reshape(600, 5)
+    np.testing.assert_allclose(table["mean"], pooled.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(table["sd"], pooled.std(0, ddof=1), rtol=1e-12)
+    for column, q in (("q5", 0.05), ("q50", 0.5), ("q95", 0.95)):
+        np.testing.assert_allclose(table[column], np.quantile(pooled, q, axis=0), rtol=1e-12)
+    r_hat, bulk, tail = pi.diagnostics.chain_diagnostics(columns)
+    np.testing.assert_allclose(table["r_hat"], r_hat, rtol=1e-12)
+    np.testing.assert_allclose(table["ess_bulk"], bulk, rtol=1e-12)
+    np.testing.assert_allclose(table["ess_tail"], tail, rtol=1e-12)

@@ -453,3 +453,16 @@ def test_nan_or_infinite_observations_are_named_at_compile_time():
     assert np.isfinite(float(target.log_density(jnp.zeros(1))))
     with pytest.raises(pi.DataError, match=r"'y' .* 1 NaN \(index 1\)"):
         pi.compile(_plate_model, y, jnp.array([True, True, True, False, True]))
+
+
+def test_uniform_starts_stay_in_the_box_where_prior_draws_of_a_cauchy_do_not():
+    def cauchy():
+        pi.sample("x", dist.Cauchy(0.0, 10.0).expand([50]).to_event(1))
+
+    target = pi.compile(cauchy)
+    uniform = np.asarray(target.init(0, 20, strategy="uniform"))
+    assert np.all(np.abs(uniform) < 2.0) and uniform.std() > 0.5  # U(-2, 2): sd 1.15
+    # 1,000 Cauchy(0, 10) draws: P(|x| > 2) = 0.87 each, so some land outside the box.
+    assert np.any(np.abs(np.asarray(target.init(0, 20, strategy="prior"))) > 2.0)
+    with pytest.raises(pi.DataError, match="unknown starting-point strategy 'pathfinder'"):
+        pi.mcmc(target, key=0, init="pathfinder")

@@ -9,11 +9,12 @@ import os
 import numpy as np
 
 from probinfer._utils import atomic_path
+from probinfer.health import CHAIN_METHODS
 
 __all__ = ["save_figure", "plot_vars", "write_plots", "SEQUENTIAL_METHODS"]
 
 # Methods whose draws form Markov chains (trace and rank plots mean something).
-SEQUENTIAL_METHODS = ("mcmc", "sgmcmc", "pmmh")
+SEQUENTIAL_METHODS = CHAIN_METHODS
 
 
 def save_figure(axes, title, path, dpi=110):
