@@ -22,7 +22,7 @@ from probinfer._utils import atomic_write_bytes, read_npz
 from probinfer.devices import to_host
 from probinfer.errors import ProbinferError
 
-__all__ = ["path_for", "save", "load", "run_chunks", "boundaries"]
+__all__ = ["path_for", "fingerprint", "save", "load", "run_chunks", "boundaries"]
 
 
 def path_for(checkpoint, runner):
@@ -34,6 +34,20 @@ def path_for(checkpoint, runner):
     if checkpoint.endswith(".npz"):
         return checkpoint
     return os.path.join(checkpoint, f"{runner}.npz")
+
+
+def fingerprint(key, target=None, **settings):
+    """The record a checkpoint must match to be resumed: the run's PRNG ``key`` (as its raw
+    words), the Target's name (when there is one) and the run's ``settings``; every runner
+    builds its record here.
+
+    >>> fingerprint(jax.random.key(0), target, num_steps=1000)   # doctest: +SKIP
+    {'key': [0, 0], 'target': 'eight_schools', 'num_steps': 1000}
+    """
+    record = {"key": np.asarray(jax.random.key_data(key)).tolist()}
+    if target is not None:
+        record["target"] = target.name
+    return record | settings
 
 
 def save(path, fingerprint, progress, state, outputs):

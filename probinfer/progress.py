@@ -35,6 +35,8 @@ class ProgressBar:
         self._description = description
 
     def _update(self, i):
+        if not self.enabled:  # a cached program compiled with the bar, run without it
+            return
         # A compiled program keeps its bar between runs (runners cache their programs): a step
         # index below the bar's count is a new run, which gets a new bar.
         if self._bar is None or int(i) + 1 < self._bar.n:
@@ -52,6 +54,22 @@ class ProgressBar:
         last = i == self.total - 1
         hit = ((i + 1) % self.every == 0) | last
         jax.lax.cond(hit, lambda: jax.debug.callback(self._update, i), lambda: None)
+
+    def postfix(self, **values):
+        """Show ``values`` beside the bar (host side, between chunks); None values are left out."""
+        if self._bar is not None and not self._bar.disable:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if v is not None})
+
+    def restart(self, enabled):
+        """A new run of a cached program: the next tick opens a new bar (shown or not)."""
+        self.close()
+        self.enabled = enabled
+        self._bar = None
+
+    def close(self):
+        """Close the bar (a run that ended early, e.g. by early stopping)."""
+        if self._bar is not None:
+            self._bar.close()
 
     def steps(self):
         """Step indices to feed the scan as ``xs``."""

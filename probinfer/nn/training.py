@@ -1,22 +1,67 @@
-"""The training loop shared by PFNs and Distribution Transformers: Adam with linear warm-up and
-cosine decay, gradients clipped at norm 1, jitted chunks of steps with a progress bar showing the
-running loss, and checkpoints after every chunk (:mod:`probinfer.checkpoint`).
+"""The one training loop under every trained estimator and optimiser-driven runner (``flow_vi``,
+``npe``, ``amortized_vi``, PFNs, Distribution Transformers, ``map_network``, SG-MCMC's mode
+search): :func:`fit` minimises ``loss(params, key, batch)`` with an optax transformation.
 
-A step's randomness is ``fold_in(key, step)``, so a run resumed from a checkpoint continues on
-the loss curve of an uninterrupted one.
+* **Jitted chunks.** Steps run in one compiled ``lax.scan`` per chunk (a validation period, a
+  checkpoint period, or the whole run); a step's randomness is ``fold_in(key, step)``, so a run
+  resumed from a checkpoint (:mod:`probinfer.checkpoint`) continues the loss curve of an
+  uninterrupted one.
+* **Minibatches** of ``data`` (a pytree whose leaves share a leading axis of N rows) are drawn
+  in epochs: a fresh permutation per epoch, ``batch_size`` rows per step, every row once per
+  epoch (``⌊N / batch_size⌋`` steps). Over ``devices`` the batch's rows are split
+  (data-parallel; the result is the same, only faster).
+* **Non-finite steps** (a loss or gradient that is NaN or infinite) leave parameters and
+  optimiser state unchanged and are counted (``skipped``), in this one place.
+* **Validation and early stopping.** With ``validation`` (held-out rows) the mean loss over them
+  is measured every ``validate_every`` steps (default one epoch) and the best parameters kept.
+  ``early_stopping={"patience": p, "decays": d, "factor": f}``: after ``p`` validations without
+  improvement the run returns to the best parameters and multiplies its step by ``f``; after
+  ``d`` such decays it stops. (optax's ``contrib.reduce_on_plateau`` watches the training loss
+  passed to ``update`` and can neither restore the best parameters nor stop a run, which is why
+  this rule lives here; every schedule, clipping and weight decay is optax's.)
+* **Copies.** ``copies=k`` trains k independent copies side by side in one program (an
+  ensemble, or the candidates of a hyperparameter): ``params`` leaves carry a leading axis k,
+  all copies see the same minibatches and keys, and with ``hyper`` (k, …) the optimizer is a
+  function ``hyper_i -> GradientTransformation`` (for instance one weight decay per copy).
 
->>> state, losses = run(step, state, key=key, num_steps=1000, every=100, desc="pfn")  # doctest: +SKIP
+>>> result = fit(loss, params, key=key, num_steps=1000, optimizer=optax.adam(1e-3))  # doctest: +SKIP
+>>> result.params, result.losses.shape                                  # doctest: +SKIP
 """
+
+from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from probinfer import devices as _devices
 from probinfer.checkpoint import boundaries, run_chunks
-from probinfer.progress import should_show
+from probinfer.errors import DataError
+from probinfer.progress import ProgressBar, should_show
 
-__all__ = ["default_optimizer", "warmup_for", "chunk_size", "run"]
+__all__ = ["fit", "train_steps", "Fit", "default_optimizer", "warmup_for", "chunk_size"]
+
+
+class Fit(NamedTuple):
+    """The result of :func:`fit`.
+
+    ``params``: the best parameters (with ``validation``) or the last; ``opt_state``: the
+    optimiser state at the end; ``losses`` (steps run, [k]): the training loss per step, NaN for
+    a skipped step; ``aux``: the loss's auxiliary output per step (``has_aux``) or None;
+    ``skipped`` (steps run, [k]) bools; ``validation`` (validations, [k]) the held-out loss
+    (None without validation); ``best_step`` ([k]) the step after which the best validation
+    loss was measured; ``num_steps`` the steps run (early stopping may end a run sooner)."""
+
+    params: Any
+    opt_state: Any
+    losses: np.ndarray
+    aux: Any
+    skipped: np.ndarray
+    validation: Any
+    best_step: Any
+    num_steps: int
 
 
 def warmup_for(warmup_steps, num_steps):
@@ -26,7 +71,7 @@ def warmup_for(warmup_steps, num_steps):
 
 def default_optimizer(learning_rate, warmup, num_steps):
     """Adam, linear warm-up to ``learning_rate`` over ``warmup`` steps, cosine decay to 1 % of it
-    at ``num_steps``; gradients clipped at global norm 1."""
+    at ``num_steps``; gradients clipped at global norm 1 (the PFN and DT recipe)."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, max(warmup, 1), max(num_steps, warmup + 2),
         end_value=0.01 * learning_rate,
@@ -39,36 +84,291 @@ def chunk_size(checkpoint_every, num_steps):
     return max(1, min(int(checkpoint_every), int(num_steps)))
 
 
-def run(step, state, *, key, num_steps, every, desc, progress="auto", path=None, fingerprint=None):
-    """Run ``step(state, key) -> (state, loss)`` for ``num_steps`` steps in jitted chunks of
-    ``every``; returns ``(state, losses (num_steps,))``. ``path``: checkpoint file (resumed when
-    it exists)."""
+def fit(
+    loss,
+    params,
+    *,
+    key,
+    num_steps,
+    optimizer,
+    data=None,
+    batch_size=None,
+    has_aux=False,
+    validation=None,
+    validate_every=None,
+    early_stopping=None,
+    copies=None,
+    hyper=None,
+    devices=None,
+    checkpoint=None,
+    fingerprint=None,
+    checkpoint_every=None,
+    progress="auto",
+    desc="fit",
+):
+    """Minimise ``loss(params, key, batch)`` by ``num_steps`` steps of ``optimizer`` (module
+    docstring).
 
-    @jax.jit
-    def chunk(state, positions):
-        def body(state, i):
-            new, loss = step(state, jax.random.fold_in(key, jnp.maximum(i, 0)))
-            keep = i >= 0  # −1 pads the last chunk (one compiled program for every chunk)
-            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
+    Args:
+        loss: ``(params, key, batch) -> scalar`` (or ``(scalar, aux)`` with ``has_aux``);
+            ``batch`` is None without ``data``, else the minibatch's rows of ``data``.
+        params: the starting parameters (a pytree; leading axis k with ``copies=k``).
+        key: PRNG key of the run; step t uses ``fold_in(key, t)``.
+        num_steps: at most this many optimiser steps.
+        optimizer: an ``optax.GradientTransformation`` (with ``hyper``: a function of one
+            copy's hyperparameters returning one).
+        data: None, or a pytree of arrays with a common leading axis N (the training rows).
+        batch_size: rows per step, 1 ≤ batch_size ≤ N.
+        validation: None, or held-out rows (a pytree like ``data``) whose mean loss decides the
+            best parameters (evaluated with the key ``fold_in(key, -1)`` in blocks of 4,096).
+        validate_every: steps between validations (default: one epoch, or the whole run).
+        early_stopping: None or ``{"patience": p, "decays": d, "factor": f}`` (module
+            docstring); needs ``validation``.
+        copies: None, or k copies trained side by side.
+        hyper: (k, …) per-copy hyperparameters handed to ``optimizer``.
+        devices: devices the batch's rows are split over (:mod:`probinfer.devices`).
+        checkpoint: None or the checkpoint file (``.npz``, see :func:`~probinfer.checkpoint.path_for`);
+            ``fingerprint`` the run's settings it must match.
+        checkpoint_every: steps between checkpoints (default a tenth of the run).
+        progress: ``True``, ``False`` or ``"auto"``; ``desc`` the bar's label.
 
-        return jax.lax.scan(body, state, positions)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=num_steps, desc=desc, disable=not should_show(progress, num_steps),
-               leave=False)  # fmt: skip
+    Returns:
+        :class:`Fit`.
+    """
+    num_steps = int(num_steps)
+    if num_steps < 1:
+        raise DataError(f"num_steps must be a positive integer, got {num_steps}.")
+    if early_stopping is not None and validation is None:
+        raise DataError("early_stopping needs validation rows to watch.")
+    per_epoch = _steps_per_epoch(data, batch_size)
+    period = _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every)
+    show = should_show(progress, num_steps)
+    bar = ProgressBar(num_steps, desc, enabled=show)
+    trainer = _Trainer(
+        loss, optimizer, data, batch_size, per_epoch, has_aux, validation, early_stopping,
+        copies, hyper, _devices.leading_sharding(batch_size or 1, devices), bar,
+    )  # fmt: skip
+    key_loss, key_data = jax.random.split(key)
+    state = trainer.init(params)
+    chunk = jax.jit(trainer.chunk)
+    arrays = (key_loss, key_data, data, validation)
 
     def advance(state, start, stop):
-        positions = np.full(every, -1, np.int32)
+        positions = np.full(period, -1, np.int32)  # one compiled program; −1 pads a short chunk
         positions[: stop - start] = np.arange(start, stop)
-        state, losses = chunk(state, positions)
-        losses = np.asarray(losses)[: stop - start]
-        bar.update(stop - start)
-        bar.set_postfix(loss=f"{losses.mean():.4f}")
-        return state, [losses]
+        state, outputs = chunk(*arrays, state, positions)
+        validation = np.asarray(outputs[-1])[None]
+        outputs = [np.asarray(x)[: stop - start] for x in outputs[:-1]] + [validation]
+        bar.postfix(loss=float(np.nanmean(outputs[0])) if np.isfinite(outputs[0]).any() else None)
+        return state, outputs
 
-    with bar:
-        state, (losses,) = run_chunks(
-            advance, state, boundaries(num_steps, every), path=path, fingerprint=fingerprint
+    done = None if early_stopping is None else (lambda s: bool(np.all(np.asarray(s["stopped"]))))
+    state, outputs = run_chunks(
+        advance, state, boundaries(num_steps, period), path=checkpoint,
+        fingerprint=fingerprint, done=done,
+    )  # fmt: skip
+    bar.close()
+    return trainer.result(state, outputs, num_steps)
+
+
+def train_steps(loss, params, *, key, num_steps, optimizer, data=None, batch_size=None):
+    """The pure, traceable form of :func:`fit` (no validation, checkpoint or bar): the final
+    parameters after ``num_steps`` steps — for runs vmapped over data sets (``calibrate``)."""
+    per_epoch = _steps_per_epoch(data, batch_size)
+    trainer = _Trainer(
+        loss, optimizer, data, batch_size, per_epoch, False, None, None, None, None, None, None
+    )
+    key_loss, key_data = jax.random.split(key)
+    state = trainer.init(params)
+    state, _ = trainer.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps))
+    return state["params"]
+
+
+def _steps_per_epoch(data, batch_size):
+    if data is None:
+        return None
+    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(data)}
+    if len(sizes) != 1:
+        raise DataError(f"every array of the training data needs the same rows; got {sorted(sizes)}.")
+    (rows,) = sizes
+    if batch_size is None or not 1 <= int(batch_size) <= rows:
+        raise DataError(f"batch_size must be between 1 and the {rows} training rows, got {batch_size}.")
+    return rows // int(batch_size)
+
+
+def _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every):
+    """Steps per compiled chunk: a validation period, else a checkpoint period, else the run."""
+    if validation is not None:
+        return max(1, min(int(validate_every or per_epoch or num_steps), num_steps))
+    if checkpoint is not None:
+        return chunk_size(checkpoint_every or max(1, num_steps // 10), num_steps)
+    return num_steps
+
+
+class _Trainer:
+    """The compiled pieces of :func:`fit`: ``init(params) -> state``, ``chunk(key_loss,
+    key_data, state, positions) -> (state, outputs)`` and ``result``."""
+
+    def __init__(self, loss, optimizer, data, batch_size, per_epoch, has_aux, validation,
+                 early_stopping, copies, hyper, sharding, bar):  # fmt: skip
+        self.loss, self.per_epoch = loss, per_epoch
+        self.batch_size, self.has_aux, self.validation = batch_size, has_aux, validation
+        self.stopping = None if early_stopping is None else {
+            "patience": int(early_stopping["patience"]),
+            "decays": int(early_stopping.get("decays", 0)),
+            "factor": float(early_stopping.get("factor", 0.1)),
+        }  # fmt: skip
+        self.copies, self.sharding, self.bar = copies, sharding, bar
+        self.hyper = None if hyper is None else jnp.asarray(hyper)
+        self.optimizer = optimizer
+
+    def _optimizer(self, hyper):
+        return self.optimizer if self.hyper is None else self.optimizer(hyper)
+
+    def _map(self, f, *args):
+        """``f(copy's args…, hyper)`` over the copies (or once)."""
+        if self.copies is None:
+            return f(*args, None)
+        hyper = jnp.zeros(self.copies) if self.hyper is None else self.hyper
+        return jax.vmap(f)(*args, hyper)
+
+    def init(self, params):
+        state = {
+            "params": params,
+            "opt_state": self._map(lambda p, h: self._optimizer(h).init(p), params),
+            "step_scale": self._fill(1.0, jnp.float32),
+        }
+        if self.validation is not None:
+            state |= {
+                "best": params,
+                "best_loss": self._fill(jnp.inf, jnp.float32),
+                "best_step": self._fill(0, jnp.int32),
+                "bad": self._fill(0, jnp.int32),
+                "decays": self._fill(0, jnp.int32),
+                "stopped": self._fill(False, bool),
+            }
+        return state
+
+    def _fill(self, value, dtype):
+        shape = () if self.copies is None else (self.copies,)
+        return jnp.full(shape, value, dtype)
+
+    def _batch(self, data, order, t):
+        if data is None:
+            return None
+        start = (t % self.per_epoch) * self.batch_size
+        index = jax.lax.dynamic_slice(order, (start,), (self.batch_size,))
+        batch = jax.tree.map(lambda x: jnp.asarray(x)[index], data)
+        return _devices.constrain_leading(batch, self.sharding)
+
+    def _order(self, data, key_data, t):
+        rows = jax.tree.leaves(data)[0].shape[0]
+        return jax.random.permutation(jax.random.fold_in(key_data, t // self.per_epoch), rows)
+
+    def _step(self, key, batch, params, opt_state, step_scale, hyper):
+        """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
+        (value, aux), grads = jax.value_and_grad(self._value, has_aux=True)(params, key, batch)
+        finite = jnp.isfinite(value) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         )
-    return state, losses
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, new_state = self._optimizer(hyper).update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: step_scale * u, updates)
+        new = (optax.apply_updates(params, updates), new_state)
+        params, opt_state = jax.tree.map(
+            lambda a, b: jnp.where(finite, a, b), new, (params, opt_state)
+        )
+        return params, opt_state, jnp.where(finite, value, jnp.nan), aux, ~finite
+
+    def _value(self, params, key, batch):
+        out = self.loss(params, key, batch)
+        return out if self.has_aux else (out, None)
+
+    def chunk(self, key_loss, key_data, data, validation, state, positions):
+        """Steps ``positions`` (−1: a pad, no step) on ``data``, then the loss on the
+        ``validation`` rows when there are some."""
+        first = jnp.maximum(positions[0], 0)
+        order = None if data is None else self._order(data, key_data, first)
+        frozen = state.get("stopped", self._fill(False, bool))
+
+        def body(carry, t):
+            state, order = carry
+            if data is not None:
+                new_epoch = (t > first) & (t % self.per_epoch == 0)
+                order = jax.lax.cond(
+                    new_epoch, lambda: self._order(data, key_data, t), lambda: order
+                )
+            key = jax.random.fold_in(key_loss, jnp.maximum(t, 0))
+            batch = self._batch(data, order, jnp.maximum(t, 0))
+            params, opt_state, value, aux, skipped = self._map(
+                partial(self._step, key, batch),
+                state["params"], state["opt_state"], state["step_scale"],
+            )  # fmt: skip
+            keep = (t >= 0) & ~frozen
+            new = dict(state, params=params, opt_state=opt_state)
+            state = jax.tree.map(lambda a, b: jnp.where(_expand(keep, a), a, b), new, state)
+            if self.bar is not None and self.bar.enabled:
+                self.bar.tick(jnp.maximum(t, 0))
+            value = jnp.where(keep, value, jnp.nan)
+            return (state, order), (value, aux, skipped & keep)
+
+        (state, _), (values, aux, skipped) = jax.lax.scan(body, (state, order), positions)
+        held_out = jnp.zeros(())
+        if validation is not None:
+            last = jnp.max(positions) + 1
+            state, held_out = self._validate(key_loss, validation, state, last, frozen)
+        outputs = (values, skipped) if aux is None else (values, skipped, aux)
+        return state, (*outputs, held_out)
+
+    def _validate(self, key_loss, rows, state, step, frozen):
+        """Held-out loss; best parameters kept; the plateau rule (module docstring)."""
+        key = jax.random.fold_in(key_loss, jnp.uint32(2**32 - 1))
+        value = self._map(lambda p, h: _mean_loss(self._value, p, key, rows), state["params"])
+        value = jnp.where(jnp.isfinite(value), value, jnp.inf)
+        better = value < state["best_loss"]
+        best = jax.tree.map(lambda a, b: jnp.where(_expand(better, a), a, b), state["params"], state["best"])
+        bad = jnp.where(better, 0, state["bad"] + 1)
+        new = dict(state, best=best, best_loss=jnp.where(better, value, state["best_loss"]),
+                   best_step=jnp.where(better, step, state["best_step"]), bad=bad)  # fmt: skip
+        if self.stopping is not None:
+            rule = self.stopping
+            plateau = bad >= rule["patience"]
+            decay = plateau & (state["decays"] < rule["decays"])
+            new |= {
+                "params": jax.tree.map(lambda a, b: jnp.where(_expand(decay, a), a, b), best, state["params"]),
+                "step_scale": jnp.where(decay, rule["factor"] * state["step_scale"], state["step_scale"]),
+                "bad": jnp.where(decay, 0, bad),
+                "decays": state["decays"] + decay,
+                "stopped": plateau & ~decay,
+            }  # fmt: skip
+        state = jax.tree.map(lambda a, b: jnp.where(_expand(frozen, a), b, a), new, state)
+        return state, jnp.where(frozen, jnp.nan, value)
+
+    def result(self, state, outputs, num_steps):
+        values, skipped = outputs[0], outputs[1]
+        aux = outputs[2] if len(outputs) == 4 else None
+        ran = len(values)
+        if self.validation is None:
+            return Fit(state["params"], state["opt_state"], values, aux, skipped, None, None, ran)
+        validation = outputs[-1]
+        best_step = np.asarray(state["best_step"])
+        return Fit(state["best"], state["opt_state"], values, aux, skipped, validation, best_step, ran)
+
+
+def _expand(flag, leaf):
+    """A per-copy flag (k,) broadcast against a leaf (k, …) (or a scalar flag)."""
+    return jnp.reshape(flag, jnp.shape(flag) + (1,) * (jnp.ndim(leaf) - jnp.ndim(flag)))
+
+
+def _mean_loss(value, params, key, rows, block=4096):
+    """Mean of the per-batch mean loss over ``rows``, ``block`` rows at a time (memory bound)."""
+    n = jax.tree.leaves(rows)[0].shape[0]
+    full = (n // block) * block
+    total = jnp.zeros(())
+    if full:
+        blocks = jax.tree.map(lambda x: x[:full].reshape((-1, block) + x.shape[1:]), rows)
+        total = jnp.sum(jax.lax.map(lambda b: value(params, key, b)[0], blocks)) * block
+    if n > full:
+        tail = jax.tree.map(lambda x: x[full:], rows)
+        total = total + value(params, key, tail)[0] * (n - full)
+    return total / n

@@ -1,0 +1,170 @@
+"""The one trainer (probinfer.nn.training.fit): exact answers on least squares, epochs that visit
+every row once, skipped non-finite steps, validation and early stopping, copies with their own
+hyperparameters, and a resumed run equal to an uninterrupted one."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from probinfer.errors import DataError
+from probinfer.nn.training import fit, train_steps
+
+
+def _regression(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    w = np.array([1.0, -2.0, 0.5], np.float32)
+    y = (x @ w + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def _mse(params, key, batch):
+    return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2)
+
+
+def test_fit_reaches_the_least_squares_solution():
+    data = _regression()
+    exact = np.linalg.lstsq(data["x"], data["y"], rcond=None)[0]
+    result = fit(
+        _mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=3000,
+        optimizer=optax.adam(optax.cosine_decay_schedule(3e-2, 3000, alpha=1e-3)),
+        data=data, batch_size=64, progress=False,
+    )  # fmt: skip
+    # Minibatch Adam with a decayed step ends within a small fraction of the coefficients' sd.
+    np.testing.assert_allclose(np.asarray(result.params["w"]), exact, atol=2e-3)
+    assert result.losses.shape == (3000,) and result.num_steps == 3000
+    assert not result.skipped.any()
+
+
+def test_every_row_is_used_once_per_epoch():
+    data = {"i": np.arange(40, dtype=np.float32)}
+    seen = []
+
+    def loss(params, key, batch):
+        return jnp.sum(params * 0.0) + jnp.sum(batch["i"]) * 0.0
+
+    def record(params, key, batch):
+        return loss(params, key, batch), batch["i"]
+
+    result = fit(record, jnp.zeros(()), key=jax.random.key(1), num_steps=12,
+                 optimizer=optax.sgd(0.1), data=data, batch_size=10, has_aux=True, progress=False)
+    rows = np.asarray(result.aux)  # (12, 10): epochs of 4 steps
+    for epoch in range(3):
+        seen = np.sort(rows[4 * epoch : 4 * epoch + 4].ravel())
+        np.testing.assert_array_equal(seen, np.arange(40))
+    assert not np.array_equal(rows[:4], rows[4:8])  # a fresh permutation per epoch
+
+
+def test_non_finite_steps_are_skipped_and_counted():
+    def loss(params, key, batch):
+        bad = jax.random.uniform(key) < 0.25
+        return jnp.where(bad, jnp.nan, (params - 3.0) ** 2)
+
+    result = fit(loss, jnp.zeros(()), key=jax.random.key(2), num_steps=400,
+                 optimizer=optax.adam(0.05), progress=False)
+    assert 0.15 < result.skipped.mean() < 0.35  # 400 Bernoulli(0.25): sd 0.022
+    assert np.isnan(result.losses[result.skipped]).all()
+    assert abs(float(result.params) - 3.0) < 1e-2
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    data = _regression(64)
+    kwargs = dict(key=jax.random.key(3), optimizer=optax.adam(1e-2), data=data, batch_size=16,
+                  progress=False, fingerprint={"run": 1}, checkpoint_every=25)
+    whole = fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, **kwargs)
+    path = str(tmp_path / "fit.npz")
+    fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, checkpoint=path, **kwargs)
+    # A second call finds the finished checkpoint; an interrupted one is simulated by a shorter
+    # run's file being continued.
+    short = str(tmp_path / "short.npz")
+    kwargs["fingerprint"] = {"run": 2}
+    first = fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, checkpoint=short, **kwargs)
+    again = fit(_mse, {"w": jnp.ones(3)}, num_steps=100, checkpoint=short, **kwargs)
+    np.testing.assert_array_equal(np.asarray(first.params["w"]), np.asarray(again.params["w"]))
+    np.testing.assert_allclose(np.asarray(whole.params["w"]), np.asarray(first.params["w"]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(whole.losses, again.losses, rtol=1e-6)
+
+
+def test_resume_from_a_partial_checkpoint(tmp_path):
+    from probinfer import checkpoint as ckpt
+
+    data = _regression(64)
+    kwargs = dict(key=jax.random.key(4), optimizer=optax.adam(1e-2), data=data, batch_size=16,
+                  progress=False, fingerprint={"run": 3}, checkpoint_every=30)
+    whole = fit(_mse, {"w": jnp.zeros(3)}, num_steps=90, **kwargs)
+    path = str(tmp_path / "part.npz")
+    real_save = ckpt.save
+    calls = []
+
+    def stop_after_one(*args):
+        real_save(*args)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    ckpt.save = stop_after_one
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(_mse, {"w": jnp.zeros(3)}, num_steps=90, checkpoint=path, **kwargs)
+    finally:
+        ckpt.save = real_save
+    resumed = fit(_mse, {"w": jnp.zeros(3)}, num_steps=90, checkpoint=path, **kwargs)
+    np.testing.assert_allclose(np.asarray(resumed.params["w"]), np.asarray(whole.params["w"]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-6)
+
+
+def test_validation_keeps_the_best_parameters_and_early_stopping_ends_the_run():
+    # Fit noise: the training loss keeps falling while the held-out loss rises after a while.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 30)).astype(np.float32)
+    data = {"x": x[:20], "y": rng.normal(size=20).astype(np.float32)}
+    held = {"x": x[20:], "y": rng.normal(size=20).astype(np.float32)}
+    result = fit(
+        _mse, {"w": jnp.zeros(30)}, key=jax.random.key(5), num_steps=5000,
+        optimizer=optax.adam(1e-2), data=data, batch_size=20, validation=held,
+        early_stopping={"patience": 20, "decays": 1, "factor": 0.1}, progress=False,
+    )  # fmt: skip
+    assert result.num_steps < 5000  # stopped early
+    best = int(np.argmin(result.validation))
+    assert int(result.best_step) == best + 1  # one step per epoch: validation i after step i+1
+    value = float(_mse(result.params, None, held))
+    assert value == pytest.approx(float(result.validation[best]), rel=1e-5)
+    assert value < float(_mse({"w": jnp.zeros(30)}, None, held))
+
+
+def test_copies_train_independently_with_their_own_hyperparameters():
+    data = _regression(64)
+    params = {"w": jnp.zeros((3, 3))}
+    rates = jnp.array([1e-3, 1e-2, 1e-1])
+    result = fit(_mse, params, key=jax.random.key(6), num_steps=50,
+                 optimizer=lambda rate: optax.sgd(rate), hyper=rates, copies=3,
+                 data=data, batch_size=16, progress=False)
+    for i, rate in enumerate(np.asarray(rates)):
+        alone = fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(6), num_steps=50,
+                    optimizer=optax.sgd(float(rate)), data=data, batch_size=16, progress=False)
+        np.testing.assert_allclose(np.asarray(result.params["w"][i]),
+                                   np.asarray(alone.params["w"]), rtol=1e-5, atol=1e-6)
+    assert result.losses.shape == (50, 3)
+
+
+def test_train_steps_is_traceable_and_equals_fit():
+    data = _regression(64)
+    kwargs = dict(num_steps=40, optimizer=optax.adam(1e-2), data=data, batch_size=16)
+    pure = jax.jit(lambda key: train_steps(_mse, {"w": jnp.zeros(3)}, key=key, **kwargs))
+    full = fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(7), progress=False, **kwargs)
+    np.testing.assert_allclose(np.asarray(pure(jax.random.key(7))["w"]),
+                               np.asarray(full.params["w"]), rtol=1e-6)
+
+
+def test_bad_arguments_get_one_sentence():
+    data = _regression(64)
+    with pytest.raises(DataError, match="batch_size must be between 1 and the 64"):
+        fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=5,
+            optimizer=optax.sgd(0.1), data=data, batch_size=100)
+    with pytest.raises(DataError, match="needs validation"):
+        fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=5,
+            optimizer=optax.sgd(0.1), early_stopping={"patience": 2})
