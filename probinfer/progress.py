@@ -60,10 +60,13 @@ class ProgressBar:
         if self._bar is not None and not self._bar.disable:
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if v is not None})
 
-    def restart(self, enabled):
+    def restart(self, enabled, total=None):
         """A new run of a cached program: the next tick opens a new bar (shown or not)."""
         self.close()
         self.enabled = enabled
+        if total is not None:
+            self.total = int(total)
+            self.every = max(1, self.total // 100)
         self._bar = None
 
     def close(self):

@@ -168,3 +168,14 @@ def test_bad_arguments_get_one_sentence():
     with pytest.raises(DataError, match="needs validation"):
         fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=5,
             optimizer=optax.sgd(0.1), early_stopping={"patience": 2})
+
+
+def test_a_trainer_compiles_once_for_new_keys_and_data():
+    from probinfer.nn.training import Trainer
+
+    trainer = Trainer(_mse, optax.adam(1e-2))
+    for seed in range(3):
+        data = _regression(64, seed=seed)
+        trainer.fit({"w": jnp.zeros(3)}, key=jax.random.key(seed), num_steps=20, data=data,
+                    batch_size=16, progress=False)
+    assert trainer._chunk._cache_size() == 1

@@ -41,7 +41,7 @@ from probinfer.checkpoint import boundaries, run_chunks
 from probinfer.errors import DataError
 from probinfer.progress import ProgressBar, should_show
 
-__all__ = ["fit", "train_steps", "Fit", "default_optimizer", "warmup_for", "chunk_size"]
+__all__ = ["fit", "train_steps", "Trainer", "Fit", "default_optimizer", "warmup_for", "chunk_size"]
 
 
 class Fit(NamedTuple):
@@ -94,6 +94,7 @@ def fit(
     data=None,
     batch_size=None,
     has_aux=False,
+    with_step=False,
     validation=None,
     validate_every=None,
     early_stopping=None,
@@ -107,7 +108,8 @@ def fit(
     desc="fit",
 ):
     """Minimise ``loss(params, key, batch)`` by ``num_steps`` steps of ``optimizer`` (module
-    docstring).
+    docstring). A runner that fits again and again (seeds, calibration) keeps a
+    :class:`Trainer` instead, which compiles once.
 
     Args:
         loss: ``(params, key, batch) -> scalar`` (or ``(scalar, aux)`` with ``has_aux``);
@@ -119,108 +121,126 @@ def fit(
             copy's hyperparameters returning one).
         data: None, or a pytree of arrays with a common leading axis N (the training rows).
         batch_size: rows per step, 1 ≤ batch_size ≤ N.
+        has_aux: ``loss`` returns ``(scalar, aux)``; ``aux`` (an array per step) is kept.
+        with_step: ``loss`` takes the step index as a fourth argument (an annealing schedule).
         validation: None, or held-out rows (a pytree like ``data``) whose mean loss decides the
-            best parameters (evaluated with the key ``fold_in(key, -1)`` in blocks of 4,096).
+            best parameters (evaluated in blocks of 4,096 rows with one fixed key).
         validate_every: steps between validations (default: one epoch, or the whole run).
         early_stopping: None or ``{"patience": p, "decays": d, "factor": f}`` (module
             docstring); needs ``validation``.
         copies: None, or k copies trained side by side.
         hyper: (k, …) per-copy hyperparameters handed to ``optimizer``.
         devices: devices the batch's rows are split over (:mod:`probinfer.devices`).
-        checkpoint: None or the checkpoint file (``.npz``, see :func:`~probinfer.checkpoint.path_for`);
-            ``fingerprint`` the run's settings it must match.
+        checkpoint: None or the checkpoint file (see :func:`probinfer.checkpoint.path_for`);
+            ``fingerprint`` the run's record it must match (:func:`probinfer.checkpoint.fingerprint`).
         checkpoint_every: steps between checkpoints (default a tenth of the run).
         progress: ``True``, ``False`` or ``"auto"``; ``desc`` the bar's label.
 
     Returns:
         :class:`Fit`.
     """
-    num_steps = int(num_steps)
-    if num_steps < 1:
-        raise DataError(f"num_steps must be a positive integer, got {num_steps}.")
-    if early_stopping is not None and validation is None:
-        raise DataError("early_stopping needs validation rows to watch.")
-    per_epoch = _steps_per_epoch(data, batch_size)
-    period = _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every)
-    show = should_show(progress, num_steps)
-    bar = ProgressBar(num_steps, desc, enabled=show)
-    trainer = _Trainer(
-        loss, optimizer, data, batch_size, per_epoch, has_aux, validation, early_stopping,
-        copies, hyper, _devices.leading_sharding(batch_size or 1, devices), bar,
+    trainer = Trainer(
+        loss, optimizer, has_aux=has_aux, with_step=with_step, early_stopping=early_stopping,
+        copies=copies, hyper=hyper, desc=desc,
     )  # fmt: skip
-    key_loss, key_data = jax.random.split(key)
-    state = trainer.init(params)
-    chunk = jax.jit(trainer.chunk)
-    arrays = (key_loss, key_data, data, validation)
-
-    def advance(state, start, stop):
-        positions = np.full(period, -1, np.int32)  # one compiled program; −1 pads a short chunk
-        positions[: stop - start] = np.arange(start, stop)
-        state, outputs = chunk(*arrays, state, positions)
-        validation = np.asarray(outputs[-1])[None]
-        outputs = [np.asarray(x)[: stop - start] for x in outputs[:-1]] + [validation]
-        bar.postfix(loss=float(np.nanmean(outputs[0])) if np.isfinite(outputs[0]).any() else None)
-        return state, outputs
-
-    done = None if early_stopping is None else (lambda s: bool(np.all(np.asarray(s["stopped"]))))
-    state, outputs = run_chunks(
-        advance, state, boundaries(num_steps, period), path=checkpoint,
-        fingerprint=fingerprint, done=done,
+    return trainer.fit(
+        params, key=key, num_steps=num_steps, data=data, batch_size=batch_size,
+        validation=validation, validate_every=validate_every, devices=devices,
+        checkpoint=checkpoint, fingerprint=fingerprint, checkpoint_every=checkpoint_every,
+        progress=progress,
     )  # fmt: skip
-    bar.close()
-    return trainer.result(state, outputs, num_steps)
 
 
-def train_steps(loss, params, *, key, num_steps, optimizer, data=None, batch_size=None):
+def train_steps(
+    loss, params, *, key, num_steps, optimizer, data=None, batch_size=None, has_aux=False,
+    with_step=False,
+):  # fmt: skip
     """The pure, traceable form of :func:`fit` (no validation, checkpoint or bar): the final
     parameters after ``num_steps`` steps — for runs vmapped over data sets (``calibrate``)."""
-    per_epoch = _steps_per_epoch(data, batch_size)
-    trainer = _Trainer(
-        loss, optimizer, data, batch_size, per_epoch, False, None, None, None, None, None, None
-    )
-    key_loss, key_data = jax.random.split(key)
-    state = trainer.init(params)
-    state, _ = trainer.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps))
-    return state["params"]
+    trainer = Trainer(loss, optimizer, has_aux=has_aux, with_step=with_step)
+    return trainer.steps(params, key=key, num_steps=num_steps, data=data, batch_size=batch_size)
 
 
-def _steps_per_epoch(data, batch_size):
-    if data is None:
-        return None
-    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(data)}
-    if len(sizes) != 1:
-        raise DataError(f"every array of the training data needs the same rows; got {sorted(sizes)}.")
-    (rows,) = sizes
-    if batch_size is None or not 1 <= int(batch_size) <= rows:
-        raise DataError(f"batch_size must be between 1 and the {rows} training rows, got {batch_size}.")
-    return rows // int(batch_size)
+class _Run(NamedTuple):
+    """What one run fixes in the compiled chunk (static)."""
+
+    num_steps: int
+    per_epoch: Any
+    batch_size: Any
+    sharding: Any
+    show: bool
 
 
-def _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every):
-    """Steps per compiled chunk: a validation period, else a checkpoint period, else the run."""
-    if validation is not None:
-        return max(1, min(int(validate_every or per_epoch or num_steps), num_steps))
-    if checkpoint is not None:
-        return chunk_size(checkpoint_every or max(1, num_steps // 10), num_steps)
-    return num_steps
+class Trainer:
+    """The compiled form of :func:`fit` for a loss and an optimizer: ``fit`` and ``steps`` may
+    be called many times (new keys, new data of the same shapes) and compile once.
 
+    >>> trainer = Trainer(loss, optax.adam(1e-3))                   # doctest: +SKIP
+    >>> result = trainer.fit(params, key=key, num_steps=1000)       # doctest: +SKIP
+    """
 
-class _Trainer:
-    """The compiled pieces of :func:`fit`: ``init(params) -> state``, ``chunk(key_loss,
-    key_data, state, positions) -> (state, outputs)`` and ``result``."""
-
-    def __init__(self, loss, optimizer, data, batch_size, per_epoch, has_aux, validation,
-                 early_stopping, copies, hyper, sharding, bar):  # fmt: skip
-        self.loss, self.per_epoch = loss, per_epoch
-        self.batch_size, self.has_aux, self.validation = batch_size, has_aux, validation
+    def __init__(self, loss, optimizer, *, has_aux=False, with_step=False, early_stopping=None,
+                 copies=None, hyper=None, desc="fit"):  # fmt: skip
+        self.loss = loss if with_step else (lambda params, key, batch, t: loss(params, key, batch))
+        self.optimizer, self.has_aux, self.copies = optimizer, has_aux, copies
+        self.hyper = None if hyper is None else jnp.asarray(hyper)
         self.stopping = None if early_stopping is None else {
             "patience": int(early_stopping["patience"]),
             "decays": int(early_stopping.get("decays", 0)),
             "factor": float(early_stopping.get("factor", 0.1)),
         }  # fmt: skip
-        self.copies, self.sharding, self.bar = copies, sharding, bar
-        self.hyper = None if hyper is None else jnp.asarray(hyper)
-        self.optimizer = optimizer
+        self.bar = ProgressBar(1, desc, enabled=False)
+        self._chunk = jax.jit(self.chunk, static_argnames=("run",))
+
+    def fit(self, params, *, key, num_steps, data=None, batch_size=None, validation=None,
+            validate_every=None, devices=None, checkpoint=None, fingerprint=None,
+            checkpoint_every=None, progress="auto"):  # fmt: skip
+        """Train from ``params`` (arguments as :func:`fit`); returns :class:`Fit`."""
+        num_steps = int(num_steps)
+        if num_steps < 1:
+            raise DataError(f"num_steps must be a positive integer, got {num_steps}.")
+        if self.stopping is not None and validation is None:
+            raise DataError("early_stopping needs validation rows to watch.")
+        per_epoch = _steps_per_epoch(data, batch_size)
+        period = _period(num_steps, per_epoch, validation, validate_every, checkpoint,
+                         checkpoint_every)  # fmt: skip
+        show = should_show(progress, num_steps)
+        self.bar.restart(show, total=num_steps)
+        sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
+        run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show)
+        key_loss, key_data = jax.random.split(key)
+        arrays = (key_loss, key_data, data, validation)
+
+        def advance(state, start, stop):
+            positions = np.full(period, -1, np.int32)  # one compiled program; −1 pads a chunk
+            positions[: stop - start] = np.arange(start, stop)
+            state, outputs = self._chunk(*arrays, state, positions, run=run)
+            held_out = np.asarray(outputs[-1])[None]
+            outputs = [np.asarray(x)[: stop - start] for x in outputs[:-1]] + [held_out]
+            finite = np.isfinite(outputs[0])
+            self.bar.postfix(loss=float(outputs[0][finite].mean()) if finite.any() else None)
+            return state, outputs
+
+        done = None
+        if self.stopping is not None:
+            done = lambda state: bool(np.all(np.asarray(state["stopped"])))  # noqa: E731
+        state, outputs = run_chunks(
+            advance, self.init(params, validation is not None), boundaries(num_steps, period),
+            path=checkpoint, fingerprint=fingerprint, done=done,
+        )  # fmt: skip
+        self.bar.close()
+        return self.result(state, outputs, validation is not None)
+
+    def steps(self, params, *, key, num_steps, data=None, batch_size=None):
+        """The final parameters after ``num_steps`` steps, traceable (no bar, no checkpoint)."""
+        per_epoch = _steps_per_epoch(data, batch_size)
+        run = _Run(
+            int(num_steps), per_epoch, None if data is None else int(batch_size), None, False
+        )
+        key_loss, key_data = jax.random.split(key)
+        state = self.init(params, False)
+        state, _ = self.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps), run)
+        return state["params"]
 
     def _optimizer(self, hyper):
         return self.optimizer if self.hyper is None else self.optimizer(hyper)
@@ -232,13 +252,13 @@ class _Trainer:
         hyper = jnp.zeros(self.copies) if self.hyper is None else self.hyper
         return jax.vmap(f)(*args, hyper)
 
-    def init(self, params):
+    def init(self, params, validating):
         state = {
             "params": params,
             "opt_state": self._map(lambda p, h: self._optimizer(h).init(p), params),
             "step_scale": self._fill(1.0, jnp.float32),
         }
-        if self.validation is not None:
+        if validating:
             state |= {
                 "best": params,
                 "best_loss": self._fill(jnp.inf, jnp.float32),
@@ -253,21 +273,10 @@ class _Trainer:
         shape = () if self.copies is None else (self.copies,)
         return jnp.full(shape, value, dtype)
 
-    def _batch(self, data, order, t):
-        if data is None:
-            return None
-        start = (t % self.per_epoch) * self.batch_size
-        index = jax.lax.dynamic_slice(order, (start,), (self.batch_size,))
-        batch = jax.tree.map(lambda x: jnp.asarray(x)[index], data)
-        return _devices.constrain_leading(batch, self.sharding)
-
-    def _order(self, data, key_data, t):
-        rows = jax.tree.leaves(data)[0].shape[0]
-        return jax.random.permutation(jax.random.fold_in(key_data, t // self.per_epoch), rows)
-
-    def _step(self, key, batch, params, opt_state, step_scale, hyper):
+    def _step(self, key, batch, t, params, opt_state, step_scale, hyper):
         """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
-        (value, aux), grads = jax.value_and_grad(self._value, has_aux=True)(params, key, batch)
+        value_and_grad = jax.value_and_grad(self._value, has_aux=True)
+        (value, aux), grads = value_and_grad(params, key, batch, t)
         finite = jnp.isfinite(value) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         )
@@ -280,38 +289,48 @@ class _Trainer:
         )
         return params, opt_state, jnp.where(finite, value, jnp.nan), aux, ~finite
 
-    def _value(self, params, key, batch):
-        out = self.loss(params, key, batch)
+    def _value(self, params, key, batch, t=0):
+        out = self.loss(params, key, batch, t)
         return out if self.has_aux else (out, None)
 
-    def chunk(self, key_loss, key_data, data, validation, state, positions):
+    def chunk(self, key_loss, key_data, data, validation, state, positions, run):
         """Steps ``positions`` (−1: a pad, no step) on ``data``, then the loss on the
         ``validation`` rows when there are some."""
         first = jnp.maximum(positions[0], 0)
-        order = None if data is None else self._order(data, key_data, first)
+
+        def order_at(t):
+            rows = jax.tree.leaves(data)[0].shape[0]
+            epoch_key = jax.random.fold_in(key_data, t // run.per_epoch)
+            return jax.random.permutation(epoch_key, rows)
+
+        def batch_at(order, t):
+            if data is None:
+                return None
+            start = (t % run.per_epoch) * run.batch_size
+            index = jax.lax.dynamic_slice(order, (start,), (run.batch_size,))
+            batch = jax.tree.map(lambda x: jnp.asarray(x)[index], data)
+            return _devices.constrain_leading(batch, run.sharding)
+
         frozen = state.get("stopped", self._fill(False, bool))
 
         def body(carry, t):
             state, order = carry
-            if data is not None:
-                new_epoch = (t > first) & (t % self.per_epoch == 0)
-                order = jax.lax.cond(
-                    new_epoch, lambda: self._order(data, key_data, t), lambda: order
-                )
-            key = jax.random.fold_in(key_loss, jnp.maximum(t, 0))
-            batch = self._batch(data, order, jnp.maximum(t, 0))
+            if data is not None:  # a fresh permutation at each epoch's first step
+                new_epoch = (t > first) & (t % run.per_epoch == 0)
+                order = jax.lax.cond(new_epoch, lambda: order_at(t), lambda: order)
+            step = jnp.maximum(t, 0)
             params, opt_state, value, aux, skipped = self._map(
-                partial(self._step, key, batch),
+                partial(self._step, jax.random.fold_in(key_loss, step), batch_at(order, step), step),
                 state["params"], state["opt_state"], state["step_scale"],
             )  # fmt: skip
             keep = (t >= 0) & ~frozen
             new = dict(state, params=params, opt_state=opt_state)
             state = jax.tree.map(lambda a, b: jnp.where(_expand(keep, a), a, b), new, state)
-            if self.bar is not None and self.bar.enabled:
-                self.bar.tick(jnp.maximum(t, 0))
-            value = jnp.where(keep, value, jnp.nan)
-            return (state, order), (value, aux, skipped & keep)
+            if run.show:
+                self.bar.tick(step)
+            return (state, order), (jnp.where(keep, value, jnp.nan), aux, skipped & keep)
 
+        order = None if data is None else order_at(first)
         (state, _), (values, aux, skipped) = jax.lax.scan(body, (state, order), positions)
         held_out = jnp.zeros(())
         if validation is not None:
@@ -326,7 +345,9 @@ class _Trainer:
         value = self._map(lambda p, h: _mean_loss(self._value, p, key, rows), state["params"])
         value = jnp.where(jnp.isfinite(value), value, jnp.inf)
         better = value < state["best_loss"]
-        best = jax.tree.map(lambda a, b: jnp.where(_expand(better, a), a, b), state["params"], state["best"])
+        best = jax.tree.map(
+            lambda a, b: jnp.where(_expand(better, a), a, b), state["params"], state["best"]
+        )
         bad = jnp.where(better, 0, state["bad"] + 1)
         new = dict(state, best=best, best_loss=jnp.where(better, value, state["best_loss"]),
                    best_step=jnp.where(better, step, state["best_step"]), bad=bad)  # fmt: skip
@@ -344,15 +365,41 @@ class _Trainer:
         state = jax.tree.map(lambda a, b: jnp.where(_expand(frozen, a), b, a), new, state)
         return state, jnp.where(frozen, jnp.nan, value)
 
-    def result(self, state, outputs, num_steps):
+    def result(self, state, outputs, validating):
         values, skipped = outputs[0], outputs[1]
         aux = outputs[2] if len(outputs) == 4 else None
         ran = len(values)
-        if self.validation is None:
+        if not validating:
             return Fit(state["params"], state["opt_state"], values, aux, skipped, None, None, ran)
-        validation = outputs[-1]
         best_step = np.asarray(state["best_step"])
-        return Fit(state["best"], state["opt_state"], values, aux, skipped, validation, best_step, ran)
+        return Fit(
+            state["best"], state["opt_state"], values, aux, skipped, outputs[-1], best_step, ran
+        )
+
+
+def _steps_per_epoch(data, batch_size):
+    if data is None:
+        return None
+    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(data)}
+    if len(sizes) != 1:
+        raise DataError(
+            f"every array of the training data needs the same rows; got {sorted(sizes)}."
+        )
+    (rows,) = sizes
+    if batch_size is None or not 1 <= int(batch_size) <= rows:
+        raise DataError(
+            f"batch_size must be between 1 and the {rows} training rows, got {batch_size}."
+        )
+    return rows // int(batch_size)
+
+
+def _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every):
+    """Steps per compiled chunk: a validation period, else a checkpoint period, else the run."""
+    if validation is not None:
+        return max(1, min(int(validate_every or per_epoch or num_steps), num_steps))
+    if checkpoint is not None:
+        return chunk_size(checkpoint_every or max(1, num_steps // 10), num_steps)
+    return num_steps
 
 
 def _expand(flag, leaf):
