@@ -10,14 +10,23 @@ import sys
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ProgressBar", "should_show"]
+__all__ = ["ProgressBar", "should_show", "host_bar"]
 
 
-def should_show(progress, num_steps):
-    """``progress`` may be True, False or ``"auto"`` (shown on a terminal for long runs)."""
+def should_show(progress, num_steps, minimum=500):
+    """``progress`` may be True, False or ``"auto"`` (shown on a terminal for runs of at least
+    ``minimum`` steps)."""
     if progress == "auto":
-        return sys.stderr.isatty() and num_steps >= 500
+        return sys.stderr.isatty() and num_steps >= minimum
     return bool(progress)
+
+
+def host_bar(total, description, show):
+    """A tqdm bar advanced from Python between compiled calls (``with host_bar(...) as bar:
+    bar.update(n)``); disabled unless ``show``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not show, leave=False, file=sys.stderr)
 
 
 class ProgressBar:
@@ -34,7 +43,9 @@ class ProgressBar:
         self._bar = None
         self._description = description
 
-    def _update(self, i):
+    def update(self, i):
+        """Host side: step ``i`` (0-based) is done. Compiled code calls it through
+        ``jax.debug.callback(bar.update, i)``; a run that is not shown ignores it."""
         if not self.enabled:  # a cached program compiled with the bar, run without it
             return
         # A compiled program keeps its bar between runs (runners cache their programs): a step
@@ -53,7 +64,7 @@ class ProgressBar:
             return
         last = i == self.total - 1
         hit = ((i + 1) % self.every == 0) | last
-        jax.lax.cond(hit, lambda: jax.debug.callback(self._update, i), lambda: None)
+        jax.lax.cond(hit, lambda: jax.debug.callback(self.update, i), lambda: None)
 
     def postfix(self, **values):
         """Show ``values`` beside the bar (host side, between chunks); None values are left out."""

@@ -55,7 +55,7 @@ def main():
         key=1,
         num_steps=2500,
         split="uniform",
-        init=first,
+        pretrained=first,
         learning_rate=3e-4,
         checkpoint=CHECKPOINTS / "gp-rbf-1d-stage2",
         **DATA,

@@ -17,7 +17,6 @@ How the method is run, fastest first:
   registered name without a draws function): one simulation at a time.
 """
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -26,11 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer import runners
-from probinfer._utils import as_key, lbfgs_minimise, legacy_kwargs, renamed
+from probinfer._utils import as_key, lbfgs_minimise, renamed_keywords
 from probinfer.devices import devices_used, shard_leading, to_host
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
+from probinfer.progress import host_bar, should_show
 from probinfer.target import as_target
 
 __all__ = ["calibrate", "Calibration"]
@@ -173,12 +173,7 @@ def _take(tree, start, stop, size):
     return jax.tree.map(take, tree)
 
 
-def _progress(total, description, show):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, disable=not show, leave=False)
-
-
+@renamed_keywords("calibrate")
 def calibrate(
     model,
     method="hmc",
@@ -194,7 +189,6 @@ def calibrate(
     model_args=(),
     model_kwargs=None,
     data=(),
-    **legacy,
 ):
     """Check a method's calibration on data simulated from the model's prior predictive.
 
@@ -216,8 +210,6 @@ def calibrate(
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
         devices: where the simulations of a block run (:mod:`probinfer.devices`; None: all
             local devices, when ``block_size`` is a multiple of their number).
-        **legacy: ``num_samples`` (now ``num_draws``), ``batch_size`` (now ``block_size``) and
-            the method's settings as keywords (now ``method_kwargs``), with a DeprecationWarning.
 
     Returns:
         :class:`Calibration` with ``tarp`` (x-dependent references), ``tarp_random``, ``sbc``,
@@ -228,19 +220,6 @@ def calibrate(
         ...                       method_kwargs={"num_warmup": 300})              # doctest: +SKIP
         >>> print(result.verdict())                                             # doctest: +SKIP
     """
-    renames = {"num_samples": "num_draws", "batch_size": "block_size"}
-    own = legacy_kwargs({k: legacy.pop(k) for k in renames if k in legacy}, renames, "calibrate")
-    num_draws, block_size = own.get("num_draws", num_draws), own.get("block_size", block_size)
-    legacy_method_kwargs = legacy
-    if legacy_method_kwargs:
-        if method_kwargs is not None:
-            raise ProbinferError(
-                f"calibrate got method settings both in method_kwargs and as keywords "
-                f"{sorted(legacy_method_kwargs)}; put them all in method_kwargs."
-            )
-        method_kwargs = renamed(
-            None, legacy_method_kwargs, "**kwargs", "method_kwargs", "calibrate"
-        )
     method_kwargs = dict(method_kwargs or {})
     if int(num_sims) < 2 or int(num_draws) < 2:
         raise ProbinferError(
@@ -252,7 +231,8 @@ def calibrate(
     target.check_continuous()
     num_sims, num_samples, batch_size = int(num_sims), int(num_draws), int(block_size)
     batch_size = min(batch_size, num_sims)
-    show = progress is True or (progress == "auto" and sys.stderr.isatty())
+    # Each simulation is a whole run: shown on a terminal however few there are.
+    show = should_show(progress, num_sims, minimum=1)
     key_sim, key_run, key_map, key_scale, key_tarp, key_sbc = jax.random.split(as_key(key), 6)
     params, observations = target.simulate(key_sim, num_sims)
     theta = np.asarray(_flatten(target, params))
@@ -267,7 +247,7 @@ def calibrate(
             run_keys,
             observations,
             batch_size,
-            _progress(num_sims, f"calibrate {name}", show),
+            host_bar(num_sims, f"calibrate {name}", show),
             devices,
         )
     elif amortized is not None:
@@ -297,7 +277,7 @@ def calibrate(
         jax.random.split(key_map, num_sims),
         observations,
         batch_size,
-        _progress(num_sims, "MAP references", show),
+        host_bar(num_sims, "MAP references", show),
         devices,
     )[:, 0]
     prior_scale = np.asarray(_flatten(target, target.sample_prior(key_scale, 2000))).std(0)
@@ -387,7 +367,7 @@ def _amortized(target, estimator, keys, observations, num_samples, batch_size, s
             keys,
             observations,
             batch_size,
-            _progress(keys.shape[0], "calibrate (vmapped)", show),
+            host_bar(keys.shape[0], "calibrate (vmapped)", show),
             devices,
         )
     except jax.errors.JAXTypeError:
@@ -403,7 +383,7 @@ def _amortized(target, estimator, keys, observations, num_samples, batch_size, s
 
 def _one_by_one(target, runner, keys, observations, num_samples, show, method_kwargs):
     draws = []
-    with _progress(keys.shape[0], "calibrate", show) as bar:
+    with host_bar(keys.shape[0], "calibrate", show) as bar:
         for i in range(keys.shape[0]):
             obs = {k: v[i] for k, v in observations.items()}
             conditioned = target.condition(obs)

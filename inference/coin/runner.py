@@ -51,7 +51,7 @@ from probinfer.diagnostics import ksd
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.coin.stein import KERNELS, bandwidth, stein_direction
 from probinfer.posterior import Posterior
-from probinfer.progress import should_show
+from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["coin_svgd", "svgd", "coin_ksdd", "coin_draws", "svgd_draws", "ksdd_draws"]
 
@@ -231,7 +231,7 @@ def _run(target, key, settings, init, place, optimizer=None, cache=("betting",))
         else cached_program(target, ("coin", cache, settings, sharding), build)
     )
     every, num_records = _records(settings.num_steps)
-    program.bar(num_records, method, should_show(place.progress, settings.num_steps))
+    program.bar.restart(should_show(place.progress, settings.num_steps))
     place_particles = partial(_place_particles, settings.num_particles, sharding)
     carry = place_particles(program.init(starts, key_run))
     path = path_for(place.checkpoint, method)
@@ -318,13 +318,7 @@ def _record_steps(num_steps):
 class _Program(NamedTuple):
     init: object  # (starts (N, dim), key) -> carry
     segment: object  # (carry, record indices) -> (carry, (KSD, restarts per step, scale))
-    holder: dict  # the progress bar the compiled callback looks up
-
-    def bar(self, total, description, enabled):
-        from probinfer.progress import ProgressBar
-
-        self.holder["bar"] = ProgressBar(total, description, enabled=enabled)
-        self.holder["enabled"] = enabled
+    bar: object  # the ProgressBar the compiled callback advances (each run restarts it)
 
 
 def _program(target, settings, optimizer, sharding, progress=True):
@@ -335,7 +329,7 @@ def _program(target, settings, optimizer, sharding, progress=True):
     update = _betting() if optimizer is None else optimizer
     score_fn = _score(target, batch_size)
     every, num_records = _records(num_steps)
-    holder = {}
+    bar = ProgressBar(num_records, method, enabled=False)
     phi_fn = _sharded_direction(stein_kernel, sharding)
 
     def direction(x, key):
@@ -387,7 +381,7 @@ def _program(target, settings, optimizer, sharding, progress=True):
         if progress:
             jax.lax.cond(
                 ((r + 1) % max(1, num_records // 100) == 0) | (r == num_records - 1),
-                lambda: jax.debug.callback(lambda i: _tick(holder, i), r),
+                lambda: jax.debug.callback(bar.update, r),
                 lambda: None,
             )
         x = carry[0]
@@ -399,12 +393,7 @@ def _program(target, settings, optimizer, sharding, progress=True):
     def segment(carry, records):
         return jax.lax.scan(record, carry, records)
 
-    return _Program(init, jax.jit(segment), holder)
-
-
-def _tick(holder, i):
-    if holder.get("enabled"):
-        holder["bar"]._update(i)
+    return _Program(init, jax.jit(segment), bar)
 
 
 def _sharded_direction(stein_kernel, sharding):

@@ -17,17 +17,16 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from probinfer import devices as _devices
 from probinfer._utils import as_key
-from probinfer.checkpoint import path_for
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError
 from probinfer.inference.dt.mixture import Mixture
 from probinfer.inference.dt.model import DT
 from probinfer.inference.dt.network import DistributionTransformer
-from probinfer.nn import training as loop
 from probinfer.nn.layout import ObservationLayout
-from probinfer.nn.training import chunk_size, default_optimizer, warmup_for
+from probinfer.nn.training import chunk_size, default_optimizer, fit, warmup_for
 from probinfer.target import as_target
 
 __all__ = ["train", "MetaPrior"]
@@ -75,6 +74,7 @@ def train(
     learning_rate=1e-3,
     warmup_steps=None,
     optimizer=None,
+    devices=None,
     checkpoint=None,
     checkpoint_every=200,
     progress="auto",
@@ -98,6 +98,8 @@ def train(
             set) per step.
         network: a :class:`DistributionTransformer` (None: the default).
         learning_rate, warmup_steps, optimizer: as :func:`probinfer.pfn.train`.
+        devices: devices the priors of a step are split over (data parallel; see
+            :mod:`probinfer.devices`).
         checkpoint, checkpoint_every, progress: as every runner.
 
     Returns:
@@ -122,7 +124,6 @@ def train(
     optimizer = optimizer or default_optimizer(learning_rate, warmup, num_steps)
     prior0 = meta_prior.sample(key_init, 1, target.dim)
     params = jax.jit(network.init)(key_init, prior0, jnp.zeros((1, *layout.feature_shape)))
-    state = {"params": params, "opt_state": optimizer.init(params)}
     loc, scale = jnp.asarray(layout.loc), jnp.asarray(layout.scale)
 
     def loss_fn(params, prior, theta, features, ok):
@@ -130,42 +131,45 @@ def train(
         nll = -q.log_prob(theta)
         return jnp.sum(jnp.where(ok, nll, 0.0)) / jnp.maximum(ok.sum(), 1)
 
-    grad = jax.value_and_grad(loss_fn)
     every = chunk_size(checkpoint_every, num_steps)
+    sharding = _devices.leading_sharding(batch_size, devices)
 
-    def step(state, key):
-        prior, theta, raw, ok = simulate(key, batch_size)
-        loss, grads = grad(state["params"], prior, theta, (raw - loc) / scale, ok)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        return {
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-        }, loss
+    def loss(params, key, batch):
+        prior, theta, raw, ok = _devices.constrain_leading(simulate(key, batch_size), sharding)
+        return loss_fn(params, prior, theta, (raw - loc) / scale, ok)
 
-    fingerprint = {
-        "target": target.name,
-        "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
-        "meta_prior": dataclasses.asdict(meta_prior),
-        "network": _network_config(network),
-        "num_steps": num_steps,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "warmup_steps": warmup,
-        "optimizer": "custom" if custom else "default",
-        "checkpoint_every": every,
-    }
-    state, losses = loop.run(
-        step, state, key=key_train, num_steps=num_steps, every=every, desc="dt",
-        progress=progress, path=path_for(checkpoint, "dt"), fingerprint=fingerprint,
+    record = fingerprint(
+        as_key(key),
+        target,
+        meta_prior=dataclasses.asdict(meta_prior),
+        network=_network_config(network),
+        num_steps=num_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,
+        optimizer="custom" if custom else "default",
+        checkpoint_every=every,
+    )
+    fitted = fit(
+        loss, params, key=key_train, num_steps=num_steps, optimizer=optimizer,
+        checkpoint=path_for(checkpoint, "dt"), fingerprint=record, checkpoint_every=every,
+        progress=progress, desc="dt",
     )  # fmt: skip
     return DT(
         target=target,
         network=network,
-        params=state["params"],
+        params=fitted.params,
         layout=layout,
         meta_prior=meta_prior,
-        settings={k: v for k, v in fingerprint.items() if k not in ("key", "target")},
-        diagnostics={"loss": losses, "seconds": time.perf_counter() - start_time},
+        settings={
+            **{k: v for k, v in record.items() if k not in ("key", "target")},
+            "devices": _devices.devices_used(batch_size, devices),
+        },
+        diagnostics={
+            "loss": fitted.losses,
+            "skipped_steps": int(fitted.skipped.sum()),
+            "seconds": time.perf_counter() - start_time,
+        },
     )
 
 

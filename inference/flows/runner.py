@@ -24,17 +24,16 @@ import optax
 from probinfer import devices as _devices
 from probinfer import health
 from probinfer._utils import as_key, cached_program, check_skipped_steps, import_arviz
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, ProbinferError
 from probinfer.nn.flows import make_flow
 from probinfer.nn.objectives import make_loss
+from probinfer.nn.training import Trainer
 from probinfer.posterior import Posterior
-from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["flow_vi", "flow_draws", "FlowPosterior"]
 
 _INIT_POINTS = 256
-_CHUNKS = 10
 
 
 class FlowPosterior(Posterior):
@@ -125,47 +124,33 @@ def flow_vi(
     key_init, key_fit, key_draws = jax.random.split(as_key(key), 3)
     starts = target.starting_points(init, _INIT_POINTS, key=key_init)
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
-    show = should_show(progress, settings["num_steps"])
-    # The bar's per-step check costs ~15 % of a small flow's step: compiled in only when shown.
-    build = partial(_program, target, settings, optimizer, sharding, show)
+    build = partial(_program, target, settings, optimizer, sharding)
     program = (
         build()
         if optimizer is not None
-        else cached_program(
-            target, ("flow_vi", tuple(sorted(settings.items())), sharding, show), build
-        )
+        else cached_program(target, ("flow_vi", tuple(sorted(settings.items())), sharding), build)
     )
-    params = program["init"](key_fit, starts)
-    state = (params, program["optimizer"].init(params))
-    program["holder"]["bar"] = ProgressBar(settings["num_steps"], "flow_vi", enabled=show)
-    program["holder"]["enabled"] = show
-    path = path_for(checkpoint, "flow_vi")
-    every = (
-        settings["num_steps"]
-        if path is None
-        else int(checkpoint_every or max(1, settings["num_steps"] // _CHUNKS))
+    fitted = program["trainer"].fit(
+        program["init"](key_fit, starts),
+        key=key_fit,
+        num_steps=settings["num_steps"],
+        data=program["rows"],
+        batch_size=settings["batch_size"],
+        checkpoint=path_for(checkpoint, "flow_vi"),
+        fingerprint=fingerprint(
+            key_fit, target, optimizer="default" if optimizer is None else "custom", **settings
+        ),
+        checkpoint_every=checkpoint_every,
+        progress=progress,
     )
-    fingerprint = {
-        "target": target.name,
-        "key": np.asarray(jax.random.key_data(key_fit)).tolist(),
-        "optimizer": "default" if optimizer is None else "custom",
-        **settings,
-    }
-
-    def advance(state, start, stop):
-        state, outputs = program["segment"](state, key_fit, jnp.arange(start, stop))
-        return state, list(outputs)
-
-    (params, _), (elbo, skipped) = run_chunks(
-        advance, state, boundaries(settings["num_steps"], every), path=path, fingerprint=fingerprint
-    )
+    elbo = np.where(fitted.skipped, np.nan, fitted.aux)
     return _result(
         target,
         program["flow"],
-        params,
+        fitted.params,
         settings,
         elbo,
-        skipped,
+        fitted.skipped,
         key_draws,
         int(num_draws),
         importance_resample,
@@ -220,16 +205,14 @@ def default_optimizer(flow, num_steps):
     )
 
 
-def _program(target, settings, optimizer, sharding, progress=True):
-    """``{"flow", "optimizer", "init", "segment", "holder"}``: ``segment(state, key, steps)``
-    runs the given steps (jitted) and returns per-step ELBO estimates and skip flags."""
+def _program(target, settings, optimizer, sharding):
+    """``{"flow", "init", "trainer", "rows"}``: the flow, its starting parameters from starting
+    points, the :class:`~probinfer.nn.training.Trainer` of the bound, and the rows minibatches
+    are drawn from (the data indices; None for full data)."""
     flow = make_flow(settings["flow"], target.dim, num_layers=settings["num_layers"])
     optimizer = optimizer or default_optimizer(settings["flow"], settings["num_steps"])
-    batch_size = settings["batch_size"]
-    if batch_size is None:
-        log_density = lambda x, batch: target.log_density(x)  # noqa: E731
-    else:
-        log_density = target.minibatch_log_density
+    full = settings["batch_size"] is None
+    log_density = (lambda x, batch: target.log_density(x)) if full else target.minibatch_log_density
     loss = make_loss(
         settings["objective"],
         log_density,
@@ -238,55 +221,21 @@ def _program(target, settings, optimizer, sharding, progress=True):
         num_steps=settings["num_steps"],
         sharding=sharding,
     )
-    grad = jax.value_and_grad(loss, has_aux=True)
-    holder = {}
-    num_steps = settings["num_steps"]
+
+    def bound(params, key, index, t):
+        return loss(params, key, t, None if index is None else target.batch(index))
 
     def init(key, starts):
         low, median, high = jnp.percentile(starts, jnp.array([25.0, 50.0, 75.0]), axis=0)
         scale = jnp.clip((high - low) / 1.349, 1e-3, 1e3)
         return flow.init(key, loc=median, scale=scale)
 
-    def step(key, carry, t):
-        params, opt_state = carry
-        key = jax.random.fold_in(key, t)
-        batch = None
-        if batch_size is not None:
-            index = jax.random.choice(
-                jax.random.fold_in(key, 1), target.num_data, (batch_size,), replace=False
-            )
-            batch = target.batch(index)
-        (value, elbo), grads = grad(params, key, t, batch)
-        finite = jnp.isfinite(value) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-        )
-        grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
-        updates, new_state = optimizer.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        carry = jax.tree.map(
-            lambda a, b: jnp.where(finite, a, b), (new_params, new_state), (params, opt_state)
-        )
-        if progress:
-            hit = ((t + 1) % max(1, num_steps // 100) == 0) | (t == num_steps - 1)
-            jax.lax.cond(hit, lambda: jax.debug.callback(partial(_tick, holder), t), lambda: None)
-        return carry, (jnp.where(finite, elbo, jnp.nan), ~finite)
-
-    @jax.jit
-    def segment(state, key, steps):
-        return jax.lax.scan(partial(step, key), state, steps)
-
     return {
         "flow": flow,
-        "optimizer": optimizer,
         "init": init,
-        "segment": segment,
-        "holder": holder,
+        "trainer": Trainer(bound, optimizer, has_aux=True, with_step=True, desc="flow_vi"),
+        "rows": None if full else jnp.arange(target.num_data),
     }
-
-
-def _tick(holder, t):
-    if holder.get("enabled"):
-        holder["bar"]._update(t)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 4))
@@ -352,11 +301,15 @@ def flow_draws(target, key, n, **settings):
         "batch_size": None,
         **settings,
     }
-    program = _program(target, run, None, None, progress=False)
+    program = _program(target, run, None, None)
     key_init, key_fit, key_draws = jax.random.split(key, 3)
     starts, _ = target.init_fn(key_init, _INIT_POINTS)
-    params = program["init"](key_fit, starts)
-    state = (params, program["optimizer"].init(params))
-    (params, _), _ = program["segment"](state, key_fit, jnp.arange(run["num_steps"]))
+    params = program["trainer"].steps(
+        program["init"](key_fit, starts),
+        key=key_fit,
+        num_steps=run["num_steps"],
+        data=program["rows"],
+        batch_size=run["batch_size"],
+    )
     x = program["flow"].sample(params, key_draws, int(n))
     return jax.vmap(target.constrain)(x)

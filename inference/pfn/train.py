@@ -24,16 +24,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from probinfer import devices as _devices
 from probinfer._utils import as_key
-from probinfer.checkpoint import path_for
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError
 from probinfer.inference.pfn.bar import BarDistribution, borders_from_samples
 from probinfer.inference.pfn.model import PFN
-from probinfer.nn import training as loop
-from probinfer.nn.training import chunk_size, default_optimizer, warmup_for
+from probinfer.nn.training import chunk_size, default_optimizer, fit, warmup_for
 from probinfer.nn.transformer import Transformer
 
 __all__ = ["train", "split_weights"]
@@ -62,7 +60,7 @@ def train(
     learning_rate=1e-3,
     warmup_steps=None,
     optimizer=None,
-    init=None,
+    pretrained=None,
     devices=None,
     checkpoint=None,
     checkpoint_every=200,
@@ -86,8 +84,9 @@ def train(
         learning_rate: peak Adam step, reached after ``warmup_steps`` (None: 5 % of the steps),
             then cosine decay to 1 % of it.
         optimizer: an optax GradientTransformation replacing the default.
-        init: a trained :class:`PFN` to start from (fine-tuning or a second schedule); its
-            network, buckets and scaling are kept.
+        pretrained: a trained :class:`PFN` to continue from (fine-tuning or a second
+            schedule); its network, buckets and scaling are kept. (Called ``init`` before 0.2.0;
+            ``init`` is a run's starting points everywhere else.)
         devices: devices the batch is split over (see :mod:`probinfer.devices`).
         checkpoint: folder or ``.npz`` path; saved every ``checkpoint_every`` steps, resumed.
         progress: progress bar with the running loss (True, False or ``"auto"``).
@@ -97,8 +96,8 @@ def train(
         per step.
     """
     start_time = time.perf_counter()
-    if init is not None:
-        network = init.network
+    if pretrained is not None:
+        network = pretrained.network
     network = network or Transformer()
     if int(seq_len) < 2 or int(batch_size) < 1 or int(num_steps) < 1:
         raise DataError(
@@ -109,49 +108,57 @@ def train(
     key_borders, key_init, key_train = jax.random.split(as_key(key), 3)
     classes = int(getattr(prior, "classification", False)) * 2
     scaling, borders = _fit_scaling(prior, key_borders, seq_len, network.num_buckets, classes)
-    if init is not None:
-        scaling, borders = init.scaling, init.borders
+    if pretrained is not None:
+        scaling, borders = pretrained.scaling, pretrained.borders
     if classes and network.num_buckets != classes:
         network = network.clone(num_buckets=classes)
     warmup = warmup_for(warmup_steps, num_steps)
     custom = optimizer is not None
     optimizer = optimizer or default_optimizer(learning_rate, warmup, num_steps)
     x0, y0 = jnp.zeros((1, seq_len, prior.num_features)), jnp.zeros((1, seq_len))
-    params = jax.jit(network.init)(key_init, x0, y0, seq_len // 2) if init is None else init.params
-    state = {"params": params, "opt_state": optimizer.init(params)}
+    params = (
+        jax.jit(network.init)(key_init, x0, y0, seq_len // 2)
+        if pretrained is None
+        else pretrained.params
+    )
     sharding = _devices.leading_sharding(batch_size, devices)
     weights = split_weights(seq_len, split)
-    step = _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, sharding)
+    loss = _loss_fn(prior, network, borders, scaling, batch_size, weights, sharding)
     every = chunk_size(checkpoint_every, num_steps)
-    fingerprint = {
-        "prior": repr(getattr(prior, "config", lambda: repr(prior))()),
-        "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
-        "network": network.config(),
-        "num_steps": num_steps,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "split": split,
-        "learning_rate": learning_rate,
-        "warmup_steps": warmup,
-        "optimizer": "custom" if custom else "default",
-        "checkpoint_every": every,
-        "init": None if init is None else init.settings,
-    }
-    state, losses = loop.run(
-        step, state, key=key_train, num_steps=num_steps, every=every, desc="pfn",
-        progress=progress, path=path_for(checkpoint, "pfn"), fingerprint=fingerprint,
+    record = fingerprint(
+        as_key(key),
+        prior=repr(getattr(prior, "config", lambda: repr(prior))()),
+        network=network.config(),
+        num_steps=num_steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        split=split,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,
+        optimizer="custom" if custom else "default",
+        checkpoint_every=every,
+        pretrained=None if pretrained is None else pretrained.settings,
+    )
+    fitted = fit(
+        loss, params, key=key_train, num_steps=num_steps, optimizer=optimizer,
+        checkpoint=path_for(checkpoint, "pfn"), fingerprint=record, checkpoint_every=every,
+        progress=progress, desc="pfn",
     )  # fmt: skip
-    settings = {k: v for k, v in fingerprint.items() if k not in ("prior", "network", "key")}
+    settings = {k: v for k, v in record.items() if k not in ("prior", "network", "key")}
     settings["devices"] = _devices.devices_used(batch_size, devices)
     return PFN(
         prior=prior,
         network=network,
-        params=state["params"],
+        params=fitted.params,
         borders=borders,
         scaling=scaling,
         seq_len=seq_len,
         settings=settings,
-        diagnostics={"loss": losses, "seconds": time.perf_counter() - start_time},
+        diagnostics={
+            "loss": fitted.losses,
+            "skipped_steps": int(fitted.skipped.sum()),
+            "seconds": time.perf_counter() - start_time,
+        },
     )
 
 
@@ -180,7 +187,9 @@ def _fit_scaling(prior, key, seq_len, num_buckets, classes):
     return scaling, borders
 
 
-def _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, sharding):
+def _loss_fn(prior, network, borders, scaling, batch_size, weights, sharding):
+    """``loss(params, key, batch=None)``: the mean NLL over the queries of ``batch_size`` fresh
+    data sets of the prior, split at one random position."""
     seq_len = weights.size
     log_weights = jnp.log(jnp.asarray(weights, jnp.float32))
     s = {k: jnp.asarray(v, jnp.float32) for k, v in scaling.items()}
@@ -197,16 +206,10 @@ def _step_fn(prior, network, optimizer, borders, scaling, batch_size, weights, s
         query = (jnp.arange(seq_len) >= k)[None, :]
         return jnp.sum(jnp.where(query, nll, 0.0)) / (batch_size * (seq_len - k))
 
-    grad = jax.value_and_grad(loss_fn)
-
-    def step(state, key):
+    def loss(params, key, batch):
         key_data, key_split = jax.random.split(key)
         x, y = prior.sample(key_data, batch_size, seq_len)
         x, y = _devices.constrain_leading((x, y), sharding)
-        k = jax.random.categorical(key_split, log_weights)
-        loss, grads = grad(state["params"], x, y, k)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state}, loss
+        return loss_fn(params, x, y, jax.random.categorical(key_split, log_weights))
 
-    return step
+    return loss

@@ -23,8 +23,8 @@ __all__ = ["run_blocks"]
 def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, progress):
     """The jitted ``segment(states, blocks, chain_keys, step_sizes, params)``; every array
     reaches it as an argument, so one compiled program serves every call with the same static
-    settings. The progress bar is looked up in ``holder`` when the callback runs."""
-    holder = {}
+    settings. The progress bar is restarted by each run; the callback advances it."""
+    bar = ProgressBar(num_blocks, "sgmcmc", enabled=False)
 
     def segment(states, blocks, chain_keys, step_sizes, params):
         def block(states, b):
@@ -55,14 +55,14 @@ def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, prog
                 hit = ((b + 1) % every == 0) | (b == num_blocks - 1)
                 jax.lax.cond(
                     hit,
-                    lambda: jax.debug.callback(lambda i: holder["bar"]._update(i), b),
+                    lambda: jax.debug.callback(bar.update, b),
                     lambda: None,
                 )
             return states, jax.vmap(observe)(states)
 
         return jax.lax.scan(block, states, blocks)
 
-    return jax.jit(segment), holder
+    return jax.jit(segment), bar
 
 
 def run_blocks(
@@ -120,15 +120,15 @@ def run_blocks(
         progress=bool(progress),
     )
     if cache is None:
-        segment, holder = _build_segment(step, observe, **static)
+        segment, bar = _build_segment(step, observe, **static)
     else:
         owner, key = cache
-        segment, holder = cached_program(
+        segment, bar = cached_program(
             owner,
             ("sgmcmc", key, tuple(sorted(static.items()))),
             lambda: _build_segment(step, observe, **static),
         )
-    holder["bar"] = ProgressBar(num_blocks, "sgmcmc", enabled=bool(progress))
+    bar.restart(bool(progress))
 
     states = shard_leading(states, devices)
     chain_keys = shard_leading(chain_keys, devices)

@@ -16,7 +16,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, cached_program, legacy_kwargs
+from probinfer._utils import as_key, cached_program, renamed_keywords
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
@@ -40,6 +40,7 @@ _NAMED_OPTIONS = {"hmc": {"num_integration_steps": 10}}
 _TARGET_ACCEPT = {"hmc": 0.65}
 
 
+@renamed_keywords("smc")
 def smc(
     target,
     *,
@@ -60,7 +61,6 @@ def smc(
     devices=None,
     checkpoint=None,
     checkpoint_every=None,
-    **legacy,
 ):
     """Adaptive tempered SMC from the prior to the posterior, with an evidence estimate.
 
@@ -102,9 +102,6 @@ def smc(
             path, saved after every ``checkpoint_every`` temperatures (default 10); a run
             started on an existing checkpoint resumes from it and gives the uninterrupted
             result (:mod:`probinfer.checkpoint`).
-        **legacy: ``shard`` (now ``devices``; ``shard=False`` is ``devices=1``),
-            ``batch_size`` (now ``block_size``) and ``schedule`` (now ``annealing``: a schedule is
-            a step-size schedule everywhere else), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(1, N, *site_shape)``, normalised ``log_weights``,
@@ -115,12 +112,6 @@ def smc(
         >>> post = pi.smc(target, key=0, num_particles=2000)    # doctest: +SKIP
         >>> post.log_evidence                                    # doctest: +SKIP
     """
-    if legacy:
-        renames = {"shard": "devices", "batch_size": "block_size", "schedule": "annealing"}
-        old = legacy_kwargs(legacy, renames, "smc")
-        annealing = old.get("annealing", annealing)
-        block_size = old.get("block_size", block_size)
-        devices = (1 if old["devices"] is False else None) if "devices" in old else devices
     settings = _settings(
         num_particles=num_particles,
         kernel=kernel,
@@ -141,12 +132,12 @@ def smc(
         target.check_minibatchable()
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
     show = should_show(progress, 500)
-    program, holder = cached_program(
+    program, bar = cached_program(
         target,
         ("smc", tuple(settings.items()), sharding, show),
         lambda: _jitted(*_program(target, sharding=sharding, show=show, **settings)),
     )
-    holder["bar"] = ProgressBar(100, "smc: temperature (%)", enabled=show)
+    bar.restart(show)
     key = as_key(key)
     carry, key_loop, census = program.start(key)
     census = _Census(*(np.asarray(x) for x in census))
@@ -307,14 +298,14 @@ def _program(
     show=False,
     **step_settings,
 ):
-    """``(program, holder)``: the pure pieces of a run (:class:`_Program`; a NaN log density at a
-    prior particle stops it before the first step and reports that particle);
-    ``holder["bar"]`` is the progress bar the compiled callback advances."""
+    """``(program, bar)``: the pure pieces of a run (:class:`_Program`; a NaN log density at a
+    prior particle stops it before the first step and reports that particle) and the progress
+    bar their callback advances (each run restarts it)."""
     terms = terms_fn(target, annealing)
     step_size = kernel.initial_step_size(target.dim)
     ladder = None if temperatures is None else jnp.asarray(temperatures)
     block_size = step_settings["block_size"]
-    holder = {}
+    bar = ProgressBar(100, "smc: temperature (%)", enabled=show)
 
     def start(key):
         key_init, key_loop = jax.random.split(key)
@@ -369,7 +360,7 @@ def _program(
             error = jnp.where((error == _OK) & stalled, _STALLED, error)
             if show:
                 percent = jnp.floor(100 * new_state.temperature).astype(jnp.int32)
-                jax.debug.callback(lambda p: holder["bar"]._update(p - 1), percent)
+                jax.debug.callback(bar.update, percent - 1)
             return new_state, trace, i + 1, error
 
         return jax.lax.while_loop(cond, body, carry)
@@ -379,7 +370,7 @@ def _program(
         error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
         return state, trace, num_steps, error
 
-    return _Program(start, advance, finish), holder
+    return _Program(start, advance, finish), bar
 
 
 class _Census(NamedTuple):
@@ -414,8 +405,8 @@ def _admit(state, num_particles):
     return state, census, error
 
 
-def _jitted(program, holder):
-    return _Program(*(jax.jit(piece) for piece in program)), holder
+def _jitted(program, bar):
+    return _Program(*(jax.jit(piece) for piece in program)), bar
 
 
 def _nonfinite_sites(target, census):

@@ -208,7 +208,7 @@ class Trainer:
         self.bar.restart(show, total=num_steps)
         sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
         run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show)
-        key_loss, key_data = jax.random.split(key)
+        key_loss, key_data = key, _data_key(key)
         arrays = (key_loss, key_data, data, validation)
 
         def advance(state, start, stop):
@@ -237,7 +237,7 @@ class Trainer:
         run = _Run(
             int(num_steps), per_epoch, None if data is None else int(batch_size), None, False
         )
-        key_loss, key_data = jax.random.split(key)
+        key_loss, key_data = key, _data_key(key)
         state = self.init(params, False)
         state, _ = self.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps), run)
         return state["params"]
@@ -375,6 +375,12 @@ class Trainer:
         return Fit(
             state["best"], state["opt_state"], values, aux, skipped, outputs[-1], best_step, ran
         )
+
+
+def _data_key(key):
+    """The key of the epochs' permutations; step t's own key is ``fold_in(key, t)`` (the
+    stream the runners used before they shared this loop: their seeds give the same runs)."""
+    return jax.random.fold_in(key, 2**31 - 1)
 
 
 def _steps_per_epoch(data, batch_size):

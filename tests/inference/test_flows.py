@@ -160,14 +160,18 @@ def _correlated_gaussian():
 
 def test_flow_vi_fits_a_correlated_gaussian_with_the_defaults():
     """KL(q ‖ p) = −E_q[log w] (the target is normalised), estimated from the 1,000 kept draws:
-    below 0.01 within 3 Monte Carlo standard errors; Pareto k̂ small."""
+    below 0.01 within 3 Monte Carlo standard errors, and the importance weights nearly equal
+    (Kish ESS over 90 % of the draws; KL ≈ 0.01 would give about 98 %). Pareto k̂ is not asserted
+    here: with weights this even its tail fit is noise (0.33-0.74 over six seeds, KL ≤ 1e-3)."""
     post = pi.flow_vi(_correlated_gaussian(), key=0, progress=False)
     x = post.draws["z"][0]
     target_log_p = jax.vmap(_correlated_gaussian().log_density)(jnp.asarray(x))
     log_w = np.asarray(target_log_p) - post.log_prob({"z": x})
     kl, se = -log_w.mean(), log_w.std() / np.sqrt(log_w.size)
     assert kl < 0.01 + 3 * se, (kl, se)
-    assert post.diagnostics["pareto_k"] < 0.5
+    w = np.exp(log_w - log_w.max())
+    assert w.sum() ** 2 / (w**2).sum() > 0.9 * w.size
+    assert np.isfinite(post.diagnostics["pareto_k"])
     assert np.isfinite(post.diagnostics["elbo"]).all()
 
 

@@ -348,7 +348,7 @@ def test_bfloat16_network_trains_and_predicts(tmp_path):
 
 def test_training_can_start_from_a_trained_pfn(random_pfn):
     again = pi.pfn.train(
-        GPPrior(), key=1, num_steps=2, batch_size=4, seq_len=40, init=random_pfn,
+        GPPrior(), key=1, num_steps=2, batch_size=4, seq_len=40, pretrained=random_pfn,
         learning_rate=0.0, progress=False,
     )  # fmt: skip
     x, y = _gp_data(12, 1, 15)
