@@ -26,19 +26,17 @@ from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 
 from probinfer._utils import as_key, check_skipped_steps
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, ModelError, ProbinferError
 from probinfer.nn.embeddings import MLPEmbedding, default_width
 from probinfer.nn.flows import make_flow
 from probinfer.nn.objectives import bound
+from probinfer.nn.training import fit, train_steps
 from probinfer.posterior import Posterior
-from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["amortized_vi", "EncoderPosterior", "OBJECTIVES"]
 
 OBJECTIVES = ("elbo", "iwae", "piwae")
-
-_CHUNKS = 10
 
 
 class _Spec:
@@ -243,29 +241,21 @@ def _row_elbo(spec, theta, batch, mean, log_sd, key, num_particles):
     return jnp.mean(rows - _gaussian_log_q(eps, log_sd), axis=0)
 
 
-def _gap(fit, key, data, num_steps, num_particles):
-    spec = fit.spec
-    inputs = fit._inputs(data)
+def _gap(posterior, key, data, num_steps, num_particles):
+    spec = posterior.spec
+    inputs = posterior._inputs(data)
     batch = data if isinstance(data, dict) else {spec.target.data_names[0]: data}
     batch = {k: jnp.asarray(batch[k]) for k in spec.target.data_names}
-    theta = fit.params["guide"]["loc"]
-    mean, log_sd = fit.encoder.gaussian(fit.params["encoder"], inputs)
+    theta = posterior.params["guide"]["loc"]
+    mean, log_sd = posterior.encoder.gaussian(posterior.params["encoder"], inputs)
     key_eval, key_fit = jax.random.split(key)
-    optimizer = optax.adam(1e-2)
 
-    def loss(q, key):
+    def loss(q, key, _):  # full batch: no data rows for the trainer to draw
         return -jnp.sum(_row_elbo(spec, theta, batch, q[0], q[1], key, num_particles))
 
     @jax.jit
     def refine(q):
-        def step(carry, t):
-            q, state = carry
-            grads = jax.grad(loss)(q, jax.random.fold_in(key_fit, t))
-            updates, state = optimizer.update(grads, state, q)
-            return (optax.apply_updates(q, updates), state), None
-
-        (q, _), _ = jax.lax.scan(step, (q, optimizer.init(q)), jnp.arange(num_steps))
-        return q
+        return train_steps(loss, q, key=key_fit, num_steps=num_steps, optimizer=optax.adam(1e-2))
 
     refined = refine((mean, log_sd))
     evaluate = jax.jit(partial(_row_elbo, spec, theta, batch, key=key_eval, num_particles=1024))
@@ -288,6 +278,7 @@ def amortized_vi(
     objective="elbo",
     optimizer=None,
     num_draws=1000,
+    devices=None,
     checkpoint=None,
     checkpoint_every=None,
     progress="auto",
@@ -304,7 +295,10 @@ def amortized_vi(
             for a conditional-flow encoder on the MLP's features.
         guide: ``"gaussian"`` (mean-field on the unconstrained globals) or ``"point"`` (MAP-like
             point estimate: q(θ) a point mass, no entropy term).
-        num_steps: Adam steps; batch_size: data points per step (None: min(128, N));
+        num_steps: Adam steps; batch_size: data points per step (None: min(128, N)), drawn
+            in epochs (a fresh permutation of the data per epoch, every point once per epoch;
+            :func:`probinfer.nn.training.fit`, which runs the optimisation and skips steps with
+            a non-finite loss or gradient);
         num_particles: draws of (θ, z_B) per step (``"elbo"``), or K draws of each z_i given
             one draw of θ (``"iwae"``, ``"piwae"``).
         objective: ``"elbo"``; ``"iwae"``, the per-datum importance-weighted bound
@@ -318,6 +312,8 @@ def amortized_vi(
         optimizer: optax GradientTransformation (None: Adam, 1e-2 for the guide and 1e-3 for
             the encoder, cosine decay to a tenth, clipping at norm 100).
         num_draws: draws of q(θ) kept as the posterior of the globals.
+        devices: devices each minibatch's data points are split over (data-parallel, the same
+            fit up to float reduction order; :mod:`probinfer.devices`: None for every device).
         checkpoint, checkpoint_every: folder or ``.npz`` path; saved every ``checkpoint_every``
             steps (default a tenth of the run), resumes bit-identically.
         progress: progress bar (True, False or ``"auto"``).
@@ -325,7 +321,7 @@ def amortized_vi(
     Returns:
         :class:`EncoderPosterior` — draws of the globals; ``encode``, ``sample_local``,
         ``amortization_gap``; diagnostics ``elbo`` (per step, full-data scale: the objective's
-        bound, IWAE's for ``"iwae"`` and ``"piwae"``), ``elbo_final``
+        bound, IWAE's for ``"iwae"`` and ``"piwae"``; NaN at a skipped step), ``elbo_final``
         and ``elbo_final_se`` (the full-data ELBO, 16 draws), ``kl_per_datum`` (the mean over data
         of E_q[log q(z_i | x_i) − log p(z_i | θ)]: near 0 means posterior collapse — the decoder
         ignores z).
@@ -358,53 +354,38 @@ def amortized_vi(
     data = target.data
 
     elbo = _bound(spec, net, guide, data, "elbo", num_particles)
-    grad = jax.value_and_grad(_loss(spec, net, guide, data, objective, num_particles))
-    show = should_show(progress, num_steps)
-    bar = ProgressBar(num_steps, "amortized_vi", enabled=show)
-
-    def step(carry, t):
-        params, state = carry
-        key = jax.random.fold_in(key_fit, t)
-        index = jax.random.choice(
-            jax.random.fold_in(key, 1), spec.num_data, (batch_size,), replace=False
-        )
-        value, grads = grad(params, key, index)
-        finite = jnp.isfinite(value) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-        )
-        updates, new_state = optimizer.update(grads, state, params)
-        new = (optax.apply_updates(params, updates), new_state)
-        carry = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, carry)
-        bar.tick(t)
-        return carry, (jnp.where(finite, -value, jnp.nan), ~finite)
-
-    segment = jax.jit(lambda state, steps: jax.lax.scan(step, state, steps))
     params = jax.jit(lambda key: _init_params(spec, net, key))(key_init)
-    state = (params, optimizer.init(params))
-    every = (
-        num_steps if checkpoint is None else int(checkpoint_every or max(1, num_steps // _CHUNKS))
+    record = fingerprint(
+        as_key(key),
+        target,
+        local=list(spec.local),
+        flow=flow,
+        guide=guide,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        num_particles=num_particles,
+        objective=objective,
+        encoder=repr(encoder),
+        optimizer="custom" if custom else "default",
     )
-    fingerprint = {
-        "target": target.name,
-        "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
-        "local": list(spec.local),
-        "flow": flow,
-        "guide": guide,
-        "num_steps": num_steps,
-        "batch_size": batch_size,
-        "num_particles": num_particles,
-        "objective": objective,
-        "encoder": repr(encoder),
-        "optimizer": "custom" if custom else "default",
-    }
-    (params, _), (trace, skipped) = run_chunks(
-        lambda s, a, b: (lambda r: (r[0], list(r[1])))(segment(s, jnp.arange(a, b))),
-        state,
-        boundaries(num_steps, every),
-        path=path_for(checkpoint, "amortized_vi"),
-        fingerprint=fingerprint,
+    # The minibatch is a row-index array: fit draws epochs of permutations of 0..N−1 and hands
+    # the loss batch_size of them per step (split over ``devices``).
+    fitted = fit(
+        _loss(spec, net, guide, data, objective, num_particles),
+        params,
+        key=key_fit,
+        num_steps=num_steps,
+        optimizer=optimizer,
+        data=jnp.arange(spec.num_data),
+        batch_size=batch_size,
+        devices=devices,
+        checkpoint=path_for(checkpoint, "amortized_vi"),
+        fingerprint=record,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        desc="amortized_vi",
     )
-    skipped = np.asarray(skipped)
+    params, skipped = fitted.params, np.asarray(fitted.skipped)
     check_skipped_steps(skipped, "amortized_vi", target.name)
     final, kl = jax.jit(jax.vmap(lambda k: elbo(params, k, jnp.arange(spec.num_data))))(
         jax.random.split(key_eval, 16)
@@ -420,13 +401,13 @@ def amortized_vi(
         params=params,
         method="amortized_vi",
         diagnostics={
-            "elbo": np.asarray(trace),
+            "elbo": -np.asarray(fitted.losses),
             "elbo_final": float(np.mean(final)),
             "elbo_final_se": float(np.std(final) / np.sqrt(final.size)),
             "kl_per_datum": float(np.mean(kl)),
             "skipped_steps": int(skipped.sum()),
         },
-        settings={"kernel": "amortized_vi", **fingerprint},
+        settings={"kernel": "amortized_vi", **record},
     )
 
 

@@ -1,7 +1,8 @@
 """The starting point and the geometry of an SGMCMC run: the mode, a preconditioner at it, and
 the minibatch gradient estimators.
 
-* ``find_mode``: Adam on minibatches, then full-batch L-BFGS (optax).
+* ``find_mode``: Adam on minibatches (:func:`probinfer.nn.training.train_steps`), then
+  full-batch L-BFGS (optax).
 * ``laplace_covariance``: the dense ``(−∇² log π(θ̂))⁻¹`` (a few thousand dimensions at most).
 * ``fisher_diagonal``: a diagonal precision for large models (BNNs): the empirical Fisher
   ``Σ_n (∇ log p(y_n | θ̂))²`` plus the diagonal of the prior's negative Hessian (Hutchinson,
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from probinfer._utils import as_key, cached_program, lbfgs_minimise
+from probinfer.nn.training import train_steps
 
 __all__ = [
     "find_mode",
@@ -40,8 +42,9 @@ DENSE_LIMIT = 1000  # "auto" preconditioning: dense Laplace up to this dimension
 
 
 def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
-    """Maximum a posteriori point on the unconstrained space: Adam on minibatches, then 100
-    full-batch L-BFGS steps, from a uniform(−2, 2) start (a heavy-tailed prior's draw can land
+    """Maximum a posteriori point on the unconstrained space: Adam on minibatches (epochs of
+    ``batch_size`` data points, at most N; non-finite steps skipped), then 100 full-batch
+    L-BFGS steps, from a uniform(−2, 2) start (a heavy-tailed prior's draw can land
     where 2,000 Adam steps of 0.01 never get back). Returns ``z (dim,)``. The compiled search is
     cached per target and settings."""
     key = as_key(key)
@@ -51,15 +54,11 @@ def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
 
 
 def _mode_search(target, batch_size, num_steps, learning_rate):
-    adam = optax.adam(learning_rate)
     n = target.num_data
+    rows = jnp.arange(n)
 
-    def adam_step(carry, key):
-        z, state = carry
-        index = jax.random.choice(key, n, (batch_size,), replace=False)
-        grad = jax.grad(lambda z: -target.minibatch_log_density(z, target.batch(index)))(z)
-        updates, state = adam.update(grad, state, z)
-        return (optax.apply_updates(z, updates), state), None
+    def minibatch_loss(z, key, index):
+        return -target.minibatch_log_density(z, target.batch(index))
 
     def polish(z):
         def loss(z):
@@ -70,7 +69,10 @@ def _mode_search(target, batch_size, num_steps, learning_rate):
 
     @jax.jit
     def run(z0, key):
-        (z, _), _ = jax.lax.scan(adam_step, (z0, adam.init(z0)), jax.random.split(key, num_steps))
+        z = train_steps(
+            minibatch_loss, z0, key=key, num_steps=num_steps, optimizer=optax.adam(learning_rate),
+            data=rows, batch_size=min(batch_size, n),
+        )  # fmt: skip
         return polish(z)
 
     return run

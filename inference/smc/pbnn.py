@@ -9,7 +9,10 @@ output layer) and deterministic weights ``ψ`` (the hidden layers and the noise 
 
 Per minibatch B (particles persist across minibatches and epochs): a Gaussian random-walk move of
 φ, reweighting by ``p(y_B | φ; ψ)``, an Adam step on ψ with the weighted gradient, and stratified
-resampling when the ESS falls below N/2. All of it is one jitted ``lax.scan`` over batches.
+resampling when the ESS falls below N/2. All of it is one jitted ``lax.scan`` over batches: a
+particle system carried along with ψ's optimiser, not the minimisation of one loss, so it keeps
+its own loop; :func:`map_network`, the point-estimate baseline, is a plain minimisation and runs
+on the project's trainer (:func:`probinfer.nn.training.fit`).
 
 >>> net = mlp(hidden=(50,))                                                   # doctest: +SKIP
 >>> result = pbnn_smc(net, x, y, key=0, num_particles=100, num_epochs=200)     # doctest: +SKIP
@@ -28,6 +31,7 @@ from jax.scipy.special import logsumexp
 from probinfer._utils import as_key
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.smc import resampling
+from probinfer.nn.training import fit
 from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["PartialNetwork", "mlp", "pbnn_smc", "map_network", "PBNNResult", "fisher_gradient"]
@@ -111,7 +115,8 @@ def fisher_gradient(network, psi, phi, log_weights, x, y, scale=1.0):
 
 class PBNNResult(NamedTuple):
     """psi: trained deterministic weights; phi: (N, phi_dim) particles; log_weights: (N,);
-    loss: (num_steps,) minus the weighted minibatch log likelihood per datum; network."""
+    loss: (num_steps,) minus the weighted minibatch log likelihood per datum (``map_network``:
+    its minibatch loss, NaN at a skipped step); network."""
 
     psi: dict
     phi: jax.Array
@@ -157,7 +162,9 @@ def _check(x, y, batch_size):
 
 
 def _batches(key, num_data, batch_size, num_epochs):
-    """(num_epochs · ⌊n/B⌋, B) indices: a fresh permutation per epoch."""
+    """(num_epochs · ⌊n/B⌋, B) indices: a fresh permutation per epoch, laid out in advance for
+    :func:`pbnn_smc`'s scan (the epoch scheme :func:`probinfer.nn.training.fit` draws for
+    :func:`map_network`)."""
     per_epoch = num_data // batch_size
     keys = jax.random.split(key, num_epochs)
     order = jax.vmap(lambda k: jax.random.permutation(k, num_data)[: per_epoch * batch_size])(keys)
@@ -258,36 +265,42 @@ def map_network(
     learning_rate=1e-2,
     prior_sd=1.0,
     weight_decay=0.0,
+    progress="auto",
 ):
     """The same network with φ as a point estimate: Adam on minibatches of the log joint
-    (N(0, s²) prior on φ; AdamW ``weight_decay`` on ψ as in :func:`pbnn_smc`). Returns a one-particle :class:`PBNNResult` — the MAP baseline."""
+    (N(0, s²) prior on φ; AdamW ``weight_decay`` on ψ as in :func:`pbnn_smc`), ``num_epochs``
+    epochs of ⌊n/B⌋ steps run by :func:`probinfer.nn.training.fit` (a step with a non-finite
+    loss or gradient is skipped, its loss NaN); ``progress``: a bar over the steps (True, False
+    or ``"auto"``). Returns a one-particle :class:`PBNNResult` — the MAP baseline."""
     x, y = _check(x, y, batch_size)
-    key_psi, key_phi, key_batches = jax.random.split(as_key(key), 3)
+    key_psi, key_phi, key_fit = jax.random.split(as_key(key), 3)
     params = {
         "psi": network.init(key_psi, x),
         "phi": prior_sd * jax.random.normal(key_phi, (network.phi_dim,), x.dtype),
     }
-    batches = _batches(key_batches, x.shape[0], int(batch_size), int(num_epochs))
     # Decay ψ only (φ has its Gaussian prior in the loss).
     decay_mask = {"psi": jax.tree.map(lambda _: True, params["psi"]), "phi": False}
     optimiser = optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
-    scale = x.shape[0] / int(batch_size)
+    num_data, batch_size = x.shape[0], int(batch_size)
+    scale = num_data / batch_size
 
-    def loss_fn(params, index):
-        log_lik = _log_likelihood(network, params["psi"], params["phi"], x[index], y[index])
+    def loss(params, key, batch):
+        log_lik = _log_likelihood(network, params["psi"], params["phi"], batch["x"], batch["y"])
         log_prior = -0.5 * jnp.sum((params["phi"] / prior_sd) ** 2)
-        return -(scale * log_lik + log_prior) / x.shape[0]
+        return -(scale * log_lik + log_prior) / num_data
 
-    @jax.jit
-    def run(params):
-        def body(carry, index):
-            params, opt_state = carry
-            loss, grad = jax.value_and_grad(loss_fn)(params, index)
-            updates, opt_state = optimiser.update(grad, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, _), loss = jax.lax.scan(body, (params, optimiser.init(params)), batches)
-        return params, loss
-
-    params, loss = run(params)
-    return PBNNResult(params["psi"], params["phi"][None], jnp.zeros(1), np.asarray(loss), network)
+    fitted = fit(
+        loss,
+        params,
+        key=key_fit,
+        num_steps=int(num_epochs) * (num_data // batch_size),
+        optimizer=optimiser,
+        data={"x": x, "y": y},
+        batch_size=batch_size,
+        progress=progress,
+        desc="map_network",
+    )
+    params = fitted.params
+    return PBNNResult(
+        params["psi"], params["phi"][None], jnp.zeros(1), np.asarray(fitted.losses), network
+    )
