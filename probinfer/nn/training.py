@@ -203,7 +203,7 @@ class Trainer:
             raise DataError("early_stopping needs validation rows to watch.")
         per_epoch = _steps_per_epoch(data, batch_size)
         period = _period(num_steps, per_epoch, validation, validate_every, checkpoint,
-                         checkpoint_every)  # fmt: skip
+                         checkpoint_every, None if data is None else _rows(data))  # fmt: skip
         show = should_show(progress, num_steps)
         self.bar.restart(show, total=num_steps)
         sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
@@ -214,7 +214,11 @@ class Trainer:
         def advance(state, start, stop):
             positions = np.full(period, -1, np.int32)  # one compiled program; −1 pads a chunk
             positions[: stop - start] = np.arange(start, stop)
-            state, outputs = self._chunk(*arrays, state, positions, run=run)
+            orders = None
+            if data is not None:  # one small program, compiled once per process and shape
+                count = _epochs(period, per_epoch)
+                orders = _epoch_orders(key_data, start // per_epoch, _rows(data), count)
+            state, outputs = self._chunk(*arrays, state, positions, run=run, orders=orders)
             held_out = np.asarray(outputs[-1])[None]
             outputs = [np.asarray(x)[: stop - start] for x in outputs[:-1]] + [held_out]
             finite = np.isfinite(outputs[0])
@@ -293,34 +297,31 @@ class Trainer:
         out = self.loss(params, key, batch, t)
         return out if self.has_aux else (out, None)
 
-    def chunk(self, key_loss, key_data, data, validation, state, positions, run):
+    def chunk(self, key_loss, key_data, data, validation, state, positions, run, orders=None):
         """Steps ``positions`` (−1: a pad, no step) on ``data``, then the loss on the
-        ``validation`` rows when there are some."""
+        ``validation`` rows when there are some. ``orders`` (epochs, N): the permutations of
+        the epochs the chunk touches, from its first step's epoch on (computed here if None)."""
         first = jnp.maximum(positions[0], 0)
 
-        def order_at(t):
-            rows = jax.tree.leaves(data)[0].shape[0]
-            epoch_key = jax.random.fold_in(key_data, t // run.per_epoch)
-            return jax.random.permutation(epoch_key, rows)
+        if data is not None and orders is None:  # traced use: the permutations in-line
+            orders = _epoch_orders(key_data, first // run.per_epoch, _rows(data), _epochs(
+                positions.shape[0], run.per_epoch))  # fmt: skip
 
-        def batch_at(order, t):
+        def batch_at(t):
             if data is None:
                 return None
+            epoch = jnp.clip(t // run.per_epoch - first // run.per_epoch, 0, orders.shape[0] - 1)
             start = (t % run.per_epoch) * run.batch_size
-            index = jax.lax.dynamic_slice(order, (start,), (run.batch_size,))
+            index = jax.lax.dynamic_slice(orders[epoch], (start,), (run.batch_size,))
             batch = jax.tree.map(lambda x: jnp.asarray(x)[index], data)
             return _devices.constrain_leading(batch, run.sharding)
 
         frozen = state.get("stopped", self._fill(False, bool))
 
-        def body(carry, t):
-            state, order = carry
-            if data is not None:  # a fresh permutation at each epoch's first step
-                new_epoch = (t > first) & (t % run.per_epoch == 0)
-                order = jax.lax.cond(new_epoch, lambda: order_at(t), lambda: order)
+        def body(state, t):
             step = jnp.maximum(t, 0)
             params, opt_state, value, aux, skipped = self._map(
-                partial(self._step, jax.random.fold_in(key_loss, step), batch_at(order, step), step),
+                partial(self._step, jax.random.fold_in(key_loss, step), batch_at(step), step),
                 state["params"], state["opt_state"], state["step_scale"],
             )  # fmt: skip
             keep = (t >= 0) & ~frozen
@@ -328,10 +329,9 @@ class Trainer:
             state = jax.tree.map(lambda a, b: jnp.where(_expand(keep, a), a, b), new, state)
             if run.show:
                 self.bar.tick(step)
-            return (state, order), (jnp.where(keep, value, jnp.nan), aux, skipped & keep)
+            return state, (jnp.where(keep, value, jnp.nan), aux, skipped & keep)
 
-        order = None if data is None else order_at(first)
-        (state, _), (values, aux, skipped) = jax.lax.scan(body, (state, order), positions)
+        state, (values, aux, skipped) = jax.lax.scan(body, state, positions)
         held_out = jnp.zeros(())
         if validation is not None:
             last = jnp.max(positions) + 1
@@ -383,6 +383,22 @@ def _data_key(key):
     return jax.random.fold_in(key, 2**31 - 1)
 
 
+@partial(jax.jit, static_argnums=(2, 3))
+def _epoch_orders(key_data, first_epoch, rows, count):
+    """(count, rows): the permutation of epochs ``first_epoch, …, first_epoch + count − 1``."""
+    epochs = first_epoch + jnp.arange(count)
+    return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key_data, e), rows))(epochs)
+
+
+def _epochs(period, per_epoch):
+    """How many epochs a chunk of ``period`` steps can touch."""
+    return (int(period) - 1) // int(per_epoch) + 2
+
+
+def _rows(data):
+    return int(jax.tree.leaves(data)[0].shape[0])
+
+
 def _steps_per_epoch(data, batch_size):
     if data is None:
         return None
@@ -399,13 +415,19 @@ def _steps_per_epoch(data, batch_size):
     return rows // int(batch_size)
 
 
-def _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every):
-    """Steps per compiled chunk: a validation period, else a checkpoint period, else the run."""
+def _period(num_steps, per_epoch, validation, validate_every, checkpoint, checkpoint_every,
+            rows=None):  # fmt: skip
+    """Steps per compiled chunk: a validation period, else a checkpoint period, else the run —
+    at most as many steps as keep the chunk's epoch permutations under 2²⁵ row indices."""
     if validation is not None:
-        return max(1, min(int(validate_every or per_epoch or num_steps), num_steps))
-    if checkpoint is not None:
-        return chunk_size(checkpoint_every or max(1, num_steps // 10), num_steps)
-    return num_steps
+        period = max(1, min(int(validate_every or per_epoch or num_steps), num_steps))
+    elif checkpoint is not None:
+        period = chunk_size(checkpoint_every or max(1, num_steps // 10), num_steps)
+    else:
+        period = num_steps
+    if rows:
+        period = min(period, max(1, (2**25 // rows - 1) * per_epoch))
+    return period
 
 
 def _expand(flag, leaf):
