@@ -68,6 +68,7 @@ __all__ = [
     "pfn",
     "dt",
     "run",
+    "load",
     "jobs",
     "models",
     "inference",
@@ -101,6 +102,33 @@ _LAZY_FUNCTIONS = {
     "AmortizedPosterior": "probinfer.inference.amortized",
     "run": "probinfer.jobs",
 }
+
+
+# Families whose trained estimators pi.load reads: each registers its kind with
+# probinfer.nn.estimator when imported.
+_ESTIMATOR_FAMILIES = (
+    "probinfer.inference.amortized",
+    "probinfer.inference.pfn",
+    "probinfer.inference.dt",
+)
+
+
+def _import_estimator_families():
+    for module in _ESTIMATOR_FAMILIES:
+        importlib.import_module(module)
+
+
+def load(path, model=None, **kwargs):
+    """The trained estimator saved at ``path`` — NPE, PFN, Distribution Transformer, whichever
+    kind the file holds (:func:`probinfer.nn.estimator.load`; ``model``: what it was trained on,
+    None for a PFN; ``**kwargs``: the kind's loading options, e.g. ``model_kwargs=``).
+
+    >>> post = pi.load("npe.msgpack", model)                  # doctest: +SKIP
+    """
+    from probinfer.nn import estimator
+
+    _import_estimator_families()
+    return estimator.load(path, model, **kwargs)
 
 
 def __getattr__(name):

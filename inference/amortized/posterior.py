@@ -13,15 +13,14 @@ to constrained values by the Target, and densities carry the Jacobians of both m
 """
 
 import json
-import os
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key, atomic_write_bytes
-from probinfer.errors import DataError, ProbinferError
+from probinfer._utils import as_key
+from probinfer.errors import DataError
+from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import embedding_module
 from probinfer.nn.flows import make_flow
 from probinfer.nn.layout import ObservationLayout
@@ -30,10 +29,11 @@ from probinfer.target import as_target
 
 __all__ = ["AmortizedPosterior", "load"]
 
-_FORMAT = "probinfer.amortized/1"
+KIND = "npe"
+_LEGACY_FORMAT = "probinfer.amortized/1"  # files written before probinfer.nn.estimator
 
 
-class AmortizedPosterior:
+class AmortizedPosterior(estimator_file.Estimator):
     """q(θ | x) for every data set x of a model.
 
     Attributes:
@@ -44,7 +44,11 @@ class AmortizedPosterior:
         loc, scale: ``(dim,)`` standardisation of the unconstrained θ.
         method: ``"npe"``; settings: what it was trained with; diagnostics: training and
             validation losses per epoch, the best epoch, simulation counts.
+
+    Saved files are of kind ``"npe"`` in :mod:`probinfer.nn.estimator`'s format.
     """
+
+    kind = KIND
 
     def __init__(
         self, *, target, flow, embedding, layout, params, loc, scale, method, settings, diagnostics
@@ -142,20 +146,14 @@ class AmortizedPosterior:
 
     # -- files ------------------------------------------------------------------------------------
 
-    def save(self, path):
-        """Write the trained estimator to ``path`` atomically (flax msgpack: weights,
-        standardisation, settings, diagnostics). The model itself is code: :func:`load` takes
-        it again."""
+    def _meta(self):
         if self.settings.get("embedding") == "custom":
             embedding = None
         else:
             embedding = {"features": self.embedding.features, "hidden": list(self.embedding.hidden)}
-        meta = {
-            "format": _FORMAT,
+        return {
             "method": self.method,
             "target": self.target.name,
-            "latent": {k: list(v.shape) for k, v in self.target.latent_sites.items()},
-            "observed": {k: list(v) for k, v in self.target.observed_shapes.items()},
             "settings": self.settings,
             "flow": {
                 "kind": self.flow.kind,
@@ -168,16 +166,22 @@ class AmortizedPosterior:
             "embedding": embedding,
             "diagnostics": _jsonable(self.diagnostics),
         }
-        payload = {
-            "meta": json.dumps(meta),
+
+    def _arrays(self):
+        return {
             "params": jax.tree.map(np.asarray, self.params),
             "loc": np.asarray(self.loc),
             "scale": np.asarray(self.scale),
             "x_loc": np.asarray(self.layout.loc),
             "x_scale": np.asarray(self.layout.scale),
         }
-        atomic_write_bytes(os.fspath(path), flax.serialization.msgpack_serialize(payload))
-        return os.fspath(path)
+
+    def save(self, path):
+        """Write the trained estimator to ``path`` atomically in probinfer's one estimator
+        format (:mod:`probinfer.nn.estimator`: weights, standardisation, settings, diagnostics,
+        the model's site shapes). The model itself is code: ``pi.load(path, model)`` or
+        :meth:`load` takes it again. Returns the path."""
+        return super().save(path)
 
     @classmethod
     def load(cls, path, model, *, embedding=None, model_args=(), model_kwargs=None, data=()):
@@ -195,24 +199,32 @@ class AmortizedPosterior:
 
 
 def load(path, model, *, embedding=None, model_args=(), model_kwargs=None, data=()):
-    """:meth:`AmortizedPosterior.load`."""
-    with open(path, "rb") as f:
-        payload = flax.serialization.msgpack_restore(f.read())
-    meta = json.loads(payload.get("meta", "{}")) if isinstance(payload, dict) else {}
-    if meta.get("format") != _FORMAT:
-        raise ProbinferError(f"'{path}' is not a saved amortized estimator of probinfer.")
-    target = as_target(model, model_args, model_kwargs, data)
-    latent = {k: list(v.shape) for k, v in target.latent_sites.items()}
-    observed = {k: list(v) for k, v in target.observed_shapes.items()}
-    if latent != meta["latent"] or observed != meta["observed"]:
+    """:meth:`AmortizedPosterior.load`: ``pi.load`` for files that must hold an NPE estimator."""
+    return estimator_file.load(
+        path,
+        model,
+        kind=KIND,
+        embedding=embedding,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        data=data,
+    )
+
+
+def _loader(path, header, arrays, model, *, embedding=None, model_args=(), model_kwargs=None,
+            data=()):  # fmt: skip
+    if model is None:
         raise DataError(
-            f"'{path}' was trained on a model with latent sites {meta['latent']} and observed "
-            f"sites {meta['observed']}; '{target.name}' has {latent} and {observed}."
+            f"'{path}' holds an NPE estimator: pass the model it was trained on, "
+            "pi.load(path, model)."
         )
+    meta = header["meta"]
+    target = as_target(model, model_args, model_kwargs, data)
+    estimator_file.check_sites(path, header, target)
     settings = meta["settings"]
     kind = "set" if settings["embedding"] == "set" else "flat"
     layout = ObservationLayout.from_target(target, kind)._replace(
-        loc=np.asarray(payload["x_loc"]), scale=np.asarray(payload["x_scale"])
+        loc=np.asarray(arrays["x_loc"]), scale=np.asarray(arrays["x_scale"])
     )
     if meta["embedding"] is None:
         if embedding is None:
@@ -235,19 +247,36 @@ def load(path, model, *, embedding=None, model_args=(), model_kwargs=None, data=
         bound=spec["bound"],
         context_dim=spec["context_dim"],
     )
-    params = jax.tree.map(jnp.asarray, payload["params"])
     return AmortizedPosterior(
         target=target,
         flow=flow,
         embedding=module,
         layout=layout,
-        params=params,
-        loc=payload["loc"],
-        scale=payload["scale"],
+        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        loc=arrays["loc"],
+        scale=arrays["scale"],
         method=meta["method"],
         settings=settings,
         diagnostics=meta["diagnostics"],
     )
+
+
+def _migrate(payload):
+    """A file of the legacy format ``probinfer.amortized/1`` (no header; a JSON ``meta`` with the
+    site shapes) as ``(meta, arrays, sites)``; None for any other file."""
+    raw = payload.get("meta")
+    if not isinstance(raw, str) or _LEGACY_FORMAT not in raw:
+        return None
+    meta = json.loads(raw)
+    if not isinstance(meta, dict) or meta.get("format") != _LEGACY_FORMAT:
+        return None
+    sites = {"latent": meta.pop("latent"), "observed": meta.pop("observed")}
+    meta.pop("format")
+    arrays = {name: payload[name] for name in ("params", "loc", "scale", "x_loc", "x_scale")}
+    return meta, arrays, sites
+
+
+estimator_file.register(KIND, _loader, _migrate)
 
 
 def _jsonable(tree):

@@ -6,7 +6,7 @@ new prior, or yesterday's posterior as today's prior, is one forward pass.
 >>> import probinfer as pi
 >>> dt = pi.dt.train(model, key=0, num_steps=20_000)                  # doctest: +SKIP
 >>> prior = pi.dt.Mixture.gaussian(jnp.zeros(2), jnp.eye(2))          # doctest: +SKIP
->>> dt.posterior(prior, {"y": y}).mean()                              # doctest: +SKIP
+>>> dt.mixture(prior, {"y": y}).mean()                                # doctest: +SKIP
 >>> dt.save("dt.msgpack"); same = pi.dt.load("dt.msgpack", model)    # doctest: +SKIP
 """
 

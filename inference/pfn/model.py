@@ -1,5 +1,6 @@
 """A trained PFN: ``predict(x_train, y_train, x_test)`` gives the posterior predictive of y at each
-test input in one forward pass; ``save`` / :func:`load` (flax msgpack, written atomically).
+test input in one forward pass; ``save`` / :func:`load` (probinfer's one estimator file format,
+:mod:`probinfer.nn.estimator`, written atomically; ``pi.load`` reads it too).
 
 >>> pfn = pi.pfn.load("gp-rbf-1d")                                  # doctest: +SKIP
 >>> pred = pfn.predict(x_train, y_train, x_test)                    # doctest: +SKIP
@@ -11,26 +12,27 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from probinfer._utils import atomic_write_bytes
 from probinfer.errors import DataError
 from probinfer.inference.pfn.bar import BarDistribution
 from probinfer.inference.pfn.priors import prior_from_config
+from probinfer.nn import estimator as estimator_file
 from probinfer.nn.transformer import Transformer
 
 __all__ = ["PFN", "load", "SHIPPED"]
 
+KIND = "pfn"
 SHIPPED = ("gp-rbf-1d",)
 _QUERY_BLOCK = 1024
 
 
-class PFN:
-    """A prior-data fitted network.
+class PFN(estimator_file.Estimator):
+    """A prior-data fitted network (an estimator of kind ``"pfn"``: it answers ``predict``, not
+    ``sample``/``log_prob``, and is trained on a prior, not a model).
 
     Attributes:
         prior: the prior over data sets it was trained on (``GPPrior`` carries ``lengthscale``,
@@ -40,6 +42,8 @@ class PFN:
         seq_len: training sequence length; at most ``seq_len − 1`` context points.
         settings, diagnostics: training settings and the loss curve (``loss``), ``seconds``.
     """
+
+    kind = KIND
 
     def __init__(self, *, prior, network, params, borders, scaling, seq_len, settings,
                  diagnostics=None):  # fmt: skip
@@ -147,25 +151,29 @@ class PFN:
                 )
         return x_train, y_train, x_test, batched
 
-    def save(self, path):
-        """Write the PFN to ``path`` (one msgpack file, atomically); :func:`load` reads it."""
-        header = {
+    def _meta(self):
+        return {
             "network": self.network.config(),
             "prior": self.prior.config() if hasattr(self.prior, "config") else None,
             "seq_len": self.seq_len,
             "settings": self.settings,
-            "loss": np.asarray(self.diagnostics.get("loss", [])).tolist(),
         }
-        payload = {
-            "header": json.dumps(header, default=repr),
+
+    def _arrays(self):
+        arrays = {
             "params": jax.tree.map(np.asarray, self.params),
-            "borders": np.zeros(0, np.float32)
-            if self.borders is None
-            else np.asarray(self.borders),
             "scaling": self.scaling,
+            "loss": np.asarray(self.diagnostics.get("loss", np.zeros(0)), np.float32),
         }
+        if self.borders is not None:
+            arrays["borders"] = np.asarray(self.borders)
+        return arrays
+
+    def save(self, path):
+        """Write the PFN to ``path`` (one file of probinfer's estimator format, kind ``"pfn"``,
+        written atomically); :func:`load` or ``pi.load(path)`` reads it. Returns the path."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, flax.serialization.msgpack_serialize(payload))
+        return super().save(path)
 
     def __repr__(self):
         return f"PFN(prior={self.prior!r}, seq_len={self.seq_len}, network={self.network.config()})"
@@ -176,28 +184,60 @@ def load(name_or_path, *, prior=None):
     1-D GP-regression PFN, see the README for its training command and evaluation).
 
     ``prior``: the prior it was trained on, needed only for a ``ModelPrior`` (code is not saved).
+    Files of the format before :mod:`probinfer.nn.estimator` keep loading.
     """
     if str(name_or_path) in SHIPPED:
-        path = resources.files("probinfer.inference.pfn") / "weights" / f"{name_or_path}.msgpack"
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise DataError(
-                f"no PFN at '{name_or_path}': pass the path of a saved PFN or one of the "
-                f"shipped names {list(SHIPPED)}."
-            )
-    payload = flax.serialization.msgpack_restore(path.read_bytes())
-    header = json.loads(payload["header"])
-    config = dict(header["network"])
+        shipped = resources.files("probinfer.inference.pfn") / "weights" / f"{name_or_path}.msgpack"
+        with resources.as_file(shipped) as path:
+            return estimator_file.load(path, kind=KIND, prior=prior)
+    if not Path(name_or_path).exists():
+        raise DataError(
+            f"no PFN at '{name_or_path}': pass the path of a saved PFN or one of the shipped "
+            f"names {list(SHIPPED)}."
+        )
+    return estimator_file.load(name_or_path, kind=KIND, prior=prior)
+
+
+def _loader(path, header, arrays, model, *, prior=None):
+    if model is not None:
+        raise DataError(
+            f"'{path}' holds a PFN, which was trained on a prior, not a model: load it without "
+            "one (pass prior= for a ModelPrior)."
+        )
+    meta = header["meta"]
+    config = dict(meta["network"])
     config["dtype"] = jnp.dtype(config["dtype"])
-    borders = np.asarray(payload["borders"])
+    borders = arrays.get("borders")
     return PFN(
-        prior=prior if prior is not None else prior_from_config(header["prior"] or {"kind": "-"}),
+        prior=prior if prior is not None else prior_from_config(meta["prior"] or {"kind": "-"}),
         network=Transformer(**config),
-        params=jax.tree.map(jnp.asarray, payload["params"]),
-        borders=borders if borders.size else None,
-        scaling=payload["scaling"],
-        seq_len=header["seq_len"],
-        settings=header["settings"],
-        diagnostics={"loss": np.asarray(header["loss"], np.float32)},
+        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        borders=None if borders is None or not np.size(borders) else np.asarray(borders),
+        scaling=arrays["scaling"],
+        seq_len=meta["seq_len"],
+        settings=meta["settings"],
+        diagnostics={"loss": np.asarray(arrays.get("loss", np.zeros(0)), np.float32)},
     )
+
+
+def _migrate(payload):
+    """A file of the legacy PFN format (no header; a JSON ``header`` with the network's
+    configuration) as ``(meta, arrays, sites)``; None for any other file."""
+    raw = payload.get("header")
+    if not isinstance(raw, str) or "seq_len" not in raw or "params" not in payload:
+        return None
+    header = json.loads(raw)
+    if not isinstance(header, dict) or not {"network", "seq_len"} <= set(header):
+        return None
+    meta = {k: header.get(k) for k in ("network", "prior", "seq_len", "settings")}
+    arrays = {
+        "params": payload["params"],
+        "scaling": payload["scaling"],
+        "loss": np.asarray(header.get("loss", []), np.float32),
+    }
+    if np.size(payload.get("borders", ())):
+        arrays["borders"] = payload["borders"]
+    return meta, arrays, None
+
+
+estimator_file.register(KIND, _loader, _migrate)

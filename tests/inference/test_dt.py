@@ -156,12 +156,12 @@ def test_output_ignores_the_order_of_data_and_of_prior_components(short_dt):
     prior = _random_prior(1)
     data = simulate(prior, 0)
     theta = jax.random.normal(jax.random.PRNGKey(2), (20, 2))
-    base = short_dt.posterior(prior, data).log_prob(theta)
+    base = short_dt.mixture(prior, data).log_prob(theta)
     perm = np.random.default_rng(1).permutation(NUM_DATA)
     permuted = {k: v[perm] for k, v in data.items()}
-    np.testing.assert_allclose(short_dt.posterior(prior, permuted).log_prob(theta), base, atol=1e-4)
+    np.testing.assert_allclose(short_dt.mixture(prior, permuted).log_prob(theta), base, atol=1e-4)
     swapped = Mixture(prior.logits[::-1], prior.means[::-1], prior.scale_tril[::-1])
-    np.testing.assert_allclose(short_dt.posterior(swapped, data).log_prob(theta), base, atol=1e-4)
+    np.testing.assert_allclose(short_dt.mixture(swapped, data).log_prob(theta), base, atol=1e-4)
 
 
 def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
@@ -172,7 +172,7 @@ def test_short_training_moves_the_prior_towards_the_exact_posterior(short_dt):
         prior = _random_prior(1000 + seed)
         data = simulate(prior, seed)
         exact = exact_posterior(prior, data)
-        q = short_dt.posterior(prior, data)
+        q = short_dt.mixture(prior, data)
         gains.append(kl(exact, prior, jax.random.PRNGKey(seed))[0]
                      - kl(exact, q, jax.random.PRNGKey(seed))[0])  # fmt: skip
     gains = np.asarray(gains)
@@ -185,10 +185,15 @@ def test_sequential_update_and_posterior_api(short_dt):
     data = [simulate(prior, 10 + i) for i in range(3)]
     steps = short_dt.update(prior, data, key=0)
     assert len(steps) == 3 and all(s.num_components == prior.num_components for s in steps)
-    batch = short_dt.posterior(prior, {k: np.stack([d[k] for d in data]) for k in ("x", "y")})
+    stacked = {k: np.stack([d[k] for d in data]) for k in ("x", "y")}
+    batch = short_dt.mixture(prior, stacked)
     assert batch.logits.shape == (3, prior.num_components * 2)
     post = short_dt.to_posterior(steps[-1], key=0, n=100)
     assert post.draws["theta"].shape == (1, 100, 2)
+    post = short_dt.posterior(prior, data[0], key=0, n=100)
+    assert isinstance(post, pi.Posterior) and post.method == "dt"
+    assert post.draws["theta"].shape == (1, 100, 2)
+    assert len(short_dt.posterior(prior, stacked, key=0, n=10)) == 3
     draws = short_dt.estimator(prior).sample(jax.random.PRNGKey(0), data[0], 50)
     assert draws["theta"].shape == (50, 2)
 
@@ -200,23 +205,23 @@ def test_save_and_load_give_the_same_posteriors(short_dt, tmp_path):
     data = simulate(prior, 3)
     theta = jax.random.normal(jax.random.PRNGKey(3), (20, 2))
     np.testing.assert_array_equal(
-        loaded.posterior(prior, data).log_prob(theta),
-        short_dt.posterior(prior, data).log_prob(theta),
+        loaded.mixture(prior, data).log_prob(theta),
+        short_dt.mixture(prior, data).log_prob(theta),
     )
     np.testing.assert_array_equal(loaded.diagnostics["loss"], short_dt.diagnostics["loss"])
     assert loaded.meta_prior == short_dt.meta_prior and loaded.settings == short_dt.settings
     with pytest.raises(DataError, match="was trained on a model with latent sites"):
         pi.dt.load(path, "normal_normal")
     (tmp_path / "npe.msgpack").write_bytes(flax.serialization.msgpack_serialize({"meta": "{}"}))
-    with pytest.raises(ProbinferError, match="is not a Distribution Transformer"):
+    with pytest.raises(ProbinferError, match="is not a probinfer estimator file"):
         pi.dt.load(tmp_path / "npe.msgpack", line, model_kwargs=EXAMPLE)
 
 
 def test_bad_priors_get_one_clear_sentence(short_dt):
     with pytest.raises(DataError, match="must be a Mixture"):
-        short_dt.posterior({"theta": 0.0}, EXAMPLE)
+        short_dt.mixture({"theta": 0.0}, EXAMPLE)
     with pytest.raises(DataError, match="over 3 dimensions"):
-        short_dt.posterior(Mixture.gaussian(jnp.zeros(3), jnp.eye(3)), EXAMPLE)
+        short_dt.mixture(Mixture.gaussian(jnp.zeros(3), jnp.eye(3)), EXAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +255,7 @@ def test_trained_dt_matches_the_exact_posterior_for_unseen_priors(trained_dt, ki
             prior = _as_two(Mixture(prior.logits[:1], prior.means[:1], prior.scale_tril[:1]))
         data = simulate(prior, seed)
         exact = exact_posterior(prior, data)
-        q = trained_dt.posterior(prior, data)
+        q = trained_dt.mixture(prior, data)
         kls.append(kl(exact, q, jax.random.PRNGKey(seed))[0])
         sd = np.sqrt(np.diag(np.asarray(exact.covariance())))
         errors.append((np.asarray(q.mean()) - np.asarray(exact.mean())) / sd)
