@@ -1,6 +1,9 @@
 """Small helpers shared by the core: PRNG keys, atomic file writes, an L-BFGS loop."""
 
+import functools
+import inspect
 import os
+import sys
 import tempfile
 import weakref
 import zipfile
@@ -10,9 +13,11 @@ import numpy as np
 
 __all__ = [
     "as_key",
-    "key_or_warn",
-    "renamed",
-    "legacy_kwargs",
+    "need_key",
+    "RENAMED",
+    "renamed_keywords",
+    "renamed_in",
+    "user_stacklevel",
     "map_blocks",
     "cached_program",
     "atomic_write_bytes",
@@ -37,41 +42,124 @@ def as_key(key):
     return key
 
 
-def key_or_warn(key, where):
-    """``as_key(key)``; a missing key (None) still works for one release as seed 0, with a
-    DeprecationWarning — DESIGN's convention has no hidden default seeds."""
-    if key is None:
-        import warnings
+def defaults_of(runner, names):
+    """``{name: default}`` of ``runner``'s keyword arguments ``names``: a runner's pure
+    ``*_draws`` twin reads its defaults here, so the two cannot drift apart."""
+    import inspect
 
-        warnings.warn(
-            f"{where} uses randomness: pass key= (an int seed or a PRNG key); without it seed 0 "
-            "is used, and the next release will require it.",
-            DeprecationWarning,
-            stacklevel=3,
+    parameters = inspect.signature(runner).parameters
+    return {name: parameters[name].default for name in names}
+
+
+def need_key(key, where):
+    """``as_key(key)`` for ``where``, which uses randomness: a missing key (None) is a
+    ``TypeError`` — DESIGN's convention has no hidden default seeds (0.1 still used seed 0)."""
+    if key is None:
+        raise TypeError(
+            f"{where} uses randomness: pass key= (an int seed or a PRNG key); 0.2.0 removed the "
+            "default seed 0."
         )
-        key = 0
     return as_key(key)
 
 
-def renamed(value, old_value, old, new, where, default=None):
-    """The value of argument ``new``, taking a deprecated ``old`` spelling for one release.
+# The keyword arguments 0.2.0 removed, per function: {function: {old keyword: what replaced it}}.
+# Only for a clear error (``renamed_keywords``); nothing translates an old keyword any more.
+RENAMED = {
+    "mcmc": {
+        "init_positions": "init=",
+        "num_integration_steps": "kernel=probinfer.kernels.hmc(num_integration_steps=...)",
+    },
+    "smc": {
+        "shard": "devices= (shard=False is devices=1)",
+        "batch_size": "block_size=",
+        "schedule": "annealing=",
+    },
+    "sgmcmc": {
+        "method": "kernel= (a name, or a kernel object holding its options)",
+        "burn_in": "num_warmup=",
+        "precondition": "kernel=sgld(preconditioner=...)",
+        "friction": "kernel=sghmc(friction=...)",
+        "coupling": "kernel=entropy(coupling=...)",
+        "base": "kernel=structured(kernel=...)",
+        "groups": "kernel=structured(groups=...)",
+        "num_groups": "kernel=structured(num_groups=...)",
+        "buffer_size": "kernel=structured(buffer_size=...)",
+        "dropout": "kernel=structured(dropout=...)",
+        "num_copies": "kernel=structured(num_copies=...)",
+        "num_cycles": "schedule=schedules.cyclical(num_cycles=...)",
+        "exploration": "schedule=schedules.cyclical(exploration=...)",
+        "decay_power": "schedule=schedules.polynomial(decay_power=...)",
+    },
+    "pmmh": {"num_samples": "num_draws=", "resampling_scheme": "resampling="},
+    "particle_filter": {"resampling_scheme": "resampling="},
+    "calibrate": {
+        "num_samples": "num_draws=",
+        "batch_size": "block_size=",
+        # Any other keyword: the method's settings, which 0.1 also took as keywords.
+        "*": "method_kwargs={...} (the method's settings)",
+    },
+    "Target.init": {"num_points": "n="},
+    "Target.sample_prior": {"num_samples": "n="},
+    "Target.simulate": {"num_samples": "n="},
+}
 
-    ``value``/``old_value``: what the caller passed under each name (None when not given).
-    Passing both is an error; passing only the old one warns with a ``DeprecationWarning``.
+
+def renamed_keywords(where):
+    """Decorator: a keyword that :data:`RENAMED` ``[where]`` lists raises the ``TypeError``
+    Python would, naming what replaced it. The signature stays the function's own (``inspect``
+    follows ``__wrapped__``), so the calling convention reads the new spellings only.
+
+    >>> @renamed_keywords("mcmc")      # doctest: +SKIP
+    ... def mcmc(target, *, key, init=None): ...
     """
-    import warnings
+    table = RENAMED[where]
 
-    if old_value is None:
-        return default if value is None else value
-    if value is not None:
-        raise TypeError(f"{where} got both {new}= and its old name {old}=; pass {new}= only.")
-    warnings.warn(
-        f"{where}: {old}= is renamed {new}= (DESIGN's calling convention); the old name goes in "
-        "the next release.",
-        DeprecationWarning,
-        stacklevel=4,
-    )
-    return old_value
+    def decorate(fn):
+        parameters = inspect.signature(fn).parameters
+        names = set(parameters)
+        if names & set(table) or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            raise TypeError(f"{where}: RENAMED lists a live parameter, or it takes **kwargs")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for name in kwargs:
+                new = None if name in names else table.get(name, table.get("*"))
+                if new is not None:
+                    raise TypeError(
+                        f"{where}() got an unexpected keyword argument '{name}' (0.2.0 replaced "
+                        f"it with {new})"
+                    )
+            return fn(*args, **kwargs)
+
+        wrapper.renamed = table
+        return wrapper
+
+    return decorate
+
+
+def renamed_in(fn):
+    """The :data:`RENAMED` table of a function decorated with :func:`renamed_keywords` (also
+    through ``functools.partial``), or ``{}``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "renamed", {})
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the
+    user's line: the first frame outside probinfer, however many of the package's frames lie
+    between (a runner's :func:`renamed_keywords` wrapper, a runner called by ``calibrate``).
+
+    >>> warnings.warn("…", ProbinferWarning, stacklevel=user_stacklevel())   # doctest: +SKIP
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and _ours(frame.f_globals.get("__name__", "")):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _ours(module):
+    return module == "probinfer" or module.startswith("probinfer.")
 
 
 _PROGRAMS = weakref.WeakKeyDictionary()  # owner (a Target) -> {static settings: program}
@@ -88,22 +176,6 @@ def cached_program(owner, key, build):
     if key not in programs:
         programs[key] = build()
     return programs[key]
-
-
-def legacy_kwargs(legacy, renames, where):
-    """Old argument spellings passed through ``**legacy``, as ``{new name: value}``, each with a
-    ``DeprecationWarning``; an unknown name is the ``TypeError`` Python would raise.
-
-    ``renames``: ``{old: new}``. Keeping old names out of the signature keeps the signature the
-    calling convention (``tests/test_conventions.py`` reads it).
-    """
-    unknown = set(legacy) - set(renames)
-    if unknown:
-        raise TypeError(f"{where}() got unexpected keyword argument(s) {sorted(unknown)}.")
-    new = {}
-    for old, value in legacy.items():
-        new[renames[old]] = renamed(None, value, old, renames[old], where)
-    return new
 
 
 def map_blocks(fn, *args, block_size=None):

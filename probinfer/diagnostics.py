@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from probinfer._utils import need_key
 from probinfer.errors import DataError
 
 __all__ = [
@@ -387,13 +388,14 @@ def _squared_distances(a, b):
     return jnp.maximum(squared, 0.0)
 
 
-def c2st(x, y, *, seed=0, folds=5):
+def c2st(x, y, *, key, folds=5):
     """Classifier two-sample test (Lopez-Paz & Oquab 2017), as the SBI benchmark computes it
     (Lueckmann et al. 2021): the cross-validated accuracy of an MLP classifier (scikit-learn,
     two hidden layers of 10·d units) telling samples ``x`` (n, d) from ``y`` (m, d), both
-    standardised by ``x``'s mean and sd. 0.5: indistinguishable; 1.0: disjoint.
+    standardised by ``x``'s mean and sd. 0.5: indistinguishable; 1.0: disjoint. ``key`` (int
+    seed or PRNG key) seeds the classifier's weights and the folds.
 
-    >>> c2st(np.random.normal(size=(500, 2)), np.random.normal(size=(500, 2)))  # doctest: +SKIP
+    >>> c2st(np.random.normal(size=(500, 2)), np.random.normal(size=(500, 2)), key=0)  # doctest: +SKIP
     0.5…
     """
     from sklearn.model_selection import KFold, cross_val_score
@@ -404,6 +406,7 @@ def c2st(x, y, *, seed=0, folds=5):
     data = np.concatenate([(x - loc) / scale, (y - loc) / scale])
     labels = np.concatenate([np.zeros(len(x)), np.ones(len(y))])
     width = 10 * x.shape[1]
+    seed = int(jax.random.randint(need_key(key, "c2st"), (), 0, 2**31 - 1))
     classifier = MLPClassifier(
         hidden_layer_sizes=(width, width), max_iter=1000, solver="adam", random_state=seed
     )

@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from probinfer._utils import user_stacklevel
+
 __all__ = ["ProbinferWarning", "check", "attach", "stuck_chains", "e_bfmi"]
 
 CHAIN_METHODS = ("mcmc", "sgmcmc", "pmmh")
@@ -111,7 +113,9 @@ def attach(posterior, table=None):
     found = check(posterior, table)
     posterior.diagnostics["warnings"] = found
     for sentence in found:
-        warnings.warn(f"{posterior.method}: {sentence}", ProbinferWarning, stacklevel=3)
+        warnings.warn(
+            f"{posterior.method}: {sentence}", ProbinferWarning, stacklevel=user_stacklevel()
+        )
     return posterior
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, cached_program, legacy_kwargs
+from probinfer._utils import as_key, cached_program, renamed_keywords
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
@@ -29,18 +29,7 @@ from probinfer.progress import ProgressBar, should_show
 __all__ = ["mcmc", "mcmc_draws"]
 
 
-def _kernel(kernel, num_integration_steps):
-    if num_integration_steps is None:
-        return kernels.get(kernel)
-    # The old spelling predates NUTS as the default: it always meant fixed-length HMC.
-    if kernel not in ("hmc", "nuts"):
-        raise ProbinferError(
-            "num_integration_steps= is an option of the HMC kernel: pass "
-            "kernel=probinfer.kernels.hmc(num_integration_steps=...)."
-        )
-    return kernels.hmc(num_integration_steps=num_integration_steps)
-
-
+@renamed_keywords("mcmc")
 def mcmc(
     target,
     *,
@@ -58,7 +47,6 @@ def mcmc(
     devices=None,
     checkpoint=None,
     checkpoint_every=None,
-    **legacy,
 ):
     """Run ``num_chains`` adaptive MCMC chains and return a :class:`~probinfer.Posterior`.
 
@@ -93,8 +81,6 @@ def mcmc(
             run is saved after every ``checkpoint_every`` steps (default a tenth of the run) and
             a run started on an existing checkpoint resumes from it, with the draws of an
             uninterrupted run (:mod:`probinfer.checkpoint`).
-        **legacy: ``init_positions`` (now ``init``) and ``num_integration_steps`` (now
-            ``kernel=kernels.hmc(num_integration_steps=...)``), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(num_chains, num_draws, *site_shape)`` and diagnostics
@@ -109,14 +95,7 @@ def mcmc(
         >>> target = pi.compile(pi.models.eight_schools.noncentered, *pi.models.eight_schools.DATA)  # doctest: +SKIP
         >>> post = pi.mcmc(target, key=0, num_chains=4)                                             # doctest: +SKIP
     """
-    num_integration_steps = legacy.pop("num_integration_steps", None)
-    kernel = _kernel(kernel, num_integration_steps)
-    if num_integration_steps is not None:
-        _warn_moved(
-            "num_integration_steps", "kernel=probinfer.kernels.hmc(num_integration_steps=...)"
-        )
-    if legacy:
-        init = legacy_kwargs(legacy, {"init_positions": "init"}, "mcmc").get("init", init)
+    kernel = kernels.get(kernel)
     for label, value in [
         ("num_chains", num_chains),
         ("num_draws", num_draws),
@@ -305,17 +284,6 @@ def _jitted(program):
         jax.jit(program.sample),
         program.step_size,
         program.position,
-    )
-
-
-def _warn_moved(old, new):
-    import warnings
-
-    warnings.warn(
-        f"mcmc: {old}= moved into the kernel's constructor: pass {new}; the old argument goes in "
-        "the next release.",
-        DeprecationWarning,
-        stacklevel=3,
     )
 
 

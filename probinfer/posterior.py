@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import as_key, atomic_write_bytes, key_or_warn, read_npz
+from probinfer._utils import as_key, atomic_write_bytes, need_key, read_npz
 from probinfer.devices import to_host
 from probinfer.diagnostics import chain_diagnostics, kish_ess
 from probinfer.errors import DataError, ProbinferError
@@ -171,7 +171,7 @@ class Posterior:
         az = import_arviz()
 
         if self.log_weights is not None:
-            key = key_or_warn(key, "Posterior.to_arviz of weighted draws")
+            key = need_key(key, "Posterior.to_arviz of weighted draws")
             flat = self.sample(key=key, n=self.num_chains * self.num_draws)
             posterior = {
                 k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:])

@@ -27,7 +27,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from numpyro import distributions as numpyro_dist
 
-from probinfer._utils import key_or_warn
+from probinfer._utils import need_key
 from probinfer.errors import DataError
 
 __all__ = ["predict", "Prediction", "expected_calibration_error"]
@@ -119,7 +119,7 @@ def predict(
             )
         site = target.observed_sites[0]
     if posterior.log_weights is not None:  # only weighted draws are resampled
-        key = key_or_warn(key, "predict on weighted draws")
+        key = need_key(key, "predict on weighted draws")
     draws = _draws(posterior, key, num_draws, anchors)
     z = jax.jit(jax.vmap(target.unconstrain))({k: draws[k] for k in target.latent_sites})
     overrides = {k: jnp.asarray(v) for k, v in data.items()}

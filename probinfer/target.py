@@ -31,7 +31,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.distributions.util import sum_rightmost
 
-from probinfer._utils import as_key, legacy_kwargs
+from probinfer._utils import as_key, renamed_keywords
 from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
 from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
 
@@ -355,7 +355,8 @@ class Target:
 
         return jax.vmap(one)(jax.random.split(key, n))
 
-    def init(self, key, n=None, max_tries=100, strategy="prior", **legacy):
+    @renamed_keywords("Target.init")
+    def init(self, key, n, max_tries=100, strategy="prior"):
         """``n`` starting points ``(n, dim)`` with finite density and gradient.
 
         Each point is drawn by ``strategy`` (:meth:`draw_z`: ``"prior"`` draws, or ``"uniform"``
@@ -364,7 +365,6 @@ class Target:
         initialisation. Raises :class:`~probinfer.errors.NonFiniteError` naming the offending
         site otherwise.
         """
-        n = legacy_kwargs(legacy, {"num_points": "n"}, "Target.init").get("n", n)
         _check_strategy(strategy)  # before compiling
         z, ok = self._init_jit(as_key(key), int(n), int(max_tries), strategy)
         ok = np.asarray(ok)
@@ -437,10 +437,10 @@ class Target:
             "observed distributions and that the priors' parameters are valid."
         )
 
-    def sample_prior(self, key, n=None, **legacy):
+    @renamed_keywords("Target.sample_prior")
+    def sample_prior(self, key, n):
         """``n`` prior draws: ``{site: (n, *shape)}`` for latent and deterministic sites
         (constrained). Observed sites stay at their data."""
-        n = legacy_kwargs(legacy, {"num_samples": "n"}, "Target.sample_prior").get("n", n)
         self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 
@@ -450,14 +450,14 @@ class Target:
 
         return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
 
-    def simulate(self, key, n=None, **legacy):
+    @renamed_keywords("Target.simulate")
+    def simulate(self, key, n):
         """``n`` draws from the prior predictive: ``(params, observations)``.
 
         ``params``: ``{latent or deterministic site: (n, *shape)}``; ``observations``:
         ``{observed site: (n, *shape)}`` simulated from the likelihood given ``params``
         (the model's non-data arguments, such as covariates, stay fixed).
         """
-        n = legacy_kwargs(legacy, {"num_samples": "n"}, "Target.simulate").get("n", n)
         self.check_proper()
         names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
 

@@ -7,6 +7,7 @@ import pytest
 
 import probinfer as pi
 from probinfer import runners
+from probinfer._utils import RENAMED
 from probinfer.inference.smc import particle_filter, pbnn_smc, pmmh
 
 # DESIGN's table: the retired spelling and the word that replaced it.
@@ -76,6 +77,41 @@ def test_sampling_functions_take_n_and_calibrate_takes_method_kwargs():
     params = _parameters(pi.calibrate)
     assert params["key"].default is inspect.Parameter.empty
     assert {"method_kwargs", "num_draws", "block_size", "progress"} <= set(params)
+
+
+RENAMED_IN = {
+    "mcmc": pi.mcmc,
+    "smc": pi.smc,
+    "sgmcmc": pi.sgmcmc,
+    "pmmh": pmmh,
+    "particle_filter": particle_filter,
+    "calibrate": pi.calibrate,
+    "Target.init": pi.Target.init,
+    "Target.sample_prior": pi.Target.sample_prior,
+    "Target.simulate": pi.Target.simulate,
+}
+
+
+@pytest.mark.parametrize(
+    ("where", "old"),
+    [(where, old) for where, table in RENAMED.items() for old in table if old != "*"],
+)
+def test_a_spelling_removed_in_0_2_is_a_type_error_naming_its_replacement(where, old):
+    """0.1 took these keywords with a DeprecationWarning; 0.2.0 refuses them before anything
+    runs, with Python's TypeError and the new spelling (``probinfer._utils.RENAMED``)."""
+    with pytest.raises(TypeError) as info:
+        RENAMED_IN[where](None, key=0, **{old: 1})
+    message = str(info.value)
+    assert f"{where}() got an unexpected keyword argument '{old}'" in message
+    assert f"(0.2.0 replaced it with {RENAMED[where][old]})" in message
+    assert old not in _parameters(RENAMED_IN[where])
+
+
+def test_calibrate_says_method_settings_go_in_method_kwargs_and_other_typos_stay_plain():
+    with pytest.raises(TypeError, match=r"'num_warmup' \(0.2.0 replaced it with method_kwargs"):
+        pi.calibrate(None, key=0, num_warmup=10)
+    with pytest.raises(TypeError, match=r"got an unexpected keyword argument 'num_chain'$"):
+        pi.mcmc(None, key=0, num_chain=2)
 
 
 def test_every_runner_returns_a_posterior_named_after_its_registration():

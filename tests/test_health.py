@@ -21,11 +21,14 @@ def _quiet(run):
 
 
 def _warned(run):
-    """``(result, sentences)`` of ``run()``: the ProbinferWarnings it raised."""
+    """``(result, sentences)`` of ``run()``: the ProbinferWarnings it raised, each pointing at
+    the user's line (here: this file), not at a line inside probinfer."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run()
-    return result, [str(w.message) for w in caught if issubclass(w.category, ProbinferWarning)]
+    ours = [w for w in caught if issubclass(w.category, ProbinferWarning)]
+    assert all(w.filename == __file__ for w in ours), {w.filename for w in ours}
+    return result, [str(w.message) for w in ours]
 
 
 def _volatility_1d(y):

@@ -73,6 +73,11 @@ BAD = [
         "method 'smc' has no setting 'method.num_particle' (did you mean 'num_particles'?)",
     ),
     ("num_particles = 400", "num_particles = 4.5", "'method.num_particles' must be an integer"),
+    (
+        "num_particles = 400",
+        'schedule = "data"',
+        "has no setting 'method.schedule' (0.2.0 replaced it with annealing=)",
+    ),
     ("num_particles = 400", "key = 1", "has no setting 'method.key'"),
     ('file = "data.csv"', 'file = "missing.csv"', "'data.file' names 'missing.csv', which does"),
     ('file = "data.csv"', 'file = "model.py"', "'data.file' must be a .csv, .npz or .parquet"),

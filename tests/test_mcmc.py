@@ -111,25 +111,11 @@ def test_nan_log_density_is_rejected_not_propagated(kernel):
         ({"num_chains": 0}, "num_chains"),
         ({"init": jnp.zeros((3, 1))}, "init"),
         ({"kernel": "hcm"}, "did you mean 'hmc'"),
-        ({"kernel": pi.kernels.mala(), "num_integration_steps": 4}, "HMC kernel"),
     ],
 )
 def test_bad_runner_arguments_are_reported(kwargs, message, normal_normal):
     with pytest.raises(pi.ProbinferError, match=message):
         pi.mcmc(normal_normal.compile(), key=0, num_draws=5, num_warmup=5, **kwargs)
-
-
-def test_old_argument_names_still_work_with_a_deprecation_warning(normal_normal):
-    target = normal_normal.compile()
-    run = dict(key=0, num_chains=2, num_draws=20, num_warmup=20)
-    new = pi.mcmc(target, init=jnp.zeros((2, 1)), kernel=pi.kernels.hmc(4), **run)
-    with pytest.warns(DeprecationWarning) as caught:
-        old = pi.mcmc(target, init_positions=jnp.zeros((2, 1)), num_integration_steps=4, **run)
-    messages = " ".join(str(w.message) for w in caught)
-    assert "init_positions= is renamed init=" in messages and "kernels.hmc(" in messages
-    np.testing.assert_array_equal(old.draws["mu"], new.draws["mu"])
-    assert old.method == "mcmc" and old.settings["kernel"] == "hmc"
-    assert old.settings["num_integration_steps"] == 4
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def run_task(name, observations, num_simulations, calibration_sims):
         draws = np.asarray(npe.sample(seed + 100, {"x": x}, NUM_DRAWS)["theta"])
         sample_seconds = time.perf_counter() - start
         ref = reference(name, example, seed)
-        score = c2st(ref, draws, seed=seed)
+        score = c2st(ref, draws, key=seed)
         rows.append({"seed": seed, "c2st": score, "sample_seconds": sample_seconds})
         print(f"{name} observation {seed}: C2ST {score:.3f}", flush=True)
     calibration = pi.calibrate(target, npe, key=7, num_sims=calibration_sims, num_draws=500)

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from scipy import stats
 
-from probinfer._utils import key_or_warn
+from probinfer._utils import need_key
 from probinfer.inference.calibration.tarp import _validate
 
 __all__ = ["sbc", "SBCResult"]
@@ -77,15 +77,15 @@ def sbc(samples, theta, *, key=None, num_bins=None, layout="samples-first"):
     ``num_bins`` defaults to ``n_sims // 10`` clipped to [2, 20]; ``key`` seeds the spreading of
     ranks within their unit cell.
 
-    >>> result = sbc(samples, theta)       # doctest: +SKIP
-    >>> result.is_uniform()                # doctest: +SKIP
+    >>> result = sbc(samples, theta, key=0)   # doctest: +SKIP
+    >>> result.is_uniform()                   # doctest: +SKIP
     """
     samples, theta = _validate(samples, theta, layout)
     samples, theta = np.asarray(samples), np.asarray(theta)
     num_samples, num_sims, dim = samples.shape
     ranks = (samples < theta[None]).sum(0)
     num_bins = int(num_bins or max(2, min(20, num_sims // 10)))
-    spread = np.asarray(jax.random.uniform(key_or_warn(key, "sbc"), ranks.shape), np.float64)
+    spread = np.asarray(jax.random.uniform(need_key(key, "sbc"), ranks.shape), np.float64)
     binned = np.minimum(((ranks + spread) / (num_samples + 1) * num_bins).astype(int), num_bins - 1)
     counts = np.stack([np.bincount(binned[:, d], minlength=num_bins) for d in range(dim)])
     expected = num_sims / num_bins

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from probinfer._utils import aligned_host_copy, as_key, key_or_warn
+from probinfer._utils import aligned_host_copy, as_key, need_key
 from probinfer.errors import DataError
 
 __all__ = ["tarp", "Coverage", "point_estimate_references"]
@@ -368,7 +368,7 @@ def tarp(
     # A key is needed for random or callable references and for the bootstrap; a fixed
     # reference array without a bootstrap is deterministic.
     random = bool(bootstrap) or isinstance(references, str) or callable(references)
-    key = key_or_warn(key, "tarp") if random else jax.random.PRNGKey(0) if key is None else key
+    key = need_key(key, "tarp") if random else jax.random.PRNGKey(0) if key is None else key
     key_references, key_bootstrap = jax.random.split(as_key(key))
     if isinstance(references, str):
         if references != "random":

@@ -45,7 +45,7 @@ import optax
 
 from probinfer import devices as _devices
 from probinfer import health
-from probinfer._utils import as_key, cached_program
+from probinfer._utils import as_key, cached_program, defaults_of
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.diagnostics import ksd
 from probinfer.errors import DataError, ProbinferError
@@ -445,7 +445,8 @@ def _ksd_descent(x, key, scale, score_fn):
 def _draws(method, target, key, n, **settings):
     """Pure, traceable form of a particle runner for :func:`probinfer.calibrate` (vmapped over
     data sets): ``n`` constrained particles ``{site: (n, ...)}`` of a run with
-    ``num_particles = max(n, 100)`` (particles are exchangeable: the first n). No host checks,
+    ``num_particles = max(n, num_particles)`` (particles are exchangeable: the first n; the
+    other defaults are the runner's). No host checks,
     no warnings: a run whose particles are not finite returns them as they are (NaN), which
     ``calibrate`` reports with the simulation's index."""
     allowed = {"num_particles", "num_steps", "stein_kernel", "batch_size"}
@@ -456,16 +457,18 @@ def _draws(method, target, key, n, **settings):
         raise ProbinferError(
             f"unknown {method} setting(s) {sorted(unknown)}; it takes {sorted(allowed)}."
         )
-    num_particles = int(settings.get("num_particles", max(int(n), 100)))
+    runner = {"coin_svgd": coin_svgd, "coin_ksdd": coin_ksdd, "svgd": svgd}[method]
+    settings = {**defaults_of(runner, allowed - {"optimizer"}), **settings}
+    num_particles = max(int(n), int(settings["num_particles"]))
     optimizer = None
     if method == "svgd":
-        optimizer = settings.get("optimizer") or optax.adam(settings.get("learning_rate", 0.1))
+        optimizer = settings.get("optimizer") or optax.adam(settings["learning_rate"])
     run = _Settings(
         method,
         num_particles,
-        int(settings.get("num_steps", 1000)),
-        settings.get("stein_kernel", "imq" if method == "coin_ksdd" else "rbf"),
-        settings.get("batch_size"),
+        int(settings["num_steps"]),
+        settings["stein_kernel"],
+        settings["batch_size"],
     )
     program = _program(target, run, optimizer, None, progress=False)
     key_init, key_run = jax.random.split(key)

@@ -23,7 +23,13 @@ import optax
 
 from probinfer import devices as _devices
 from probinfer import health
-from probinfer._utils import as_key, cached_program, check_skipped_steps, import_arviz
+from probinfer._utils import (
+    as_key,
+    cached_program,
+    check_skipped_steps,
+    defaults_of,
+    import_arviz,
+)
 from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, ProbinferError
 from probinfer.nn.flows import make_flow
@@ -292,15 +298,7 @@ def flow_draws(target, key, n, **settings):
         raise ProbinferError(
             f"unknown flow_vi setting(s) {sorted(unknown)}; it takes {sorted(allowed)}."
         )
-    run = {
-        "flow": "nsf",
-        "num_layers": None,
-        "num_steps": 5000,
-        "num_particles": 32,
-        "objective": "elbo",
-        "batch_size": None,
-        **settings,
-    }
+    run = {**defaults_of(flow_vi, allowed), **settings}
     program = _program(target, run, None, None)
     key_init, key_fit, key_draws = jax.random.split(key, 3)
     starts, _ = target.init_fn(key_init, _INIT_POINTS)

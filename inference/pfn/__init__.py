@@ -41,7 +41,7 @@ def __getattr__(name):
 
         warnings.warn(
             "pi.pfn.parameter_posterior moved: call pi.parameter_posterior (the old name goes "
-            "in 0.2.0).",
+            "in 0.3.0).",
             DeprecationWarning,
             stacklevel=2,
         )

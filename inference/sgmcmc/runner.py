@@ -22,12 +22,11 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health
-from probinfer._utils import as_key
+from probinfer._utils import as_key, renamed_keywords
 from probinfer.checkpoint import path_for
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
-from probinfer.inference.sgmcmc.legacy import kernel_from_legacy
 from probinfer.inference.sgmcmc.loop import run_blocks
 from probinfer.inference.sgmcmc.pilot import NOISE_RATIO, pilot_length, pilot_step_size
 from probinfer.inference.sgmcmc.preconditioning import (
@@ -41,6 +40,7 @@ from probinfer.progress import should_show
 __all__ = ["sgmcmc"]
 
 
+@renamed_keywords("sgmcmc")
 def sgmcmc(
     target,
     *,
@@ -59,7 +59,6 @@ def sgmcmc(
     devices=None,
     checkpoint=None,
     checkpoint_every=None,
-    **legacy,
 ):
     """Stochastic-gradient MCMC with minibatches of the Target's data.
 
@@ -97,10 +96,6 @@ def sgmcmc(
             tenth of the run); when it exists, the run resumes from it and gives the same draws
             as an uninterrupted run (a finished run's file returns its draws at once; a file
             from other settings is refused). See :mod:`probinfer.checkpoint`.
-        **legacy: the options of the old one-function runner (``method``, ``burn_in``,
-            ``precondition``, ``friction``, ``coupling``, ``groups``, ``num_groups``, ``base``,
-            ``buffer_size``, ``dropout``, ``num_copies``, ``num_cycles``, ``exploration``,
-            ``decay_power``), translated to kernels and schedules with a DeprecationWarning.
 
     Returns:
         Posterior (``method="sgmcmc"``) with draws ``(num_chains, kept, *site_shape)``, settings
@@ -114,8 +109,6 @@ def sgmcmc(
         >>> post = pi.sgmcmc(target, key=0, kernel=sghmc(friction=0.05), step_size=1e-4)  # doctest: +SKIP
         >>> post = pi.sgmcmc(target, key=0, kernel=structured(groups="layer"))   # doctest: +SKIP
     """
-    if legacy:
-        kernel, schedule, num_warmup = kernel_from_legacy(kernel, schedule, num_warmup, legacy)
     default = kernel is None
     kernel = _kernels.sgld(preconditioner="auto") if default else _kernels.get(kernel)
     schedule = _schedules.get(schedule)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from probinfer._utils import as_key, legacy_kwargs
+from probinfer._utils import as_key, renamed_keywords
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.progress import ProgressBar, should_show
@@ -109,6 +109,7 @@ def _filter(model, observations, key, num_particles, resampler, ess_threshold, g
     )
 
 
+@renamed_keywords("particle_filter")
 def particle_filter(
     model,
     observations,
@@ -119,7 +120,6 @@ def particle_filter(
     ess_threshold=0.5,
     guided=False,
     progress="auto",
-    **legacy,
 ):
     """Run a bootstrap (or guided) particle filter over ``observations``.
 
@@ -133,7 +133,6 @@ def particle_filter(
         ess_threshold: resample when ESS < threshold · N (1.0: at every step).
         guided: propose from ``model.proposal`` (needs ``log_transition`` and ``log_proposal``).
         progress: ``True``, ``False`` or ``"auto"``: a bar over the time steps (long series).
-        **legacy: ``resampling_scheme`` (now ``resampling``), with a DeprecationWarning.
 
     Returns:
         :class:`FilterResult` (jitted; vmap over keys for independent replicates).
@@ -142,9 +141,6 @@ def particle_filter(
         >>> ssm, y = linear_gaussian.feynman_kac(), linear_gaussian.simulate(0, 100)[1]  # doctest: +SKIP
         >>> particle_filter(ssm, y, key=0).log_likelihood                                 # doctest: +SKIP
     """
-    if legacy:
-        old = legacy_kwargs(legacy, {"resampling_scheme": "resampling"}, "particle_filter")
-        resampling = old.get("resampling", resampling)
     if int(num_particles) < 2:
         raise ProbinferError(f"a particle filter needs at least 2 particles, got {num_particles}.")
     if resampling not in resampling_module.RESAMPLERS:

@@ -17,7 +17,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, legacy_kwargs
+from probinfer._utils import as_key, renamed_keywords
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.particle_filter import _filter
@@ -27,6 +27,7 @@ from probinfer.progress import ProgressBar, should_show
 __all__ = ["pmmh"]
 
 
+@renamed_keywords("pmmh")
 def pmmh(
     model_fn,
     log_prior,
@@ -44,7 +45,6 @@ def pmmh(
     names=None,
     progress="auto",
     devices=None,
-    **legacy,
 ):
     """Sample static parameters of a state-space model by particle-marginal MH.
 
@@ -64,8 +64,6 @@ def pmmh(
         names: optional list of d names for the draws (default ``theta``, shape (d,)).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
-        **legacy: ``num_samples`` (now ``num_draws``) and ``resampling_scheme`` (now
-            ``resampling``), with a DeprecationWarning.
 
     Returns:
         Posterior with draws ``(num_chains, num_draws, …)`` and diagnostics
@@ -75,11 +73,6 @@ def pmmh(
     log target ``log p(θ) + log p̂(y | θ)``, a fresh filter run (its own key) for each proposal;
     the kernel's state keeps the current estimate.
     """
-    if legacy:
-        renames = {"num_samples": "num_draws", "resampling_scheme": "resampling"}
-        old = legacy_kwargs(legacy, renames, "pmmh")
-        num_draws = old.get("num_draws", num_draws)
-        resampling = old.get("resampling", resampling)
     init = jnp.atleast_1d(jnp.asarray(init, jnp.result_type(float)))
     dim = init.shape[0]
     if int(num_particles) < 2:

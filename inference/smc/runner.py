@@ -16,7 +16,7 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, cached_program, renamed_keywords
+from probinfer._utils import as_key, cached_program, renamed_keywords, user_stacklevel
 from probinfer.checkpoint import boundaries, path_for, run_chunks
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.smc import resampling as resampling_module
@@ -426,7 +426,7 @@ def _warn_zero_weight(target, census, num_particles, broken_sites):
         "(diagnostics['nonfinite_prior_draws']). If the likelihood should be finite there, "
         "make it numerically stable (e.g. compute scales on the log scale).",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 

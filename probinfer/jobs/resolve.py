@@ -209,6 +209,8 @@ def method_settings(runner):
 def runner_settings(spec):
     """``(runner, settings)``: the registered runner of ``spec.method`` and the job's settings,
     each checked against the runner's signature (name and, where its default says, type)."""
+    from probinfer._utils import renamed_in
+
     known = method_names()
     if spec.method not in known:
         close = difflib.get_close_matches(str(spec.method), known, n=1)
@@ -223,11 +225,14 @@ def runner_settings(spec):
         raise JobError(f"{spec.source}: 'method.name': {exc}") from None
     parameters = method_settings(runner)
     valid = sorted(parameters)
+    renamed = renamed_in(runner)  # settings 0.2.0 renamed: their error names the new spelling
     problems = []
     for name, value in spec.settings.items():
         if name not in parameters:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if name in renamed:
+                hint = f" (0.2.0 replaced it with {renamed[name]})"
             problems.append(
                 f"{spec.source}: method '{spec.method}' has no setting "
                 f"'method.{name}'{hint}; it takes {valid}."

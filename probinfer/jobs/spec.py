@@ -84,7 +84,7 @@ REPORT_SCHEMA = {
     "max_components": ((int,), "at most this many scalar components in the plots"),
 }
 # Settings a job sets itself: the user does not pass them as method settings.
-RESERVED_SETTINGS = ("target", "key", "progress", "checkpoint", "legacy")
+RESERVED_SETTINGS = ("target", "key", "progress", "checkpoint")
 
 
 @dataclass

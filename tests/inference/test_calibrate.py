@@ -184,7 +184,7 @@ def test_method_settings_travel_in_method_kwargs_and_unknown_ones_are_refused(ta
         pi.calibrate(target, "smc", key=0, num_sims=2, method_kwargs={"num_particle": 10})
     result = pi.calibrate(target, Exact(), key=0, num_sims=20, num_draws=20, bootstrap=10)
     assert result.settings["method_kwargs"] == {}
-    with pytest.warns(DeprecationWarning, match="method_kwargs"):
+    with pytest.raises(TypeError, match="method_kwargs"):  # keywords were 0.1's spelling
         pi.calibrate(target, "hmc", key=0, num_sims=2, num_draws=4, num_warmup=20, num_chains=2)
 
 

@@ -231,9 +231,10 @@ def test_plots_render(toy, tmp_path):
     assert (tmp_path / "tarp.png").stat().st_size > 0 and (tmp_path / "sbc.png").stat().st_size > 0
 
 
-def test_a_missing_key_still_works_with_a_deprecation_warning(toy):
+def test_a_missing_key_is_an_error_where_randomness_is_used(toy):
     theta, _, estimator, _ = toy
     samples = estimator()
-    with pytest.warns(DeprecationWarning, match="pass key="):
-        unkeyed = tarp(samples, theta, bootstrap=10)
-    np.testing.assert_array_equal(unkeyed.ecp, tarp(samples, theta, key=0, bootstrap=10).ecp)
+    with pytest.raises(TypeError, match="pass key="):
+        tarp(samples, theta, bootstrap=10)
+    with pytest.raises(TypeError, match="pass key="):
+        sbc(samples, theta)

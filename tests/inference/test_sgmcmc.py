@@ -408,35 +408,6 @@ def test_repeated_calls_reuse_the_compiled_loop(monkeypatch):
     assert len(built) == 2
 
 
-def test_old_method_options_translate_to_kernels_with_a_warning():
-    """The one-function runner's options still work for one release and give the same draws as
-    the kernel objects they stand for."""
-    common = dict(key=3, batch_size=10, num_steps=600, step_size=1e-3)
-    new = pi.sgmcmc(
-        TARGET, kernel=sghmc(friction=0.3), num_warmup=0, schedule=schedules.cyclical(2), **common
-    )
-    with pytest.warns(DeprecationWarning) as caught:
-        old = pi.sgmcmc(
-            TARGET,
-            method="sghmc",
-            friction=0.3,
-            burn_in=0,
-            schedule="cyclical",
-            num_cycles=2,
-            **common,
-        )
-    assert {"kernel=sghmc(friction=0.3)", "num_warmup="} <= {
-        part
-        for w in caught
-        for part in ("kernel=sghmc(friction=0.3)", "num_warmup=")
-        if part in str(w.message)
-    }
-    np.testing.assert_array_equal(old.draws["w"], new.draws["w"])
-    assert old.method == new.method == "sgmcmc" and old.settings["kernel"] == "sghmc"
-    with pytest.raises(ProbinferError, match="do not apply to method 'sgld'"):
-        pi.sgmcmc(TARGET, key=0, method="sgld", friction=0.2)
-
-
 @pytest.mark.slow
 def test_default_run_is_told_apart_from_plain_sgld():
     default = pi.sgmcmc(TARGET, key=0, batch_size=10, num_steps=500)

@@ -304,16 +304,6 @@ def test_checkpoint_resume_gives_the_uninterrupted_run(tmp_path, killed_after_sa
         pi.smc(target, key=3, num_particles=200, checkpoint=tmp_path)
 
 
-def test_old_argument_names_warn_and_mean_the_same():
-    target = conjugate.normal_normal_example().compile()
-    new = pi.smc(target, key=1, num_particles=200, block_size=100, annealing="data", devices=1)
-    with pytest.warns(DeprecationWarning) as caught:
-        old = pi.smc(target, key=1, num_particles=200, batch_size=100, schedule="data", shard=False)
-    assert len(caught) == 3
-    np.testing.assert_array_equal(old.draws["mu"], new.draws["mu"])
-    assert old.settings["annealing"] == "data" and old.settings["block_size"] == 100
-
-
 def test_rank_correlation_is_one_for_order_keeping_maps_and_noise_level_for_independent_columns():
     """Spearman's ρ (the adaptive move length's stopping statistic; the ranks of ``after`` are read
     from ``before``'s empirical CDF, which is exact when the values keep their distribution, as
