@@ -28,7 +28,7 @@ from probinfer.predictive import Prediction, predict
 from probinfer.ssm import StateSpaceModel, state_space
 from probinfer.target import Target, compile
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "sample",

@@ -17,7 +17,7 @@ from functools import partial
 from probinfer.errors import ProbinferError
 from probinfer.mcmc import mcmc, mcmc_draws
 
-__all__ = ["register", "get", "names"]
+__all__ = ["register", "get", "names", "register_job", "job_method", "job_names"]
 
 _REGISTRY = {}
 # Families that register runners on import: name → module.
@@ -40,6 +40,36 @@ register("mcmc", mcmc, mcmc_draws)
 # Shorthands: the MCMC runner with one kernel (Posterior.method is still "mcmc").
 for _kernel in ("nuts", "hmc", "mala", "rwm"):
     register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
+
+
+# Methods a job may run that calibrate must not refit by name (amortized trainers: one training
+# serves every data set): name → (job runner, whether it returns (Posterior, trained estimator)).
+_JOBS = {}
+_LAZY_JOBS = {
+    "npe": "probinfer.inference.amortized",
+    "amortized_vi": "probinfer.inference.amortized",
+}
+
+
+def register_job(name, runner, *, trains_estimator=False):
+    """Make ``runner`` a method jobs can name (``runner(target, *, key, **settings)``, returning a
+    Posterior, or ``(Posterior, estimator)`` when ``trains_estimator``: the job saves the
+    estimator and checks it without retraining) without making it a runner ``calibrate`` refits."""
+    _JOBS[name] = (runner, bool(trains_estimator))
+
+
+def job_names():
+    """Every method a job can name: the runners and the job-only methods."""
+    return sorted(set(names()) | set(_JOBS) | set(_LAZY_JOBS))
+
+
+def job_method(name):
+    """``(runner, trains_estimator)`` for a job's method ``name``."""
+    if name not in _JOBS and name in _LAZY_JOBS:
+        importlib.import_module(_LAZY_JOBS[name])
+    if name in _JOBS:
+        return _JOBS[name]
+    return get(name)[0], False
 
 
 def names():

@@ -9,10 +9,15 @@ amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum laten
 """
 
 from probinfer.inference.amortized.aevb import EncoderPosterior, amortized_vi
+from probinfer.inference.amortized.job import job_npe
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.parameters import parameter_posterior
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
 from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
+from probinfer.runners import register_job
+
+register_job("npe", job_npe(), trains_estimator=True)
+register_job("amortized_vi", amortized_vi)
 
 __all__ = [
     "parameter_posterior",

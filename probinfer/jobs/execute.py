@@ -13,7 +13,6 @@ import warnings
 from dataclasses import dataclass
 
 from probinfer.health import ProbinferWarning
-from probinfer.jobs.amortized import TRAINS_ESTIMATOR
 from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
 from probinfer.jobs.spec import JobError, JobSpec, read_job
 
@@ -75,6 +74,13 @@ def prepare(job, *, out=None, base_dir=None):
     return Prepared(spec, model, example, arguments, data, runner, settings)
 
 
+def _trains_estimator(method):
+    """Whether the job method returns ``(Posterior, trained estimator)``."""
+    from probinfer import runners
+
+    return method in runners.job_names() and runners.job_method(method)[1]
+
+
 def _calibrate_problems(spec):
     """``calibrate`` refits a registered runner on every simulation, or checks the estimator the
     job trains; anything else is a problem of the job file."""
@@ -83,7 +89,7 @@ def _calibrate_problems(spec):
     if spec.calibrate is None:
         return []
     method = spec.calibrate.get("method", spec.method)
-    if method == spec.method and method in TRAINS_ESTIMATOR:
+    if method == spec.method and _trains_estimator(method):
         if "settings" in spec.calibrate:
             return [
                 f"{spec.source}: 'calibrate.settings' does not apply to '{method}': the "
@@ -238,7 +244,7 @@ def run(
         warnings.simplefilter("ignore", ProbinferWarning)
         posterior = prepared.runner(target, key=spec.seed, progress=progress, **settings)
     estimator = None
-    if spec.method in TRAINS_ESTIMATOR:
+    if _trains_estimator(spec.method):
         posterior, estimator = posterior
         if writer:
             os.makedirs(folder, exist_ok=True)

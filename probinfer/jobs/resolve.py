@@ -181,17 +181,15 @@ def model_arguments(spec, model, example):
 def method_names():
     """Every method a job can name: the registered runners and the amortized trainers."""
     from probinfer import runners
-    from probinfer.jobs.amortized import JOB_METHODS
 
-    return sorted(set(runners.names()) | set(JOB_METHODS))
+    return runners.job_names()
 
 
 def method_runner(name):
     """The function a job calls for method ``name`` (its signature lists the settings)."""
     from probinfer import runners
-    from probinfer.jobs.amortized import JOB_METHODS
 
-    return JOB_METHODS[name]() if name in JOB_METHODS else runners.get(name)[0]
+    return runners.job_method(name)[0]
 
 
 def method_settings(runner):

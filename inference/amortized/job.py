@@ -5,30 +5,31 @@ A registered runner fits a posterior to one data set (``runner(target, *, key, *
 Posterior``). An amortized method trains once for every data set the model can produce, so a job
 runs it in two steps: train (checkpointed like any long loop), then evaluate the trained estimator
 at the observed values the model was compiled with (:meth:`Target.observations`). The estimator
-itself is written to the report folder (``estimator.msgpack``; ``pi.AmortizedPosterior.load``
-reads it back with the model), and a ``[calibrate]`` table checks the trained estimator — one
-vmapped program over the simulations, no retraining.
+itself is written to the report folder (``estimator.msgpack``; ``pi.load`` reads it back with
+the model), and a ``[calibrate]`` table checks the trained estimator — one vmapped program over
+the simulations, no retraining.
 
-``amortized_vi`` (AEVB) fits per-datum latents and globals on the job's own data: it returns a
-Posterior like any runner and is listed here only because it is not in the runner registry (a
-``calibrate`` by name would refit it for every simulation).
+The family registers both methods with :func:`probinfer.runners.register_job` (the job layer
+finds them there): ``npe`` returns ``(Posterior, AmortizedPosterior)``; ``amortized_vi`` (AEVB)
+fits per-datum latents and globals on the job's own data and returns a Posterior, but is not a
+runner ``calibrate`` may refit by name (it would retrain for every simulation).
 """
 
 import inspect
 
 import jax
 
-__all__ = ["JOB_METHODS", "npe_job"]
+from probinfer._utils import as_key
+from probinfer.inference.amortized.npe import npe
+
+__all__ = ["npe_job", "job_npe"]
 
 
 def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
     """Train :func:`probinfer.npe` on ``target``'s simulations and draw ``num_draws`` from q(θ | x)
     at the target's observed data. Returns ``(Posterior, AmortizedPosterior)``."""
-    import probinfer as pi
-    from probinfer._utils import as_key
-
     train_key, draw_key = jax.random.split(as_key(key))
-    estimator = pi.npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
+    estimator = npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
     return posterior, estimator
 
@@ -46,20 +47,7 @@ def _signature(wrapper, trained):
     return inspect.Signature(own + extra)
 
 
-def _npe():
-    import probinfer as pi
-
-    npe_job.__signature__ = _signature(npe_job, pi.npe)
+def job_npe():
+    """:func:`npe_job` with the real settings of :func:`~probinfer.npe` in its signature."""
+    npe_job.__signature__ = _signature(npe_job, npe)
     return npe_job
-
-
-def _amortized_vi():
-    import probinfer as pi
-
-    return pi.amortized_vi
-
-
-# Job methods besides the registered runners: name → a function returning the job runner.
-JOB_METHODS = {"npe": _npe, "amortized_vi": _amortized_vi}
-# The ones that return (Posterior, trained estimator).
-TRAINS_ESTIMATOR = {"npe"}
