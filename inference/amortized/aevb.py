@@ -407,7 +407,7 @@ def amortized_vi(
             "kl_per_datum": float(np.mean(kl)),
             "skipped_steps": int(skipped.sum()),
         },
-        settings={"kernel": "amortized_vi", **record},
+        settings=dict(record),
     )
 
 

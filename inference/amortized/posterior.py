@@ -123,7 +123,7 @@ class AmortizedPosterior(estimator_file.Estimator):
         """A :class:`~probinfer.Posterior` of ``n`` draws for one data set ``x`` (summaries,
         ArviZ, reports), or a list of them for a batch."""
         draws, batched = self._sample(key, x, n)
-        settings = {"kernel": self.method, **self.settings}
+        settings = dict(self.settings)
 
         def one(i):
             return Posterior(

@@ -299,7 +299,7 @@ def _posterior(target, settings, x, trace, restarts, scale, place):
         {k: np.asarray(v)[None] for k, v in draws.items()},
         method=method,
         diagnostics=diagnostics,
-        settings={"kernel": method, **run},
+        settings=dict(run),  # no "kernel": a particle method has no transition kernel
     )
     return health.attach(post)
 

@@ -125,7 +125,7 @@ class DT(estimator_file.Estimator):
         return Posterior(
             {k: np.asarray(v)[None] for k, v in values.items()},
             method="dt",
-            settings={"kernel": "dt", **self.settings},
+            settings=dict(self.settings),
             diagnostics={"amortized": True},
         )
 

@@ -279,7 +279,6 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
         log_weights=np.asarray(smoothed)[None] if resample else None,
         diagnostics=diagnostics,
         settings={
-            "kernel": "flow_vi",
             **settings,
             "num_draws": num_draws,
             "importance_resample": bool(resample),
