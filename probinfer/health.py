@@ -96,7 +96,7 @@ def check(posterior, table=None):
         found.append(
             f"Pareto k̂ = {float(k):.2f} (above {PARETO_K_LIMIT}): the approximation misses the "
             "posterior's tails; do not trust its tail probabilities (a richer flow, more "
-            "num_steps, or MCMC)."
+            "num_steps, importance_resample=True to reweight the draws, or MCMC)."
         )
     bad = d.get("nonfinite_prior_draws", 0)
     bad = int(sum(bad.values()) if isinstance(bad, dict) else np.sum(bad))

@@ -18,7 +18,7 @@ import numpy as np
 from probinfer import devices as _devices
 from probinfer import health, kernels
 from probinfer._utils import as_key, cached_program, renamed_keywords
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import boundaries, fingerprint, path_for, run_chunks
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
 from probinfer.kernels.nuts import program as _nuts_program
@@ -232,19 +232,22 @@ def _run_chunked(
         num_warmup + e for e in boundaries(total, every_draws * thinning)
     ]
     state = program.start(place(positions), key_warmup)
-    fingerprint = {
-        "target": target.name,
-        **{k: repr(v) for k, v in settings.items()},
-        **dict(kernel.options),
-        "keys": np.asarray(jax.random.key_data(key_sample)).tolist(),
-        "start": hashlib.sha1(np.asarray(positions).tobytes()).hexdigest(),
-    }
+    record = fingerprint(
+        key_sample,
+        target,
+        **{
+            **{k: repr(v) for k, v in settings.items()},
+            **dict(kernel.options),
+            "restart": bool(restart),
+            "start": hashlib.sha1(np.asarray(positions).tobytes()).hexdigest(),
+        },
+    )
     state, trace = run_chunks(
         advance,
         state,
         ends,
         path=path,
-        fingerprint=fingerprint,
+        fingerprint=record,
         restore=place,
     )
     trace = [np.swapaxes(x, 0, 1) for x in trace]  # (chains, draws, ...)
