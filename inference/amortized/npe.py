@@ -7,11 +7,12 @@ predictive can produce (ALGORITHMS §10).
   program, so 10⁶ simulations fit); θ is mapped to the unconstrained space (bounded priors need
   it) and standardised, x standardised (:mod:`.layout`); simulations with a non-finite θ or x
   are dropped and counted.
-* A fraction of the simulations is held out; training runs in epochs (one pass over the rest,
-  one compiled scan), the validation loss is measured after each, and training stops when it has
-  not improved for 20 epochs (sbi's rule) and 2,000 steps (small simulation budgets make short
-  epochs, whose noisy validation losses would stop training too soon) — the best weights are
-  kept.
+* A fraction of the simulations is held out; training (:func:`probinfer.nn.training.fit`) runs
+  in epochs (one pass over the rest, one compiled scan), the validation loss is measured after
+  each, and when it has not improved for 20 epochs (sbi's rule) and 2,000 steps (small
+  simulation budgets make short epochs, whose noisy validation losses would stop training too
+  soon) training returns to the best weights with a tenfold smaller step, twice, then stops —
+  the best weights are kept.
 * Adam at 5·10⁻⁴ with gradients clipped at norm 5 (sbi's defaults). By default two copies train
   side by side in one program on the same minibatches: one without weight decay, one with
   decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of 1 on the embedding network's
@@ -27,7 +28,6 @@ predictive can produce (ALGORITHMS §10).
 
 import time
 import warnings
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -35,13 +35,13 @@ import numpy as np
 import optax
 
 from probinfer._utils import as_key
-from probinfer.checkpoint import boundaries, path_for, run_chunks
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, NonFiniteError
 from probinfer.inference.amortized.posterior import AmortizedPosterior
 from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
 from probinfer.nn.flows import make_flow
 from probinfer.nn.layout import ObservationLayout
-from probinfer.progress import should_show
+from probinfer.nn.training import fit
 from probinfer.target import as_target
 
 __all__ = ["npe", "simulate_training_set"]
@@ -68,6 +68,7 @@ def npe(
     optimizer=None,
     weight_decay="auto",
     block_size=10_000,
+    devices=None,
     checkpoint=None,
     progress="auto",
     model_args=(),
@@ -97,15 +98,19 @@ def npe(
             the lower validation loss) or a number (that one only). A custom ``optimizer``
             carries its own (``optax.adamw``); then only ``"auto"`` or 0 are accepted.
         block_size: simulations drawn per compiled block (memory bound).
+        devices: devices each minibatch's rows are split over (data-parallel, the same fit up to
+            float reduction order; :mod:`probinfer.devices`: None for every device).
         checkpoint: folder or ``.npz`` path; training is saved after every epoch and resumes.
         progress: progress bar (True, False or ``"auto"``).
 
     Returns:
         :class:`~probinfer.inference.amortized.AmortizedPosterior` (``sample(key, x, n)``,
         ``log_prob(theta, x)``, ``posterior(x, key=)``, ``save``); diagnostics
-        ``train_loss`` and ``validation_loss`` per epoch (mean −log q of unconstrained θ),
-        ``best_epoch``, ``num_epochs``, ``num_steps``, ``num_dropped``, ``seconds``, the chosen
-        ``weight_decay`` and each candidate's best validation loss (``validation_by_decay``).
+        ``train_loss`` and ``validation_loss`` per epoch (mean −log q of unconstrained θ; a
+        step with a non-finite loss or gradient is skipped and left out of ``train_loss``),
+        ``best_epoch`` (the epoch after which the kept weights were validated), ``num_epochs``,
+        ``num_steps``, ``num_dropped``, ``seconds``, the chosen ``weight_decay`` and each
+        candidate's best validation loss (``validation_by_decay``).
 
     Example:
         >>> def model(y=None):
@@ -140,7 +145,10 @@ def npe(
     )
     custom_optimizer = optimizer is not None
     decays = _decays(weight_decay, custom_optimizer)
-    optimizer = optimizer or optax.chain(optax.clip_by_global_norm(5.0), optax.adam(_LEARNING_RATE))
+
+    def optimizer_for(decay):
+        """One copy's optimizer: the custom one, or Adam with the embedding's decoupled decay."""
+        return optimizer if custom_optimizer else _default_optimizer(decay)
 
     @jax.jit
     def initialise(key):
@@ -148,77 +156,64 @@ def npe(
             "embedding": module.init(key, jnp.zeros((1, *layout.feature_shape))),
             "flow": flow_.init(jax.random.fold_in(key, 1)),
         }
-        state = optimizer.init(params)
         copies = len(decays)  # every candidate starts from the same weights
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (copies, *jnp.shape(x))), (params, state))
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (copies, *jnp.shape(x))), params)
 
-    params, opt_state = initialise(key_init)
-    steps_per_epoch = max(1, train.size // batch)
+    def loss(params, key, batch):
+        """Mean −log q(u | x) over the rows of ``batch``."""
+        u, features = batch
+        context = module.apply(params["embedding"], features)
+        return -jnp.mean(flow_.log_prob(params["flow"], u, context))
+
+    steps_per_epoch = train.size // batch
     patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
-    program = _program(module, flow_, optimizer, batch, patience, np.asarray(decays, np.float32))
     total = settings["num_steps"] or _MAX_STEPS
-    arrays = (jnp.asarray(u[train]), jnp.asarray(features[train]))
-    held_out = (jnp.asarray(u[val]), jnp.asarray(features[val]))
-    state = {
-        "params": params,
-        "opt_state": opt_state,
-        "best": params,
-        "best_loss": jnp.full(len(decays), jnp.inf, jnp.float32),
-        "bad_epochs": jnp.zeros(len(decays), jnp.int32),
-        "best_epoch": jnp.zeros(len(decays), jnp.int32),
-        "lr_scale": jnp.ones(len(decays), jnp.float32),
-        "decays": jnp.zeros(len(decays), jnp.int32),
-    }
-    bar = _bar(total, should_show(progress, total))
-
-    def advance(state, start, stop):
-        epoch = start // steps_per_epoch
-        # Always steps_per_epoch positions (one compiled program); −1 pads a short last chunk.
-        positions = np.full(steps_per_epoch, -1, np.int32)
-        positions[: stop - start] = np.arange(start, stop) - epoch * steps_per_epoch
-        state, train_loss, val_loss = program["epoch"](
-            state, arrays, held_out, key_train, np.int32(epoch), positions
-        )
-        bar.update(stop - start)
-        best = float(np.nanmin(np.asarray(val_loss))) + float(np.log(scale).sum())
-        bar.set_postfix(validation=f"{best:.3f}")
-        return state, [np.asarray(train_loss)[None], np.asarray(val_loss)[None]]
-
-    path = path_for(checkpoint, "npe")
-    fingerprint = {
-        "target": target.name,
-        "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
-        "flow": flow,
-        "embedding": repr(embedding),
-        "num_layers": num_layers,
-        "optimizer": "custom" if custom_optimizer else "default",
-        "weight_decay": list(decays),
+    record = fingerprint(
+        as_key(key),
+        target,
+        flow=flow,
+        embedding=repr(embedding),
+        num_layers=num_layers,
+        optimizer="custom" if custom_optimizer else "default",
+        weight_decay=list(decays),
         **settings,
-    }
-    with bar:
-        state, (train_loss, val_loss) = run_chunks(
-            advance,
-            state,
-            boundaries(total, steps_per_epoch),
-            path=path,
-            fingerprint=fingerprint,
-            done=lambda s: bool(np.all(np.asarray(s["bad_epochs"]) >= patience)),
-        )
+    )
+    fitted = fit(
+        loss,
+        initialise(key_init),
+        key=key_train,
+        num_steps=total,
+        optimizer=optimizer_for,
+        data=(jnp.asarray(u[train]), jnp.asarray(features[train])),
+        batch_size=batch,
+        validation=(jnp.asarray(u[val]), jnp.asarray(features[val])),
+        validate_every=steps_per_epoch,
+        early_stopping={"patience": patience, "decays": _STEP_DECAYS, "factor": 0.1},
+        copies=len(decays),
+        hyper=jnp.asarray(decays, jnp.float32),
+        devices=devices,
+        checkpoint=path_for(checkpoint, "npe"),
+        fingerprint=record,
+        progress=progress,
+        desc="npe",
+    )
     offset = float(np.log(scale).sum())  # −log q of z = −log q of u + Σ log scale
-    chosen = int(np.argmin(np.asarray(state["best_loss"])))
-    ran = ~np.isnan(np.asarray(val_loss)[:, chosen])  # epochs before the chosen copy finished
-    val_loss = np.asarray(val_loss)[ran, chosen]
+    best_loss = np.nanmin(np.asarray(fitted.validation), axis=0)
+    chosen = int(np.argmin(best_loss))
+    ran = ~np.isnan(np.asarray(fitted.validation)[:, chosen])  # epochs before it finished
+    val_loss = np.asarray(fitted.validation)[ran, chosen]
+    num_epochs = int(len(val_loss))
+    train_loss = _epoch_means(np.asarray(fitted.losses)[:, chosen], steps_per_epoch, num_epochs)
     diagnostics = {
-        "train_loss": np.asarray(train_loss)[ran, chosen] + offset,
+        "train_loss": train_loss + offset,
         "validation_loss": val_loss + offset,
         "weight_decay": float(decays[chosen]),
         "validation_by_decay": {
-            float(d): float(v) + offset
-            for d, v in zip(decays, np.asarray(state["best_loss"]), strict=True)
+            float(d): float(v) + offset for d, v in zip(decays, best_loss, strict=True)
         },
-        "best_epoch": int(state["best_epoch"][chosen]),
-        "num_epochs": int(len(val_loss)),
-        "num_steps": int(min(total, len(val_loss) * steps_per_epoch)),
+        "best_epoch": -(-int(fitted.best_step[chosen]) // steps_per_epoch),
+        "num_epochs": num_epochs,
+        "num_steps": int(min(total, num_epochs * steps_per_epoch)),
         "num_simulations": int(u.shape[0]),
         "num_dropped": int(dropped),
         "seconds": time.perf_counter() - start_time,
@@ -228,7 +223,7 @@ def npe(
         flow=flow_,
         embedding=module,
         layout=layout,
-        params=jax.tree.map(lambda x: x[chosen], state["best"]),
+        params=jax.tree.map(lambda x: x[chosen], fitted.params),
         loc=loc.astype(np.float32),
         scale=scale.astype(np.float32),
         method="npe",
@@ -311,92 +306,32 @@ def _decays(weight_decay, custom_optimizer):
     return (float(weight_decay),)
 
 
-def _program(module, flow, optimizer, batch, patience, decays):
-    def nll(params, u, features):
-        """−log q(u | x) per row."""
-        context = module.apply(params["embedding"], features)
-        return -flow.log_prob(params["flow"], u, context)
-
-    grad = jax.value_and_grad(lambda *a: jnp.mean(nll(*a)))
-
-    def step(arrays, order, lr_scale, weight_decay, carry, position):
-        params, opt_state = carry
-        index = jax.lax.dynamic_slice(order, (jnp.maximum(position, 0) * batch,), (batch,))
-        value, grads = grad(params, arrays[0][index], arrays[1][index])
-        updates, new_state = optimizer.update(grads, opt_state, params)
-        # Decoupled weight decay of the embedding (AdamW's −η λ w), scaled with the step.
-        shrink = {"embedding": _LEARNING_RATE * weight_decay, "flow": 0.0}
-        updates = {
-            part: jax.tree.map(lambda u, w, c=shrink[part]: u - c * w, updates[part], params[part])
-            for part in updates
-        }
-        updates = jax.tree.map(lambda x: lr_scale * x, updates)
-        new = (optax.apply_updates(params, updates), new_state)
-        active = position >= 0
-        carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
-        return carry, jnp.where(active, value, jnp.nan)
-
-    def one(state, weight_decay, arrays, held_out, key, number, positions):
-        """Steps ``positions`` of epoch ``number`` (0-based), then the validation loss; after
-        ``patience`` epochs without improvement the step shrinks tenfold from the best weights
-        (twice), after that training is done (``bad_epochs`` ≥ patience) and the state frozen."""
-        old, finished = state, state["bad_epochs"] >= patience
-        order = jax.random.permutation(jax.random.fold_in(key, number), arrays[0].shape[0])
-        (params, opt_state), losses = jax.lax.scan(
-            partial(step, arrays, order, state["lr_scale"], weight_decay),
-            (state["params"], state["opt_state"]),
-            positions,
-        )
-        val_loss = _mean_nll(nll, params, held_out)
-        val_loss = jnp.where(jnp.isfinite(val_loss), val_loss, jnp.inf)
-        better = val_loss < state["best_loss"]
-        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, state["best"])
-        bad_epochs = jnp.where(better, 0, state["bad_epochs"] + 1)
-        decay = (bad_epochs >= patience) & (state["decays"] < _STEP_DECAYS)
-        state = {
-            "params": jax.tree.map(lambda a, b: jnp.where(decay, a, b), best, params),
-            "opt_state": opt_state,
-            "best": best,
-            "best_loss": jnp.where(better, val_loss, state["best_loss"]),
-            "bad_epochs": jnp.where(decay, 0, bad_epochs),
-            "best_epoch": jnp.where(better, number + 1, state["best_epoch"]),
-            "lr_scale": jnp.where(decay, 0.1 * state["lr_scale"], state["lr_scale"]),
-            "decays": state["decays"] + decay,
-        }
-        state = jax.tree.map(lambda a, b: jnp.where(finished, a, b), old, state)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        return (
-            state,
-            jnp.where(finished, nan, jnp.nanmean(losses)),
-            jnp.where(finished, nan, val_loss),
-        )
-
-    @jax.jit
-    def epoch(state, arrays, held_out, key, number, positions):
-        """One epoch of every weight-decay candidate (the leading axis of ``state``)."""
-        run = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None))
-        return run(state, decays, arrays, held_out, key, number, positions)
-
-    return {"epoch": epoch}
+def _default_optimizer(decay):
+    """Adam at 5·10⁻⁴, gradients clipped at norm 5, and decoupled weight decay ``decay`` of the
+    embedding network's weights only (AdamW's −η λ w: the step is −η (Adam's direction + λ w))."""
+    return optax.chain(
+        optax.clip_by_global_norm(5.0),
+        optax.scale_by_adam(),
+        optax.add_decayed_weights(decay, mask=_embedding_only),
+        optax.scale(-_LEARNING_RATE),
+    )
 
 
-def _mean_nll(nll, params, held_out, block=4096):
-    """Mean of ``nll`` over the held-out rows, ``block`` rows at a time (memory bound)."""
-    u, features = held_out
-    n = u.shape[0]
-    if n <= block:
-        return jnp.mean(nll(params, u, features))
-    pad = (-n) % block
-
-    def padded(a):
-        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
-        return a.reshape((-1, block) + a.shape[1:])
-
-    rows = jax.lax.map(lambda a: nll(params, a[0], a[1]), (padded(u), padded(features)))
-    return jnp.sum(rows.reshape(-1)[:n]) / n
+def _embedding_only(params):
+    return {
+        "embedding": jax.tree.map(lambda _: True, params["embedding"]),
+        "flow": jax.tree.map(lambda _: False, params["flow"]),
+    }
 
 
-def _bar(total, show):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="npe", disable=not show, leave=False)
+def _epoch_means(losses, per_epoch, epochs):
+    """The mean training loss of each of the first ``epochs`` epochs (``per_epoch`` steps; the
+    last may be shorter), skipped steps (NaN) left out; NaN for an epoch with none left."""
+    rows = np.full(epochs * per_epoch, np.nan, np.float32)
+    steps = losses[: epochs * per_epoch]
+    rows[: steps.size] = steps
+    rows = rows.reshape(epochs, per_epoch)
+    finite = np.isfinite(rows)
+    count = finite.sum(1)
+    total = np.where(finite, rows, 0.0).sum(1, dtype=np.float32)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
