@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from probinfer.target import compile
+from probinfer.compiler import compile
 
 __all__ = ["Example"]
 

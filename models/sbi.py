@@ -102,7 +102,7 @@ def two_moons(x=None):
 
 def _observed(model, seed, **kwargs):
     """One (θ*, x) from the prior predictive, with numpy seed ``seed``."""
-    from probinfer.target import compile
+    from probinfer.compiler import compile
 
     shapes = {"gaussian_linear": (10,), "slcp": (4, 2), "two_moons": (2,)}
     target = compile(model, x=jnp.zeros(shapes[model.__name__]), **kwargs)

@@ -13,6 +13,7 @@
 import importlib
 
 from probinfer import devices, diagnostics, health, kernels, report, runners
+from probinfer.compiler import compile
 from probinfer.errors import (
     DataError,
     DiscreteLatentError,
@@ -26,7 +27,7 @@ from probinfer.mcmc import mcmc
 from probinfer.posterior import Posterior
 from probinfer.predictive import Prediction, predict
 from probinfer.ssm import StateSpaceModel, state_space
-from probinfer.target import Target, compile
+from probinfer.target import Target
 
 __version__ = "0.2.0"
 
@@ -107,6 +108,7 @@ _LAZY_FUNCTIONS = {
 # Families whose trained estimators pi.load reads: each registers its kind with
 # probinfer.nn.estimator when imported.
 _ESTIMATOR_FAMILIES = (
+    "probinfer.inference.flows",
     "probinfer.inference.amortized",
     "probinfer.inference.pfn",
     "probinfer.inference.dt",

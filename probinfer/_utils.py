@@ -5,7 +5,6 @@ import inspect
 import os
 import sys
 import tempfile
-import weakref
 import zipfile
 
 import jax
@@ -19,7 +18,6 @@ __all__ = [
     "renamed_in",
     "user_stacklevel",
     "map_blocks",
-    "cached_program",
     "atomic_write_bytes",
     "atomic_path",
     "lbfgs_minimise",
@@ -160,22 +158,6 @@ def user_stacklevel():
 
 def _ours(module):
     return module == "probinfer" or module.startswith("probinfer.")
-
-
-_PROGRAMS = weakref.WeakKeyDictionary()  # owner (a Target) -> {static settings: program}
-
-
-def cached_program(owner, key, build):
-    """``build()`` once per weakly referenced ``owner`` and hashable ``key``; later calls return the
-    same object. Runners cache their compiled programs here so repeated runs (seeds, benchmarks,
-    calibration one simulation at a time) compile once; the cache dies with the Target.
-
-    >>> run = cached_program(target, ("smc", settings), lambda: jax.jit(program))  # doctest: +SKIP
-    """
-    programs = _PROGRAMS.setdefault(owner, {})
-    if key not in programs:
-        programs[key] = build()
-    return programs[key]
 
 
 def map_blocks(fn, *args, block_size=None):

@@ -38,15 +38,17 @@ def path_for(checkpoint, runner):
 
 def fingerprint(key, target=None, **settings):
     """The record a checkpoint must match to be resumed: the run's PRNG ``key`` (as its raw
-    words), the Target's name (when there is one) and the run's ``settings``; every runner
-    builds its record here.
+    words), the Target's name and the digest of its data (when there is one:
+    :meth:`~probinfer.Target.data_digest`, so a run on other data never resumes this one) and the
+    run's ``settings``; every runner builds its record here.
 
     >>> fingerprint(jax.random.key(0), target, num_steps=1000)   # doctest: +SKIP
-    {'key': [0, 0], 'target': 'eight_schools', 'num_steps': 1000}
+    {'key': [0, 0], 'target': 'eight_schools', 'data': '5b1e…', 'num_steps': 1000}
     """
     record = {"key": np.asarray(jax.random.key_data(key)).tolist()}
     if target is not None:
         record["target"] = target.name
+        record["data"] = target.data_digest()
     return record | settings
 
 

@@ -9,7 +9,6 @@ Gelman 2014), and a diagonal inverse mass matrix is estimated from the chain in 
 """
 
 import hashlib
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +16,16 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, cached_program, renamed_keywords
+from probinfer._utils import as_key, defaults_of, renamed_keywords
 from probinfer.checkpoint import boundaries, fingerprint, path_for, run_chunks
 from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
-from probinfer.kernels.nuts import program as _nuts_program
 from probinfer.kernels.nuts import tree_depth
+from probinfer.kernels.program import Program, warmed_up, whole_run
+from probinfer.kernels.program import program as _chain_program
 from probinfer.posterior import Posterior
-from probinfer.progress import ProgressBar, should_show
+from probinfer.programs import cached_program
+from probinfer.progress import should_show
 
 __all__ = ["mcmc", "mcmc_draws"]
 
@@ -137,7 +138,13 @@ def mcmc(
             restart=restart,
         )
     )
-    constrained = jax.jit(jax.vmap(jax.vmap(target.constrain)))(positions)
+    constrain = cached_program(
+        target,
+        "constrain-chains",
+        lambda: target.jit(lambda t: jax.vmap(jax.vmap(t.constrain))),
+        share=True,
+    )
+    constrained = constrain(positions)
     inverse_mass = state.adapt_state.inverse_mass_matrix if kernels.is_nuts(kernel) else state[3]
     acceptance = np.asarray(acceptance)
     diagnostics = {
@@ -185,8 +192,9 @@ def _run_chunked(
         target,
         ("mcmc", kernel, tuple(sorted(settings.items())), show, str(positions.dtype)),
         lambda: _jitted(
-            _program(
-                target,
+            target,
+            lambda t: _chain_program(
+                t,
                 positions.dtype,
                 kernel=kernel,
                 show=show,
@@ -195,8 +203,9 @@ def _run_chunked(
                     for k, v in settings.items()
                     if k not in ("kernel",) + tuple(dict(kernel.options))
                 },
-            )
+            ),
         ),
+        share=True,
     )
     collect, window_end = adaptation.warmup_schedule(num_warmup)
     warm_keys = jax.random.split(key_warmup, num_warmup)
@@ -271,7 +280,7 @@ def _restart_stuck(program, state, key, num_warmup, place):
     healthy = jnp.asarray(np.flatnonzero(~stuck))
     donors = jax.random.choice(key_donor, healthy, (positions.shape[0],))
     starts = jnp.where(jnp.asarray(stuck)[:, None], positions[donors], positions)
-    fresh = _warmed_up(program, place(starts), key_warmup, num_warmup)
+    fresh = warmed_up(program, place(starts), key_warmup, num_warmup)
     mask = jnp.asarray(stuck)
 
     def pick(new, old):
@@ -280,45 +289,62 @@ def _restart_stuck(program, state, key, num_warmup, place):
     return jax.tree.map(pick, fresh, state), stuck
 
 
-def _jitted(program):
-    return _Program(
-        jax.jit(program.start),
-        jax.jit(program.warmup),
-        jax.jit(program.sample),
+def _jitted(target, make):
+    """The compiled pieces of ``make(target)``: the data are their argument (:meth:`Target.jit`),
+    so one program serves every conditioned target of the model; ``step_size`` and ``position``
+    read the state only."""
+    program = make(target)
+    return Program(
+        target.jit(lambda t: make(t).start),
+        target.jit(lambda t: make(t).warmup),
+        target.jit(lambda t: make(t).sample),
         program.step_size,
         program.position,
     )
 
 
-def mcmc_draws(
-    target,
-    key,
-    n,
-    *,
-    kernel="nuts",
-    num_chains=4,
-    num_warmup=500,
-    step_size=None,
-    target_accept=None,
-    thinning=1,
-):
+_DRAWS_SETTINGS = ("kernel", "num_chains", "num_warmup", "step_size", "target_accept", "thinning")
+
+
+def mcmc_draws(target, key, n, **settings):
     """Pure, traceable core of :func:`mcmc`: ``n`` pooled constrained draws.
 
     No host-side checks and no progress bar, so it can run under ``jit`` and ``vmap`` — the
     calibration layer vmaps it over simulated data sets (``target`` from
-    :meth:`Target.condition`). Chains start at prior draws (:meth:`Target.init_fn`).
+    :meth:`Target.condition`). Chains start at uniform(−2, 2) draws (:meth:`Target.init_fn`).
+    ``settings``: any of ``kernel``, ``num_chains``, ``num_warmup``, ``step_size``,
+    ``target_accept`` and ``thinning``, with :func:`mcmc`'s defaults (read from its signature,
+    so the two cannot drift apart). Unlike :func:`mcmc` it does not re-start stuck chains (that
+    decision is made on the host).
 
     Returns ``{site: (n, *site_shape)}``: the first ``n`` of the
     ``num_chains × ceil(n / num_chains)`` kept draws.
 
     >>> draws = jax.jit(lambda k: mcmc_draws(target, k, 1000))(key)   # doctest: +SKIP
     """
+    unknown = set(settings) - set(_DRAWS_SETTINGS)
+    if unknown:
+        raise ProbinferError(
+            f"unknown mcmc setting(s) {sorted(unknown)} for mcmc_draws; it takes "
+            f"{list(_DRAWS_SETTINGS)}."
+        )
+    settings = {**defaults_of(mcmc, _DRAWS_SETTINGS), **settings}
+    kernel, num_chains, num_warmup = (
+        settings["kernel"],
+        settings["num_chains"],
+        settings["num_warmup"],
+    )
+    step_size, target_accept, thinning = (
+        settings["step_size"],
+        settings["target_accept"],
+        settings["thinning"],
+    )
     kernel = kernels.get(kernel)
     num_draws = -(-int(n) // int(num_chains))
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
     positions, _ = target.init_fn(key_init, num_chains, strategy="uniform")
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
-    program = _program(
+    program = _chain_program(
         target,
         positions.dtype,
         kernel=kernel,
@@ -330,7 +356,7 @@ def mcmc_draws(
         thinning=thinning,
         show=False,
     )
-    _, trace = _whole_run(
+    _, trace = whole_run(
         program, key_warmup, key_sample, positions, num_warmup, num_draws * thinning
     )
     # trace rows are draws, then chains: pool chain by chain as the Posterior would.
@@ -342,144 +368,3 @@ def _defaults(kernel, dim, target_accept, step_size):
     target_accept = kernel.target_accept if target_accept is None else target_accept
     step_size = kernel.initial_step_size(dim) if step_size is None else step_size
     return target_accept, step_size
-
-
-class _Program(NamedTuple):
-    """The adaptive run in pieces, pure JAX (no host checks), so the runner can jit and
-    checkpoint them chunk by chunk and :func:`mcmc_draws` can run them whole under ``vmap``.
-
-    ``start(positions, key) -> state``; ``warmup(state, steps, keys, collect, window_end) -> state``
-    over a range of warm-up steps; ``sample(state, steps, keys) -> (state, trace)`` over a range
-    of sampling steps (a multiple of ``thinning``), trace = (positions, log_density, acceptance,
-    divergent), one row per kept draw; ``step_size(state)`` the step used for sampling;
-    ``position(state) -> (positions (num_chains, dim), log_density (num_chains,))``.
-    """
-
-    start: object
-    warmup: object
-    sample: object
-    step_size: object
-    position: object
-
-
-def _program(
-    target,
-    dtype,
-    *,
-    kernel,
-    num_chains,
-    num_draws,
-    num_warmup,
-    step_size,
-    target_accept,
-    thinning,
-    show,
-):
-    """:class:`_Program` for these settings (Stan-style warm-up, then fixed-step sampling)."""
-    warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
-    sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
-    if kernels.is_nuts(kernel):
-        return _Program(
-            *_nuts_program(
-                target,
-                num_chains=num_chains,
-                num_warmup=num_warmup,
-                step_size=step_size,
-                target_accept=target_accept,
-                thinning=thinning,
-                options=kernel.options,
-                bars=(warmup_bar, sample_bar),
-            )
-        )
-    step = kernel.step
-    log_density_fn, dim = target.log_density, target.dim
-
-    def warmup_one(adapt, key, collect_t, window_end_t):
-        kernel_state, da, welford, inverse_mass = adapt
-        step_size_t = jnp.exp(da.log_step)
-        # Jitter the step by ±20 % so fixed-length trajectories cannot lock onto a period.
-        jitter = jax.random.uniform(key, minval=0.8, maxval=1.2)
-        key = jax.random.fold_in(key, 1)
-        kernel_state, info = step(
-            key, kernel_state, log_density_fn, step_size_t * jitter, inverse_mass
-        )
-        da = adaptation.dual_averaging_update(da, info.acceptance_rate, target_accept)
-        welford = jax.tree.map(
-            lambda new, old: jnp.where(collect_t, new, old),
-            adaptation.welford_update(welford, kernel_state.position),
-            welford,
-        )
-        new_inverse_mass = adaptation.welford_variance(welford)
-        inverse_mass = jnp.where(window_end_t, new_inverse_mass, inverse_mass)
-        restarted = adaptation.dual_averaging_init(jnp.exp(da.log_step))
-        da = jax.tree.map(lambda new, old: jnp.where(window_end_t, new, old), restarted, da)
-        welford = jax.tree.map(
-            lambda new, old: jnp.where(window_end_t, new, old),
-            adaptation.welford_init(dim, dtype),
-            welford,
-        )
-        return kernel_state, da, welford, inverse_mass
-
-    def start(positions, key):
-        del key  # the fixed-length kernels draw from the per-step keys
-        states = jax.vmap(kernel.init, in_axes=(0, None))(positions, log_density_fn)
-        da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
-        welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
-        return states, da, welford, jnp.ones((num_chains, dim), dtype)
-
-    def warmup(state, steps, keys, collect, window_end):
-        def body(state, xs):
-            i, key, collect_t, window_end_t = xs
-            warmup_bar.tick(i)
-            chain_keys = jax.random.split(key, num_chains)
-            one = jax.vmap(warmup_one, in_axes=(0, 0, None, None))
-            return one(state, chain_keys, collect_t, window_end_t), None
-
-        return jax.lax.scan(body, state, (steps, keys, collect, window_end))[0]
-
-    def final_step_size(state):
-        da = state[1]
-        return jnp.exp(da.log_step_avg) if num_warmup > 0 else jnp.exp(da.log_step)
-
-    def sample(state, steps, keys):
-        kernel_states, da, welford, inverse_mass = state
-        step_sizes = final_step_size(state)
-
-        def body(states, xs):
-            i, key = xs
-            sample_bar.tick(i)
-            chain_keys = jax.random.split(key, num_chains)
-            jitters = jax.vmap(lambda k: jax.random.uniform(k, minval=0.8, maxval=1.2))(chain_keys)
-            chain_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(chain_keys)
-            states, info = jax.vmap(step, in_axes=(0, 0, None, 0, 0))(
-                chain_keys, states, log_density_fn, step_sizes * jitters, inverse_mass
-            )
-            outputs = (states.position, states.log_density, info.acceptance_rate, info.is_divergent)
-            return states, outputs
-
-        kernel_states, trace = jax.lax.scan(body, kernel_states, (steps, keys))
-        trace = jax.tree.map(lambda x: x[thinning - 1 :: thinning], trace)
-        return (kernel_states, da, welford, inverse_mass), trace
-
-    def position(state):
-        return state[0].position, state[0].log_density
-
-    return _Program(start, warmup, sample, final_step_size, position)
-
-
-def _warmed_up(program, positions, key, num_warmup):
-    """Chains started at ``positions`` after the whole warm-up, in one traced call."""
-    collect, window_end = adaptation.warmup_schedule(num_warmup)
-    return program.warmup(
-        program.start(positions, key),
-        jnp.arange(num_warmup),
-        jax.random.split(key, num_warmup),
-        jnp.asarray(collect),
-        jnp.asarray(window_end),
-    )
-
-
-def _whole_run(program, key_warmup, key_sample, positions, num_warmup, total):
-    """Every step in one traced call: ``(state, trace)`` with trace rows = kept draws."""
-    state = _warmed_up(program, positions, key_warmup, num_warmup)
-    return program.sample(state, jnp.arange(total), jax.random.split(key_sample, total))

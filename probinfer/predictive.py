@@ -125,10 +125,7 @@ def predict(
     overrides = {k: jnp.asarray(v) for k, v in data.items()}
 
     def one(z):
-        _, substitute_fn = target._substitute_fn(z)
-        trace = target._trace(
-            jax.random.PRNGKey(0), substitute_fn=substitute_fn, overrides=overrides
-        )
+        trace = target.trace(target.unravel(z), data=overrides)
         if site not in trace:
             raise DataError(f"site '{site}' is not in the model's trace with the test data.")
         fn, value = trace[site]["fn"], trace[site]["value"]

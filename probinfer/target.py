@@ -1,4 +1,4 @@
-"""``compile``: a model written in the model language becomes a :class:`Target`.
+"""The :class:`Target`: what :func:`probinfer.compile` makes of a model, and every method consumes.
 
 A Target is the one object every inference method consumes. It holds pure JAX functions over an
 unconstrained flat vector ``z`` of length ``target.dim``:
@@ -12,14 +12,22 @@ unconstrained flat vector ``z`` of length ``target.dim``:
 * ``minibatch_log_density(z, batch)``: the prior plus ``N / B`` times the likelihood of the sites
   inside the data plates for a batch of ``B`` of the ``N`` data points (the model arguments named
   by ``data=``; see :mod:`probinfer.tracing` for how data plates are found).
-* ``constrain``, ``unconstrain``, ``ravel``, ``unravel``, ``init``, ``sample_prior`` and
-  ``simulate`` (the prior predictive).
+* ``constrain``, ``unconstrain``, ``ravel``, ``unravel``; ``trace`` and ``log_prob_terms`` (the
+  model's sites and their unsummed log densities at given latent values and arguments, for
+  methods that treat data points apart); ``init`` and ``starting_points``
+  (:mod:`probinfer.starts`), ``sample_prior`` and ``simulate`` (:mod:`probinfer.simulation`).
+* ``jit(make)``: a compiled program whose data are an argument (a
+  :class:`~probinfer.programs.DataProgram`), so a runner compiles once per *model*: the targets
+  :meth:`Target.condition` makes (new observations, same shapes) share it.
 
 A Target is immutable: :meth:`Target.condition` returns a new one. The model is read once
 (:func:`probinfer.tracing.analyse`) with NumPyro's effect handlers; no tracer of our own.
+
+The module is longer than our ~400-line rule because the Target is one class of the densities
+every method consumes; starting points, simulation and compilation live in their own modules.
 """
 
-import inspect
+import hashlib
 import warnings
 from collections import OrderedDict
 
@@ -31,23 +39,14 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.distributions.util import sum_rightmost
 
+from probinfer import simulation, starts
 from probinfer._utils import as_key, renamed_keywords
-from probinfer.errors import DataError, DiscreteLatentError, ModelError, NonFiniteError
-from probinfer.tracing import SiteInfo, analyse, improper_init_fn, site_log_prob, trace_model
+from probinfer.errors import DataError, DiscreteLatentError, ModelError
+from probinfer.programs import DataProgram
+from probinfer.starts import INIT_RADIUS, INIT_STRATEGIES
+from probinfer.tracing import SiteInfo, site_log_prob, trace_model
 
-__all__ = ["compile", "as_target", "Target", "SiteInfo", "INIT_STRATEGIES", "INIT_RADIUS"]
-
-#: Named starting-point strategies (``init="uniform"`` / ``init="prior"`` on the runners).
-INIT_STRATEGIES = ("uniform", "prior")
-#: Half-width of ``"uniform"`` starts on the unconstrained space (Stan's ``init_radius``).
-INIT_RADIUS = 2.0
-
-
-def _check_strategy(strategy):
-    if strategy not in INIT_STRATEGIES:
-        raise DataError(
-            f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
-        )
+__all__ = ["Target", "SiteInfo", "INIT_STRATEGIES", "INIT_RADIUS"]
 
 
 class Target:
@@ -64,17 +63,74 @@ class Target:
         num_data: their common leading dimension ``N`` (``None`` without data).
     """
 
-    def __init__(self, model, signature, arguments, data_names, structure, name):
+    def __init__(
+        self, model, signature, arguments, data_names, structure, name, conditioned=None, key=None
+    ):
         self.model = model
         self.name = name
         self._signature = signature
         self._arguments = OrderedDict(arguments)
         self.data_names = tuple(data_names)
         self._structure = structure
+        self._conditioned = dict(conditioned or {})
+        self._digest = None
         self.num_data = None
         if self.data_names:
             self.num_data = int(jnp.shape(arguments[self.data_names[0]])[0])
-        self._init_jit = jax.jit(self.init_fn, static_argnums=(1, 2, 3))  # compiled once per Target
+        self.program_key = _ProgramKey() if key is None else key
+
+    def jit(self, make, *, static_argnums=(), donate_argnums=()):
+        """``jax.jit`` of ``make(target)`` with this target's observed data as an argument of the
+        compiled program (a :class:`~probinfer.programs.DataProgram`): ``make`` builds the function
+        from the target it is given (never from ``self``), and the one compiled program serves
+        every target :meth:`condition` makes (runners cache it with
+        ``cached_program(..., share=True)``).
+
+        >>> run = target.jit(lambda t: jax.vmap(t.log_density))   # doctest: +SKIP
+        """
+        return DataProgram(self, make, static_argnums=static_argnums, donate_argnums=donate_argnums)
+
+    def data_digest(self):
+        """SHA-1 of the values the target is compiled with (array arguments and conditioned
+        observations): what tells two targets of one model apart in a checkpoint's or a saved
+        flow's record. Computed once per target."""
+        if self._digest is None:
+            digest = hashlib.sha1()
+            values = {
+                **self._arguments,
+                **{f"observed:{k}": v for k, v in self._conditioned.items()},
+            }
+            for name in sorted(values):
+                value = values[name]
+                if value is None or isinstance(value, str | bool | int | float):
+                    digest.update(f"{name}={value!r};".encode())
+                elif hasattr(value, "shape") or isinstance(value, list | tuple):
+                    array = np.asarray(value)  # the values, whatever their precision
+                    kind = np.float64 if np.issubdtype(array.dtype, np.inexact) else np.int64
+                    array = np.ascontiguousarray(array.astype(kind))
+                    digest.update(f"{name}:{array.shape};".encode())
+                    digest.update(array.tobytes())
+            self._digest = digest.hexdigest()
+        return self._digest
+
+    def _data_leaves(self):
+        return {k: self._arguments[k] for k in self.data_names}, dict(self._conditioned)
+
+    def _with_data(self, leaves):
+        """This target with other values (tracers, while a :meth:`jit` program is traced) for
+        its data arguments and conditioned sites."""
+        arguments = OrderedDict(self._arguments)
+        arguments.update(leaves[0])
+        return Target(
+            self.model,
+            self._signature,
+            arguments,
+            self.data_names,
+            self._structure,
+            self.name,
+            conditioned=leaves[1],
+            key=self.program_key,
+        )
 
     # Static facts of the model, read once by probinfer.tracing.analyse.
     latent_sites = property(lambda self: self._structure.latent_sites)
@@ -87,10 +143,15 @@ class Target:
     dim = property(lambda self: self._structure.dim)
     dtype = property(lambda self: self._structure.dtype)
     observed_shapes = property(lambda self: dict(self._structure.observed_shapes))
+    #: Observed and latent sites whose log probability follows the data axis (minibatch-scaled).
+    batched_sites = property(lambda self: frozenset(self._structure.batched_sites))
 
     def _trace(self, key, substitute_fn=None, overrides=None, uncondition=False):
+        model = self.model
+        if self._conditioned:
+            model = handlers.condition(model, data=self._conditioned)
         return trace_model(
-            self.model, self._signature, self._arguments, key, substitute_fn, overrides, uncondition
+            model, self._signature, self._arguments, key, substitute_fn, overrides, uncondition
         )
 
     # -- the flat space ----------------------------------------------------------------------------
@@ -122,6 +183,54 @@ class Target:
             return None
 
         return free, substitute_fn
+
+    def trace(self, free=None, *, data=None, key=None):
+        """The model's NumPyro trace, ``{site: NumPyro site dict}`` (``fn``, ``value``, ``scale``,
+        ...), with the latent sites at unconstrained values ``free`` (``{site: array}``, any
+        subset; the rest are drawn from the prior with ``key``, default ``PRNGKey(0)``) and the
+        model arguments in ``data`` (``{name: array}``: a minibatch, test inputs) in place of the
+        compiled ones. Traceable.
+
+        >>> tr = target.trace(target.unravel(z), data={"x": x_test})   # doctest: +SKIP
+        >>> tr["y"]["fn"].mean                                          # doctest: +SKIP
+        """
+        free = dict(free or {})
+
+        def substitute_fn(site):
+            if site["type"] == "sample" and not site["is_observed"] and site["name"] in free:
+                return biject_to(site["fn"].support)(free[site["name"]])
+            return None
+
+        key = jax.random.PRNGKey(0) if key is None else as_key(key)
+        return self._trace(key, substitute_fn=substitute_fn if free else None, overrides=data)
+
+    def log_prob_terms(self, free, *, data=None):
+        """Every sample site's log density *unsummed*, in its batch shape — what a method that
+        treats data points apart needs (amortized VI's per-row terms). At the unconstrained
+        latent values ``free`` and arguments ``data`` (as :meth:`trace`): NumPyro's
+        ``log_prob`` of the site's value, plus, for a site in ``free``, log|det ∂θ/∂z| of its
+        map (event dimensions summed), both times the plate's ``scale``. Returns
+        ``({site: array}, trace)``; with every latent in ``free`` and no ``data``, the terms sum
+        to :meth:`log_density`.
+
+        >>> terms, _ = target.log_prob_terms(target.unravel(z))   # doctest: +SKIP
+        """
+        tr = self.trace(free, data=data)
+        terms = {}
+        for name, site in tr.items():
+            if site["type"] != "sample":
+                continue
+            log_prob = site["fn"].log_prob(site["value"])
+            if name in free:
+                log_det = biject_to(site["fn"].support).log_abs_det_jacobian(
+                    free[name], site["value"]
+                )
+                log_det = jnp.reshape(log_det, jnp.shape(log_det)[: jnp.ndim(log_prob)] + (-1,))
+                log_prob = log_prob + jnp.sum(log_det, -1)
+            if site["scale"] is not None:
+                log_prob = site["scale"] * log_prob
+            terms[name] = log_prob
+        return terms, tr
 
     def _log_terms(self, z, overrides=None):
         """Return (log prior incl. Jacobians, dict of per-site likelihood terms, trace)."""
@@ -313,93 +422,48 @@ class Target:
         free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
         return self.ravel(free)
 
-    # -- initial points and the prior ---------------------------------------------------------------
+    # -- starting points (probinfer.starts) and draws from the model (probinfer.simulation) -------
 
     def draw_z(self, key, strategy="prior"):
-        """One unchecked starting point on the unconstrained space, ``(dim,)``; :meth:`init`
-        keeps only finite ones.
-
-        ``strategy="prior"``: a prior draw (uniform on (−2, 2) for improper sites);
-        ``"uniform"``: every coordinate uniform on (−2, 2) — Stan's and NumPyro's default
-        (``init_to_uniform``), which keeps chains out of a heavy-tailed prior's far tails.
-        """
-        _check_strategy(strategy)
-        if strategy == "uniform":
-            return jax.random.uniform(key, (self.dim,), self.dtype, -INIT_RADIUS, INIT_RADIUS)
-        tr = self._trace(key, substitute_fn=improper_init_fn)
-        free = {k: biject_to(tr[k]["fn"].support).inv(tr[k]["value"]) for k in self.latent_sites}
-        return self.ravel(free)
+        """One unchecked starting point ``(dim,)``: :func:`probinfer.starts.draw_z`."""
+        return starts.draw_z(self, key, strategy)
 
     def init_fn(self, key, n, max_tries=100, strategy="prior"):
-        """Pure, jittable core of :meth:`init`: returns ``(z (n, dim), ok (n,))``."""
-        self.check_continuous()
-
-        def valid(z):
-            value, grad = jax.value_and_grad(self.log_density)(z)
-            return jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
-
-        def one(key):
-            def cond(state):
-                tries, _, _, ok = state
-                return (~ok) & (tries < max_tries)
-
-            def body(state):
-                tries, key, _, _ = state
-                key, sub = jax.random.split(key)
-                z = self.draw_z(sub, strategy)
-                return tries + 1, key, z, valid(z)
-
-            z0 = jnp.zeros((self.dim,), self.dtype)
-            _, _, z, ok = jax.lax.while_loop(cond, body, (0, key, z0, jnp.array(False)))
-            return z, ok
-
-        return jax.vmap(one)(jax.random.split(key, n))
+        """Jittable ``(z (n, dim), ok (n,))``: :func:`probinfer.starts.init_fn`."""
+        return starts.init_fn(self, key, n, max_tries, strategy)
 
     @renamed_keywords("Target.init")
     def init(self, key, n, max_tries=100, strategy="prior"):
-        """``n`` starting points ``(n, dim)`` with finite density and gradient.
-
-        Each point is drawn by ``strategy`` (:meth:`draw_z`: ``"prior"`` draws, or ``"uniform"``
-        on (−2, 2) in unconstrained space); a point whose log density or gradient is not finite
-        is redrawn, up to ``max_tries`` times, so heavy-tailed priors (Cauchy) cannot break
-        initialisation. Raises :class:`~probinfer.errors.NonFiniteError` naming the offending
-        site otherwise.
-        """
-        _check_strategy(strategy)  # before compiling
-        z, ok = self._init_jit(as_key(key), int(n), int(max_tries), strategy)
-        ok = np.asarray(ok)
-        if not ok.all():
-            bad = int(np.argmin(ok))
-            raise NonFiniteError(
-                f"No finite log density (or gradient) for point {bad} of '{self.name}' after "
-                f"{max_tries} {strategy} draws; {self.explain_nonfinite(z[bad])}"
-            )
-        return z
+        """``n`` starting points ``(n, dim)`` with finite density and gradient, redrawn up to
+        ``max_tries`` times: :func:`probinfer.starts.init`."""
+        return starts.init(self, key, n, max_tries, strategy)
 
     def starting_points(self, init, n, *, key=None, default="prior"):
-        """``(n, dim)`` starting points, checked. ``init`` is a strategy name (``"uniform"``,
-        ``"prior"``: :meth:`init`), None for the runner's ``default`` strategy, a dict of
-        constrained site values (each ``site_shape`` or ``(n, *site_shape)``) or unconstrained
-        ``z`` (``(dim,)`` or ``(n, dim)``)."""
-        if init is None:
-            init = default
-        if isinstance(init, str):
-            return self.init(key, n, strategy=init)
-        if isinstance(init, dict):
-            missing = set(self.latent_sites) - set(init)
-            if missing:
-                raise DataError(f"init lacks latent site(s) {sorted(missing)} of '{self.name}'.")
-            z = self.unconstrain({k: jnp.asarray(init[k]) for k in self.latent_sites})
-        else:
-            z = jnp.asarray(init, self.dtype)
-        z = jnp.broadcast_to(z, (n, self.dim)) if z.shape == (self.dim,) else z
-        if z.shape != (n, self.dim) or not bool(jnp.all(jnp.isfinite(z))):
-            raise DataError(
-                f"init gives starting points of shape {z.shape}; need finite ({self.dim},) or "
-                f"({n}, {self.dim}) unconstrained values, a dict of constrained site values, or "
-                f"a strategy name ({', '.join(map(repr, INIT_STRATEGIES))})."
-            )
-        return z
+        """A runner's ``init`` argument as checked ``(n, dim)`` starting points:
+        :func:`probinfer.starts.starting_points`."""
+        return starts.starting_points(self, init, n, key=key, default=default)
+
+    @renamed_keywords("Target.sample_prior")
+    def sample_prior(self, key, n):
+        """``n`` prior draws ``{site: (n, *shape)}``: :func:`probinfer.simulation.sample_prior`."""
+        return simulation.sample_prior(self, key, n)
+
+    @renamed_keywords("Target.simulate")
+    def simulate(self, key, n):
+        """``n`` prior-predictive draws ``(params, observations)``:
+        :func:`probinfer.simulation.simulate`."""
+        return simulation.simulate(self, key, n)
+
+    def observations(self):
+        """The data the model was compiled with, ``{observed site: array}``:
+        :func:`probinfer.simulation.observations`."""
+        return simulation.observations(self)
+
+    def simulate_observations(self, key, z):
+        """One data set at ``z (dim,)`` (traceable): :func:`probinfer.simulation.simulate_observations`."""
+        return simulation.simulate_observations(self, key, z)
+
+    # -- errors, conditioning ------------------------------------------------------------------------
 
     def site_log_probs(self, z):
         """Per-site log probability terms at ``z`` (Jacobians under ``_<site>_log_det``)."""
@@ -437,54 +501,6 @@ class Target:
             "observed distributions and that the priors' parameters are valid."
         )
 
-    @renamed_keywords("Target.sample_prior")
-    def sample_prior(self, key, n):
-        """``n`` prior draws: ``{site: (n, *shape)}`` for latent and deterministic sites
-        (constrained). Observed sites stay at their data."""
-        self.check_proper()
-        names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
-
-        def one(key):
-            tr = self._trace(key)
-            return {name: tr[name]["value"] for name in names}
-
-        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
-
-    @renamed_keywords("Target.simulate")
-    def simulate(self, key, n):
-        """``n`` draws from the prior predictive: ``(params, observations)``.
-
-        ``params``: ``{latent or deterministic site: (n, *shape)}``; ``observations``:
-        ``{observed site: (n, *shape)}`` simulated from the likelihood given ``params``
-        (the model's non-data arguments, such as covariates, stay fixed).
-        """
-        self.check_proper()
-        names = tuple(self.latent_sites) + self.discrete_sites + self.deterministic_sites
-
-        def one(key):
-            tr = self._trace(key, uncondition=True)
-            params = {name: tr[name]["value"] for name in names}
-            observations = {name: tr[name]["value"] for name in self.observed_sites}
-            return params, observations
-
-        return jax.jit(jax.vmap(one))(jax.random.split(as_key(key), int(n)))
-
-    def observations(self):
-        """``{observed site: array}``: the data the model was compiled with — the ``x`` an
-        amortized estimator (``pi.npe``) is asked about when a job runs it on this target."""
-        _, substitute_fn = self._substitute_fn(jnp.zeros(self.dim, self.dtype))
-        tr = self._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn)
-        return {name: tr[name]["value"] for name in self.observed_sites}
-
-    def simulate_observations(self, key, z):
-        """One data set from the likelihood at the unconstrained point ``z (dim,)``:
-        ``{observed site: array}`` (traceable; vmap it over points). This is how a method whose
-        parameters come from somewhere other than the model's prior (a Distribution
-        Transformer's random priors) simulates data."""
-        _, substitute_fn = self._substitute_fn(jnp.asarray(z))
-        tr = self._trace(as_key(key), substitute_fn=substitute_fn, uncondition=True)
-        return {name: tr[name]["value"] for name in self.observed_sites}
-
     def condition(self, observations):
         """The same model with new values for its observed sites (e.g. a simulated data set).
 
@@ -504,23 +520,22 @@ class Target:
                 f"condition() got {sorted(unknown)}, which are not observed sites of "
                 f"'{self.name}' (those are {list(self.observed_sites)})."
             )
-        arguments, sites = dict(self._arguments), {}
+        data, sites = {}, {}
         for name, value in observations.items():
             if jnp.shape(value) != self._structure.observed_shapes[name]:
                 raise DataError(
                     f"observed site '{name}' of '{self.name}' has shape "
                     f"{self._structure.observed_shapes[name]}, but condition() got {jnp.shape(value)}."
                 )
-            if name in self.data_names and jnp.shape(arguments[name]) == jnp.shape(value):
-                arguments[name] = value
+            value = jnp.asarray(value)
+            if name in self.data_names and jnp.shape(self._arguments[name]) == jnp.shape(value):
+                data[name] = value
             else:
                 sites[name] = value
-        model = handlers.condition(self.model, data=sites) if sites else self.model
-        # Same sites and data plates (shapes are unchanged): a new Target with its own compiled
-        # functions, nothing shared with this one but the static structure.
-        return Target(
-            model, self._signature, arguments, self.data_names, self._structure, self.name
-        )
+        # Same sites, shapes and data plates: the new Target shares this one's static structure
+        # and its compiled programs (the data are their argument: :meth:`jit`).
+        leaves = self._data_leaves()
+        return self._with_data(({**leaves[0], **data}, {**leaves[1], **sites}))
 
     def check_proper(self):
         """Raise :class:`ModelError` when a latent site has an improper prior (cannot be sampled)."""
@@ -539,95 +554,15 @@ class Target:
         )
 
 
+class _ProgramKey:
+    """What a model's compiled programs are cached under (shared by its conditioned targets)."""
+
+    __slots__ = ("init", "__weakref__")
+
+
 def _site_log_det(site, free):
     """log|det| of ``biject_to(support)`` at a latent site, summed over its event dimensions."""
     log_det = biject_to(site["fn"].support).log_abs_det_jacobian(free, site["value"])
     return sum_rightmost(
         log_det, jnp.ndim(log_det) - jnp.ndim(site["value"]) + len(site["fn"].event_shape)
     )
-
-
-def as_target(model, model_args=(), model_kwargs=None, data=()):
-    """A :class:`Target` from what a user may hand a runner that takes a *model*: a model
-    function (compiled with ``model_args``, ``model_kwargs`` and ``data``), a Target, a zoo
-    :class:`~probinfer.models.Example` or a zoo name."""
-    if isinstance(model, Target):
-        return model
-    if isinstance(model, str):
-        from probinfer._utils import zoo
-
-        return zoo().get(model).compile()
-    if hasattr(model, "compile") and not callable(model):  # a zoo Example
-        return model.compile()
-    if callable(model):
-        return compile(model, *model_args, data=data, **(model_kwargs or {}))
-    raise ModelError(
-        f"expected a model function, a compiled Target, a zoo Example or a zoo name; got "
-        f"{type(model).__name__}."
-    )
-
-
-def compile(model, *args, data=(), prior_sites=(), name=None, **kwargs):  # noqa: A001
-    """Compile a model in the model language into a :class:`Target`.
-
-    Args:
-        model: a Python function using ``probinfer.sample`` / ``plate`` / ``factor`` / ...
-            (any NumPyro model).
-        *args, **kwargs: the model's arguments, as you would call it (observations included).
-        data: names of the model's parameters whose leading axis indexes data points; they are
-            what ``minibatch_log_density`` slices. All must share the leading size ``N``.
-        prior_sites: observed or ``factor`` sites to count in the prior instead of the likelihood
-            (by default every ``factor`` is part of the likelihood, so tempering reaches it).
-        name: label used in messages (defaults to the function's name).
-
-    Returns:
-        Target with ``dim``, ``log_density``, ``log_prior``, ``log_likelihood``,
-        ``minibatch_log_density``, ``constrain``, ``unconstrain``, ``init``, ``sample_prior``,
-        ``simulate``.
-
-    Example:
-        >>> import probinfer as pi
-        >>> from probinfer import dist
-        >>> def model(x, y=None):
-        ...     w = pi.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
-        ...     with pi.plate("data", x.shape[0]):
-        ...         pi.sample("y", dist.Bernoulli(logits=x @ w), obs=y)
-        >>> target = pi.compile(model, x, y=y, data=("x", "y"))     # doctest: +SKIP
-    """
-    name = name or getattr(model, "__name__", "model")
-    signature = inspect.signature(model)
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise ModelError(
-            f"compile() got arguments that do not fit {name}{signature}: {exc}."
-        ) from exc
-    bound.apply_defaults()
-    if isinstance(data, str):
-        data = (data,)
-    unknown = [d for d in data if d not in bound.arguments]
-    if unknown:
-        raise DataError(
-            f"data names {unknown} are not parameters of {name}{signature}; name the model "
-            f"arguments that hold data points (one of {list(signature.parameters)})."
-        )
-    shapes = {}
-    for d in data:
-        value = bound.arguments[d]
-        if value is None or jnp.ndim(value) == 0:
-            raise DataError(
-                f"data argument '{d}' of {name} is {'None' if value is None else 'a scalar'}; "
-                "data arguments must be arrays whose leading axis indexes data points."
-            )
-        shapes[d] = tuple(jnp.shape(value))
-    if len({s[0] for s in shapes.values()}) > 1:
-        listed = ", ".join(f"'{k}' {v}" for k, v in shapes.items())
-        raise DataError(
-            f"data arguments of {name} disagree in their leading (data-point) dimension: {listed}; "
-            "every data argument must have one row per data point."
-        )
-    arguments = OrderedDict(
-        (k, jnp.asarray(v) if k in data else v) for k, v in bound.arguments.items()
-    )
-    structure = analyse(model, signature, arguments, tuple(data), prior_sites, name)
-    return Target(model, signature, arguments, data, structure, name)

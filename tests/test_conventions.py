@@ -229,3 +229,32 @@ def test_the_import_contract_lists_every_core_module():
         if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
     }
     assert core == listed
+
+
+def test_every_draws_twin_takes_its_runners_defaults():
+    """A pure ``*_draws`` twin (what calibrate vmaps) reads its defaults from its runner's
+    signature, so the two cannot drift (0.1's mcmc_draws warmed up 500 steps, mcmc 1,000)."""
+    import inspect
+
+    from probinfer import runners
+
+    for name in ("mcmc", "flow_vi", "coin_svgd", "smc"):
+        runner, draws = runners.get(name)
+        if draws is None:
+            continue
+        own = {
+            k: p.default
+            for k, p in inspect.signature(draws).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        theirs = inspect.signature(runner).parameters
+        drift = {
+            k: (v, theirs[k].default)
+            for k, v in own.items()
+            if k in theirs and v != theirs[k].default
+        }
+        assert not drift, (name, drift)
+    from probinfer.mcmc import mcmc_draws
+
+    with pytest.raises(pi.ProbinferError, match=r"unknown mcmc setting\(s\) \['num_draws'\]"):
+        mcmc_draws(None, None, 10, num_draws=5)

@@ -228,6 +228,75 @@ def test_a_bad_file_is_one_sentence_naming_it(saved, tmp_path, case):
     _one_sentence(error, path, pattern)
 
 
+# -- the estimators that joined the format later: flow_vi's flow, amortized_vi's encoder ---------
+
+V1 = FORMATS / "v1"
+EXPECTED_V1 = json.loads((V1 / "expected.json").read_text())
+V1_MODEL = {
+    "flow_vi": lambda: pi.compile(mf.normal_model, **mf.FLOW_DATA),
+    "amortized_vi": lambda: pi.compile(mf.rows_model, mf.ROWS, data=("x",)),
+}
+V1_OUTPUTS = {"flow_vi": mf.flow_outputs, "amortized_vi": mf.encoder_outputs}
+
+
+@pytest.mark.parametrize("kind", sorted(V1_MODEL))
+def test_v1_files_load_predict_what_they_did_and_round_trip(kind, tmp_path):
+    from probinfer.inference.amortized import FittedEncoder
+    from probinfer.inference.flows import FittedFlow
+
+    fitted = pi.load(V1 / f"{kind}.msgpack", V1_MODEL[kind]())
+    assert isinstance(fitted, {"flow_vi": FittedFlow, "amortized_vi": FittedEncoder}[kind])
+    _assert_same(V1_OUTPUTS[kind](fitted), EXPECTED_V1[kind], exact=False)
+    again = pi.load(fitted.save(tmp_path / f"{kind}.msgpack"), V1_MODEL[kind]())
+    _assert_same(V1_OUTPUTS[kind](again), V1_OUTPUTS[kind](fitted))
+    assert again.settings == fitted.settings
+    post = fitted.posterior(None if kind == "flow_vi" else mf.ROWS[:2], key=0, n=7)
+    assert isinstance(post, pi.Posterior) and post.draws[fitted_site(kind)].shape[:2] == (1, 7)
+
+
+def fitted_site(kind):
+    return {"flow_vi": "mu", "amortized_vi": "z"}[kind]
+
+
+BAD_V1 = {
+    "flow fitted to other data": (
+        lambda t: V1 / "flow_vi.msgpack",
+        lambda p: pi.load(p, mf.normal_model, model_kwargs=mf.NPE_DATA),
+        r"holds a flow fitted to other data than 'normal_model' is compiled with",
+    ),
+    "flow without its model": (
+        lambda t: V1 / "flow_vi.msgpack",
+        lambda p: pi.load(p),
+        r"holds a flow fitted by flow_vi: pass the model it was fitted to",
+    ),
+    "truncated encoder": (
+        lambda t: _write(t / "enc.msgpack", (V1 / "amortized_vi.msgpack").read_bytes()[:700]),
+        lambda p: pi.load(p, V1_MODEL["amortized_vi"]()),
+        r"is not a readable probinfer estimator file",
+    ),
+    "encoder for another model": (
+        lambda t: V1 / "amortized_vi.msgpack",
+        lambda p: pi.load(p, mf.rows_model, model_args=(mf.ROWS[:5],), data=("x",)),
+        r"latent site 'z' is \(5,\) in the model but \(8,\) in the file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_V1))
+def test_a_bad_flow_or_encoder_file_is_one_sentence_naming_it(tmp_path, case):
+    make, load, pattern = BAD_V1[case]
+    path = make(tmp_path)
+    with pytest.raises(DataError) as error:
+        load(path)
+    _one_sentence(error, path, pattern)
+
+
+def test_a_fitted_flow_answers_for_its_own_data_only():
+    fitted = pi.load(V1 / "flow_vi.msgpack", V1_MODEL["flow_vi"]())
+    with pytest.raises(DataError, match="answers for that data set only; pass no x"):
+        fitted.sample(0, mf.NPE_DATA, 3)
+
+
 def test_import_probinfer_is_enough_for_pi_load():
     """In a fresh interpreter, with no family imported by hand, pi.load reads every kind, and
     the core's read recognises an old file (it imports the families that register them)."""

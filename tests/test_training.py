@@ -48,8 +48,17 @@ def test_every_row_is_used_once_per_epoch():
     def record(params, key, batch):
         return loss(params, key, batch), batch["i"]
 
-    result = fit(record, jnp.zeros(()), key=jax.random.key(1), num_steps=12,
-                 optimizer=optax.sgd(0.1), data=data, batch_size=10, has_aux=True, progress=False)
+    result = fit(
+        record,
+        jnp.zeros(()),
+        key=jax.random.key(1),
+        num_steps=12,
+        optimizer=optax.sgd(0.1),
+        data=data,
+        batch_size=10,
+        has_aux=True,
+        progress=False,
+    )
     rows = np.asarray(result.aux)  # (12, 10): epochs of 4 steps
     for epoch in range(3):
         seen = np.sort(rows[4 * epoch : 4 * epoch + 4].ravel())
@@ -62,8 +71,14 @@ def test_non_finite_steps_are_skipped_and_counted():
         bad = jax.random.uniform(key) < 0.25
         return jnp.where(bad, jnp.nan, (params - 3.0) ** 2)
 
-    result = fit(loss, jnp.zeros(()), key=jax.random.key(2), num_steps=400,
-                 optimizer=optax.adam(0.05), progress=False)
+    result = fit(
+        loss,
+        jnp.zeros(()),
+        key=jax.random.key(2),
+        num_steps=400,
+        optimizer=optax.adam(0.05),
+        progress=False,
+    )
     assert 0.15 < result.skipped.mean() < 0.35  # 400 Bernoulli(0.25): sd 0.022
     assert np.isnan(result.losses[result.skipped]).all()
     assert abs(float(result.params) - 3.0) < 1e-2
@@ -71,8 +86,15 @@ def test_non_finite_steps_are_skipped_and_counted():
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     data = _regression(64)
-    kwargs = dict(key=jax.random.key(3), optimizer=optax.adam(1e-2), data=data, batch_size=16,
-                  progress=False, fingerprint={"run": 1}, checkpoint_every=25)
+    kwargs = dict(
+        key=jax.random.key(3),
+        optimizer=optax.adam(1e-2),
+        data=data,
+        batch_size=16,
+        progress=False,
+        fingerprint={"run": 1},
+        checkpoint_every=25,
+    )
     whole = fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, **kwargs)
     path = str(tmp_path / "fit.npz")
     fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, checkpoint=path, **kwargs)
@@ -83,8 +105,9 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     first = fit(_mse, {"w": jnp.zeros(3)}, num_steps=100, checkpoint=short, **kwargs)
     again = fit(_mse, {"w": jnp.ones(3)}, num_steps=100, checkpoint=short, **kwargs)
     np.testing.assert_array_equal(np.asarray(first.params["w"]), np.asarray(again.params["w"]))
-    np.testing.assert_allclose(np.asarray(whole.params["w"]), np.asarray(first.params["w"]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(whole.params["w"]), np.asarray(first.params["w"]), rtol=1e-6
+    )
     np.testing.assert_allclose(whole.losses, again.losses, rtol=1e-6)
 
 
@@ -92,8 +115,15 @@ def test_resume_from_a_partial_checkpoint(tmp_path):
     from probinfer import checkpoint as ckpt
 
     data = _regression(64)
-    kwargs = dict(key=jax.random.key(4), optimizer=optax.adam(1e-2), data=data, batch_size=16,
-                  progress=False, fingerprint={"run": 3}, checkpoint_every=30)
+    kwargs = dict(
+        key=jax.random.key(4),
+        optimizer=optax.adam(1e-2),
+        data=data,
+        batch_size=16,
+        progress=False,
+        fingerprint={"run": 3},
+        checkpoint_every=30,
+    )
     whole = fit(_mse, {"w": jnp.zeros(3)}, num_steps=90, **kwargs)
     path = str(tmp_path / "part.npz")
     real_save = ckpt.save
@@ -112,8 +142,9 @@ def test_resume_from_a_partial_checkpoint(tmp_path):
     finally:
         ckpt.save = real_save
     resumed = fit(_mse, {"w": jnp.zeros(3)}, num_steps=90, checkpoint=path, **kwargs)
-    np.testing.assert_allclose(np.asarray(resumed.params["w"]), np.asarray(whole.params["w"]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(resumed.params["w"]), np.asarray(whole.params["w"]), rtol=1e-6
+    )
     np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-6)
 
 
@@ -140,14 +171,32 @@ def test_copies_train_independently_with_their_own_hyperparameters():
     data = _regression(64)
     params = {"w": jnp.zeros((3, 3))}
     rates = jnp.array([1e-3, 1e-2, 1e-1])
-    result = fit(_mse, params, key=jax.random.key(6), num_steps=50,
-                 optimizer=lambda rate: optax.sgd(rate), hyper=rates, copies=3,
-                 data=data, batch_size=16, progress=False)
+    result = fit(
+        _mse,
+        params,
+        key=jax.random.key(6),
+        num_steps=50,
+        optimizer=lambda rate: optax.sgd(rate),
+        hyper=rates,
+        copies=3,
+        data=data,
+        batch_size=16,
+        progress=False,
+    )
     for i, rate in enumerate(np.asarray(rates)):
-        alone = fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(6), num_steps=50,
-                    optimizer=optax.sgd(float(rate)), data=data, batch_size=16, progress=False)
-        np.testing.assert_allclose(np.asarray(result.params["w"][i]),
-                                   np.asarray(alone.params["w"]), rtol=1e-5, atol=1e-6)
+        alone = fit(
+            _mse,
+            {"w": jnp.zeros(3)},
+            key=jax.random.key(6),
+            num_steps=50,
+            optimizer=optax.sgd(float(rate)),
+            data=data,
+            batch_size=16,
+            progress=False,
+        )
+        np.testing.assert_allclose(
+            np.asarray(result.params["w"][i]), np.asarray(alone.params["w"]), rtol=1e-5, atol=1e-6
+        )
     assert result.losses.shape == (50, 3)
 
 
@@ -156,18 +205,32 @@ def test_train_steps_is_traceable_and_equals_fit():
     kwargs = dict(num_steps=40, optimizer=optax.adam(1e-2), data=data, batch_size=16)
     pure = jax.jit(lambda key: train_steps(_mse, {"w": jnp.zeros(3)}, key=key, **kwargs))
     full = fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(7), progress=False, **kwargs)
-    np.testing.assert_allclose(np.asarray(pure(jax.random.key(7))["w"]),
-                               np.asarray(full.params["w"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(pure(jax.random.key(7))["w"]), np.asarray(full.params["w"]), rtol=1e-6
+    )
 
 
 def test_bad_arguments_get_one_sentence():
     data = _regression(64)
     with pytest.raises(DataError, match="batch_size must be between 1 and the 64"):
-        fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=5,
-            optimizer=optax.sgd(0.1), data=data, batch_size=100)
+        fit(
+            _mse,
+            {"w": jnp.zeros(3)},
+            key=jax.random.key(0),
+            num_steps=5,
+            optimizer=optax.sgd(0.1),
+            data=data,
+            batch_size=100,
+        )
     with pytest.raises(DataError, match="needs validation"):
-        fit(_mse, {"w": jnp.zeros(3)}, key=jax.random.key(0), num_steps=5,
-            optimizer=optax.sgd(0.1), early_stopping={"patience": 2})
+        fit(
+            _mse,
+            {"w": jnp.zeros(3)},
+            key=jax.random.key(0),
+            num_steps=5,
+            optimizer=optax.sgd(0.1),
+            early_stopping={"patience": 2},
+        )
 
 
 def test_a_trainer_compiles_once_for_new_keys_and_data():
@@ -176,6 +239,12 @@ def test_a_trainer_compiles_once_for_new_keys_and_data():
     trainer = Trainer(_mse, optax.adam(1e-2))
     for seed in range(3):
         data = _regression(64, seed=seed)
-        trainer.fit({"w": jnp.zeros(3)}, key=jax.random.key(seed), num_steps=20, data=data,
-                    batch_size=16, progress=False)
+        trainer.fit(
+            {"w": jnp.zeros(3)},
+            key=jax.random.key(seed),
+            num_steps=20,
+            data=data,
+            batch_size=16,
+            progress=False,
+        )
     assert trainer._chunk._cache_size() == 1

@@ -8,7 +8,8 @@ amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum laten
 >>> pi.calibrate(model, post, key=2)                         # doctest: +SKIP
 """
 
-from probinfer.inference.amortized.aevb import EncoderPosterior, amortized_vi
+from probinfer.inference.amortized.aevb import amortized_vi
+from probinfer.inference.amortized.encoder import EncoderPosterior, FittedEncoder
 from probinfer.inference.amortized.job import job_npe
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.parameters import parameter_posterior
@@ -24,6 +25,7 @@ __all__ = [
     "npe",
     "amortized_vi",
     "EncoderPosterior",
+    "FittedEncoder",
     "AmortizedPosterior",
     "load",
     "MLPEmbedding",

@@ -22,246 +22,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
-from numpyro.distributions.transforms import biject_to
 
 from probinfer._utils import as_key, check_skipped_steps
 from probinfer.checkpoint import fingerprint, path_for
-from probinfer.errors import DataError, ModelError, ProbinferError
-from probinfer.nn.embeddings import MLPEmbedding, default_width
-from probinfer.nn.flows import make_flow
+from probinfer.errors import DataError
+from probinfer.inference.amortized.encoder import (
+    EncoderPosterior,
+    FittedEncoder,
+    _Encoder,
+    _gaussian_log_q,
+    _global_draws,
+    _Spec,
+)
 from probinfer.nn.objectives import bound
-from probinfer.nn.training import fit, train_steps
-from probinfer.posterior import Posterior
+from probinfer.nn.training import fit
 
 __all__ = ["amortized_vi", "EncoderPosterior", "OBJECTIVES"]
 
 OBJECTIVES = ("elbo", "iwae", "piwae")
-
-
-class _Spec:
-    """The model's split into global and local sites, and the per-datum encoder input."""
-
-    def __init__(self, target, local):
-        target.check_continuous()
-        if not target.data_names:
-            raise DataError(
-                f"amortized_vi needs the data arguments of '{target.name}' marked (compile with "
-                "data=('x',)): the encoder reads one row of them per data point."
-            )
-        local = (local,) if isinstance(local, str) else tuple(local)
-        unknown = [s for s in local if s not in target.latent_sites]
-        if unknown or not local:
-            raise ModelError(
-                f"local site(s) {unknown or list(local)} are not latent sites of '{target.name}' "
-                f"(those are {list(target.latent_sites)})."
-            )
-        n = target.num_data
-        for site in local:
-            shape = tuple(target.latent_sites[site].shape)
-            if not shape or shape[0] != n:
-                raise ModelError(
-                    f"local site '{site}' has shape {shape}; a local latent has one value per data "
-                    f"point, so its leading axis must be the {n} data points of the data plate."
-                )
-        self.target, self.local, self.num_data = target, local, n
-        self.globals = tuple(s for s in target.latent_sites if s not in local)
-        tr = target._trace(jax.random.PRNGKey(0))
-        self.transforms = {s: biject_to(tr[s]["fn"].support) for s in local}
-        self.local_shapes = {
-            s: tuple(self.transforms[s].inverse_shape(tuple(target.latent_sites[s].shape[1:])))
-            for s in local
-        }
-        self.local_dim = sum(int(np.prod(v)) for v in self.local_shapes.values())
-        values = {s: jnp.zeros(target.latent_sites[s].shape) for s in self.globals}
-        _, self.unravel_global = ravel_pytree(values)
-        self.global_dim = sum(int(np.prod(target.latent_sites[s].shape)) for s in self.globals)
-        data = target.data
-        self.input_dim = sum(int(np.prod(jnp.shape(v)[1:])) for v in data.values())
-
-    def inputs(self, data):
-        """Encoder input: the data arguments' rows flattened and concatenated, ``(B, input_dim)``."""
-        rows = [
-            jnp.reshape(jnp.asarray(data[k], jnp.float32), (jnp.shape(data[k])[0], -1))
-            for k in self.target.data_names
-        ]
-        return jnp.concatenate(rows, axis=1)
-
-    def unravel_local(self, u):
-        """``(B, local_dim)`` → ``{site: (B, *unconstrained shape)}``."""
-        out, start = {}, 0
-        for s, shape in self.local_shapes.items():
-            size = int(np.prod(shape))
-            out[s] = u[:, start : start + size].reshape((u.shape[0],) + shape)
-            start += size
-        return out
-
-    def terms(self, theta, u, batch):
-        """``(global, per_datum (B,), local_prior (B,))`` at global unconstrained ``theta``
-        (global_dim,) and local ``u`` (B, local_dim) for the data rows ``batch``: log p(θ) plus
-        the terms outside the data plate, log p(x_i, z_i | θ) of each row, and its part
-        log p(z_i | θ) — Jacobians of both maps included."""
-        target = self.target
-        free = self.unravel_local(u)
-        if self.global_dim:
-            free.update(self.unravel_global(theta))
-
-        def substitute_fn(site):
-            if site["type"] == "sample" and not site["is_observed"] and site["name"] in free:
-                return biject_to(site["fn"].support)(free[site["name"]])
-            return None
-
-        tr = target._trace(jax.random.PRNGKey(0), substitute_fn=substitute_fn, overrides=batch)
-        size = u.shape[0]
-        total, rows, prior_rows = jnp.zeros(()), jnp.zeros((size,)), jnp.zeros((size,))
-        for site in tr.values():
-            name = site["name"]
-            if site["type"] != "sample" or not (site["is_observed"] or name in free):
-                continue
-            log_prob = site["fn"].log_prob(site["value"])
-            if site["scale"] is not None:
-                log_prob = site["scale"] * log_prob
-            if name in free:
-                log_det = biject_to(site["fn"].support).log_abs_det_jacobian(
-                    free[name], site["value"]
-                )
-                log_det = jnp.reshape(log_det, jnp.shape(log_det)[: jnp.ndim(log_prob)] + (-1,))
-                log_prob = log_prob + jnp.sum(log_det, -1)
-            if name in self.local or name in target._structure.batched_sites:
-                if jnp.ndim(log_prob) == 0 or jnp.shape(log_prob)[0] != size:
-                    raise ModelError(
-                        f"site '{name}' of '{target.name}' is in the data plate but its log "
-                        f"probability has shape {jnp.shape(log_prob)}; amortized_vi needs the "
-                        "data plate as the leading (outermost) batch axis."
-                    )
-                row = jnp.reshape(log_prob, (size, -1)).sum(1)
-                rows = rows + row
-                if name in self.local:
-                    prior_rows = prior_rows + row
-            else:
-                total = total + jnp.sum(log_prob)
-        return total, rows, prior_rows
-
-
-class _Encoder:
-    """q(z_i | x_i): ``"gaussian"`` (an MLP's mean and log sd) or a conditional flow on the
-    MLP's features. ``sample_and_log_prob(params, key, inputs) -> (u (B, k), log q (B,))``."""
-
-    def __init__(self, spec, flow, hidden=None):
-        width = default_width(spec.input_dim)
-        hidden = tuple(hidden or (width, width))
-        self.flow = None if flow is None else make_flow(flow, spec.local_dim, context_dim=32)
-        self.net = MLPEmbedding(2 * spec.local_dim if flow is None else 32, hidden)
-        self.dim = spec.local_dim
-
-    def init(self, key, input_dim):
-        params = {"net": self.net.init(key, jnp.zeros((1, input_dim)))}
-        if self.flow is not None:
-            params["flow"] = self.flow.init(jax.random.fold_in(key, 1))
-        return params
-
-    def gaussian(self, params, inputs):
-        out = self.net.apply(params["net"], inputs)
-        return out[:, : self.dim], jnp.clip(out[:, self.dim :], -10.0, 5.0)
-
-    def sample_and_log_prob(self, params, key, inputs):
-        if self.flow is None:
-            mean, log_sd = self.gaussian(params, inputs)
-            eps = jax.random.normal(key, mean.shape)
-            u = mean + jnp.exp(log_sd) * eps
-            log_q = -0.5 * jnp.sum(eps**2 + 2 * log_sd + jnp.log(2 * jnp.pi), axis=1)
-            return u, log_q
-        context = self.net.apply(params["net"], inputs)
-        return self.flow.sample_and_log_prob(params["flow"], key, inputs.shape[0], context)
-
-
-class EncoderPosterior(Posterior):
-    """The posterior of the global sites (``num_draws`` draws of q(θ); all equal for a point
-    guide) and the fitted encoder: :meth:`encode` and :meth:`sample_local` on new data rows,
-    :meth:`amortization_gap` on held-out ones."""
-
-    def __init__(self, draws, *, spec, encoder, params, **kwargs):
-        super().__init__(draws, **kwargs)
-        self.spec, self.encoder, self.params = spec, encoder, params
-
-    def _inputs(self, data):
-        data = data if isinstance(data, dict) else {self.spec.target.data_names[0]: data}
-        missing = [k for k in self.spec.target.data_names if k not in data]
-        if missing:
-            raise DataError(f"data lacks the data argument(s) {missing} the encoder reads.")
-        inputs = self.spec.inputs(data)
-        if inputs.shape[1] != self.spec.input_dim:
-            raise DataError(
-                f"the encoder reads {self.spec.input_dim} values per data point; got rows of "
-                f"{inputs.shape[1]}."
-            )
-        return inputs
-
-    def encode(self, data):
-        """Gaussian encoder: ``{local site: (mean, sd)}`` of the unconstrained z_i, each
-        ``(B, *shape)``, for data rows ``data`` (``{data argument: (B, …)}``, or the array when
-        there is one)."""
-        if self.encoder.flow is not None:
-            raise ProbinferError(
-                "encode() gives Gaussian parameters; a flow encoder has none — use sample_local."
-            )
-        mean, log_sd = self.encoder.gaussian(self.params["encoder"], self._inputs(data))
-        means, sds = self.spec.unravel_local(mean), self.spec.unravel_local(jnp.exp(log_sd))
-        return {s: (np.asarray(means[s]), np.asarray(sds[s])) for s in self.spec.local}
-
-    def sample_local(self, *, key, data, n):
-        """``n`` draws of q(z_i | x_i) for each row: ``{local site: (n, B, *shape)}``,
-        constrained."""
-        inputs = self._inputs(data)
-        keys = jax.random.split(as_key(key), int(n))
-        u = jax.vmap(
-            lambda k: self.encoder.sample_and_log_prob(self.params["encoder"], k, inputs)[0]
-        )(keys)
-        local = jax.vmap(self.spec.unravel_local)(u)
-        return {s: np.asarray(self.spec.transforms[s](v)) for s, v in local.items()}
-
-    def amortization_gap(self, *, key, data, num_steps=500, num_particles=16):
-        """Per-datum ELBO of the encoder minus that of a per-datum Gaussian q(z_i) refined from
-        it by Adam for ``num_steps`` steps (θ at the guide's mean): ``(gap (B,), refined ELBO
-        (B,))``. A gap near 0 means the encoder is as good as per-datum optimisation."""
-        if self.encoder.flow is not None:
-            raise ProbinferError("amortization_gap refines a Gaussian q; this encoder is a flow.")
-        return _gap(self, as_key(key), data, int(num_steps), int(num_particles))
-
-
-def _gaussian_log_q(eps, log_sd):
-    return -0.5 * jnp.sum(eps**2 + 2 * log_sd + jnp.log(2 * jnp.pi), axis=-1)
-
-
-def _row_elbo(spec, theta, batch, mean, log_sd, key, num_particles):
-    """Per-row ELBO E_q[log p(x_i, z_i | θ) − log q(z_i)] under Gaussian q rows, θ fixed."""
-    eps = jax.random.normal(key, (num_particles,) + mean.shape)
-    u = mean + jnp.exp(log_sd) * eps
-    rows = jax.vmap(lambda u: spec.terms(theta, u, batch)[1])(u)
-    return jnp.mean(rows - _gaussian_log_q(eps, log_sd), axis=0)
-
-
-def _gap(posterior, key, data, num_steps, num_particles):
-    spec = posterior.spec
-    inputs = posterior._inputs(data)
-    batch = data if isinstance(data, dict) else {spec.target.data_names[0]: data}
-    batch = {k: jnp.asarray(batch[k]) for k in spec.target.data_names}
-    theta = posterior.params["guide"]["loc"]
-    mean, log_sd = posterior.encoder.gaussian(posterior.params["encoder"], inputs)
-    key_eval, key_fit = jax.random.split(key)
-
-    def loss(q, key, _):  # full batch: no data rows for the trainer to draw
-        return -jnp.sum(_row_elbo(spec, theta, batch, q[0], q[1], key, num_particles))
-
-    @jax.jit
-    def refine(q):
-        return train_steps(loss, q, key=key_fit, num_steps=num_steps, optimizer=optax.adam(1e-2))
-
-    refined = refine((mean, log_sd))
-    evaluate = jax.jit(partial(_row_elbo, spec, theta, batch, key=key_eval, num_particles=1024))
-    amortized = evaluate(mean, log_sd)
-    better = evaluate(*refined)
-    return np.asarray(better - amortized), np.asarray(better)
 
 
 def amortized_vi(
@@ -394,19 +172,26 @@ def amortized_vi(
         jax.random.split(key_draws, int(num_draws))
     )
     draws = _global_draws(spec, thetas)
-    return EncoderPosterior(
-        {k: np.asarray(v)[None] for k, v in draws.items()},
+    diagnostics = {
+        "elbo": -np.asarray(fitted.losses),
+        "elbo_final": float(np.mean(final)),
+        "elbo_final_se": float(np.std(final) / np.sqrt(final.size)),
+        "kl_per_datum": float(np.mean(kl)),
+        "skipped_steps": int(skipped.sum()),
+    }
+    estimator = FittedEncoder(
         spec=spec,
         encoder=net,
         params=params,
+        guide=guide,
+        settings=dict(record),
+        diagnostics=diagnostics,
+    )
+    return EncoderPosterior(
+        {k: np.asarray(v)[None] for k, v in draws.items()},
+        estimator=estimator,
         method="amortized_vi",
-        diagnostics={
-            "elbo": -np.asarray(fitted.losses),
-            "elbo_final": float(np.mean(final)),
-            "elbo_final_se": float(np.std(final) / np.sqrt(final.size)),
-            "kl_per_datum": float(np.mean(kl)),
-            "skipped_steps": int(skipped.sum()),
-        },
+        diagnostics=diagnostics,
         settings=dict(record),
     )
 
@@ -502,16 +287,3 @@ def _guide_draw(params, key, guide):
     return params["loc"] + jnp.exp(params["log_scale"]) * eps, _gaussian_log_q(
         eps, params["log_scale"]
     )
-
-
-def _global_draws(spec, thetas):
-    """Constrained values of the global sites for unconstrained draws ``thetas`` (n, global_dim)."""
-    if not spec.global_dim:
-        return {}
-    tr = spec.target._trace(jax.random.PRNGKey(0))
-
-    def one(theta):
-        free = spec.unravel_global(theta)
-        return {s: biject_to(tr[s]["fn"].support)(free[s]) for s in spec.globals}
-
-    return jax.vmap(one)(thetas)

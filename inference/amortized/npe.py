@@ -36,13 +36,13 @@ import optax
 
 from probinfer._utils import as_key
 from probinfer.checkpoint import fingerprint, path_for
+from probinfer.compiler import as_target
 from probinfer.errors import DataError, NonFiniteError
 from probinfer.inference.amortized.posterior import AmortizedPosterior
 from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
 from probinfer.nn.flows import make_flow
 from probinfer.nn.layout import ObservationLayout
 from probinfer.nn.training import fit
-from probinfer.target import as_target
 
 __all__ = ["npe", "simulate_training_set"]
 

@@ -16,10 +16,10 @@ all observed sites side by side.
 >>> post.sample(1, {"x": x_new, "y": y_new}, 1000)                                 # doctest: +SKIP
 """
 
+from probinfer.compiler import as_target
 from probinfer.inference.amortized.npe import npe
 from probinfer.nn.embeddings import default_features
 from probinfer.nn.transformer import SetTransformer
-from probinfer.target import as_target
 
 __all__ = ["parameter_posterior"]
 

@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from probinfer._utils import as_key
+from probinfer.compiler import as_target
 from probinfer.errors import DataError
 from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import embedding_module
-from probinfer.nn.flows import make_flow
+from probinfer.nn.flows import flow_from_config
 from probinfer.nn.layout import ObservationLayout
 from probinfer.posterior import Posterior
-from probinfer.target import as_target
 
 __all__ = ["AmortizedPosterior", "load"]
 
@@ -155,14 +155,7 @@ class AmortizedPosterior(estimator_file.Estimator):
             "method": self.method,
             "target": self.target.name,
             "settings": self.settings,
-            "flow": {
-                "kind": self.flow.kind,
-                "context_dim": self.flow.context_dim,
-                "num_layers": self.flow.module.num_layers,
-                "hidden": list(self.flow.module.hidden),
-                "num_bins": self.flow.module.num_bins,
-                "bound": self.flow.module.bound,
-            },
+            "flow": self.flow.config(),
             "embedding": embedding,
             "diagnostics": _jsonable(self.diagnostics),
         }
@@ -237,16 +230,7 @@ def _loader(path, header, arrays, model, *, embedding=None, model_args=(), model
         module = module.clone(
             features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
         )
-    spec = meta["flow"]
-    flow = make_flow(
-        spec["kind"],
-        target.dim,
-        num_layers=spec["num_layers"],
-        hidden=tuple(spec["hidden"]),
-        num_bins=spec["num_bins"],
-        bound=spec["bound"],
-        context_dim=spec["context_dim"],
-    )
+    flow = flow_from_config(meta["flow"], target.dim)
     return AmortizedPosterior(
         target=target,
         flow=flow,

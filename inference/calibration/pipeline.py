@@ -26,12 +26,12 @@ import numpy as np
 
 from probinfer import runners
 from probinfer._utils import as_key, lbfgs_minimise, renamed_keywords
+from probinfer.compiler import as_target
 from probinfer.devices import devices_used, shard_leading, to_host
 from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
 from probinfer.progress import host_bar, should_show
-from probinfer.target import as_target
 
 __all__ = ["calibrate", "Calibration"]
 

@@ -22,10 +22,20 @@ distance (heavier tails: particles far apart still interact).
 import jax
 import jax.numpy as jnp
 
-from probinfer.diagnostics import median_squared_distance
+from probinfer.diagnostics import ksd, median_squared_distance
 from probinfer.errors import DataError
 
-__all__ = ["KERNELS", "bandwidth", "stein_direction"]
+BLOCK = 1024  # particles per row block of the N × N kernel work
+
+__all__ = [
+    "KERNELS",
+    "BLOCK",
+    "bandwidth",
+    "stein_direction",
+    "sharded_direction",
+    "particle_scores",
+    "ksd_descent",
+]
 
 KERNELS = ("rbf", "imq")
 _MEDIAN_POINTS = 1000
@@ -76,3 +86,49 @@ def stein_direction(x, scores, scale, stein_kernel="rbf", block_size=1024, rows=
 
     phi = jax.lax.map(rows, jnp.arange(num_blocks) * block_size)
     return phi.reshape(-1, d)[:m]
+
+
+def sharded_direction(stein_kernel, sharding):
+    """``(x, scores, scale) -> φ``: on one device the blocked sum; over several, every device
+    gathers all particles and scores once and computes φ for its own rows."""
+    if sharding is None:
+        return lambda x, s, scale: stein_direction(x, s, scale, stein_kernel, BLOCK)
+    spec = jax.sharding.PartitionSpec
+    axis = sharding.spec[0]
+
+    def local(rows, x, s, scale):
+        return stein_direction(x, s, scale, stein_kernel, BLOCK, rows=rows)
+
+    mapped = jax.shard_map(
+        local,
+        mesh=sharding.mesh,
+        in_specs=(spec(axis), spec(), spec(), spec()),
+        out_specs=spec(axis),
+    )
+    return lambda x, s, scale: mapped(x, x, s, scale)
+
+
+def particle_scores(target, batch_size):
+    """``(x (N, dim), key) -> scores (N, dim)``: full data, or one minibatch for all particles."""
+    if batch_size is None:
+        grad = jax.vmap(jax.grad(target.log_density))
+        return lambda x, key: grad(x)
+    n = target.num_data
+    grad = jax.grad(target.minibatch_log_density)
+
+    def scores(x, key):
+        batch = target.batch(jax.random.choice(key, n, (batch_size,), replace=False))
+        return jax.vmap(lambda z: grad(z, batch))(x)
+
+    return scores
+
+
+def ksd_descent(x, key, scale, score_fn):
+    """c = −∇_x KSD²(x) (V-statistic, IMQ with ℓ² = ``scale``), scaled by N so that its size does
+    not shrink with the number of particles."""
+
+    def squared(x):
+        s = score_fn(x, key)
+        return ksd(x, s, lengthscale=jnp.sqrt(scale), block_size=BLOCK) ** 2
+
+    return -x.shape[0] * jax.grad(squared)(x)

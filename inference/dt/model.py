@@ -170,10 +170,10 @@ def load(path, model, *, model_args=(), model_kwargs=None, data=()):
 
 
 def _loader(path, header, arrays, model, *, model_args=(), model_kwargs=None, data=()):
+    from probinfer.compiler import as_target
     from probinfer.inference.dt.network import DistributionTransformer
     from probinfer.inference.dt.train import MetaPrior
     from probinfer.nn.layout import ObservationLayout
-    from probinfer.target import as_target
 
     if model is None:
         raise DataError(

@@ -21,13 +21,13 @@ import numpy as np
 from probinfer import devices as _devices
 from probinfer._utils import as_key
 from probinfer.checkpoint import fingerprint, path_for
+from probinfer.compiler import as_target
 from probinfer.errors import DataError
 from probinfer.inference.dt.mixture import Mixture
 from probinfer.inference.dt.model import DT
 from probinfer.inference.dt.network import DistributionTransformer
 from probinfer.nn.layout import ObservationLayout
 from probinfer.nn.training import chunk_size, default_optimizer, fit, warmup_for
-from probinfer.target import as_target
 
 __all__ = ["train", "MetaPrior"]
 

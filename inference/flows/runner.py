@@ -23,53 +23,18 @@ import optax
 
 from probinfer import devices as _devices
 from probinfer import health
-from probinfer._utils import (
-    as_key,
-    cached_program,
-    check_skipped_steps,
-    defaults_of,
-    import_arviz,
-)
+from probinfer._utils import as_key, check_skipped_steps, defaults_of, import_arviz
 from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, ProbinferError
+from probinfer.inference.flows.posterior import FittedFlow, FlowPosterior
 from probinfer.nn.flows import make_flow
 from probinfer.nn.objectives import make_loss
 from probinfer.nn.training import Trainer
-from probinfer.posterior import Posterior
+from probinfer.programs import cached_program
 
 __all__ = ["flow_vi", "flow_draws", "FlowPosterior"]
 
 _INIT_POINTS = 256
-
-
-class FlowPosterior(Posterior):
-    """A :class:`~probinfer.Posterior` holding ``num_draws`` draws of the fitted flow, and the
-    flow itself: :meth:`sample` draws afresh at any size, :meth:`log_prob` evaluates q.
-    ``flow`` and ``params`` are the :class:`~probinfer.nn.flows.Flow` and its
-    fitted parameters (on the Target's unconstrained space). Saved, it is a plain Posterior (the
-    draws; not the flow)."""
-
-    def __init__(self, draws, *, target, flow, params, **kwargs):
-        super().__init__(draws, **kwargs)
-        self.target, self.flow, self.params = target, flow, params
-
-    def sample(self, *, key, n):
-        """``n`` fresh draws of q: ``{site: (n, *site_shape)}`` (constrained values; not
-        importance-weighted)."""
-        x = self.flow.sample(self.params, as_key(key), int(n))
-        return {k: np.asarray(v) for k, v in jax.vmap(self.target.constrain)(x).items()}
-
-    def log_prob(self, values):
-        """log q of constrained latent values ``{site: (n, *site_shape)}``: the flow's density
-        on the unconstrained space minus log|det ∂θ/∂z| of the constraining map. Returns (n,)."""
-        z = jnp.atleast_2d(self.target.unconstrain({k: jnp.asarray(v) for k, v in values.items()}))
-        return np.asarray(_constrained_log_prob(self.target, self.flow, self.params, z))
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _constrained_log_prob(target, flow, params, z):
-    """log q(z) − log|det ∂θ/∂z| for unconstrained points ``z`` (n, dim)."""
-    return flow.log_prob(params, z) - target.log_abs_det_jacobian(z)
 
 
 def flow_vi(
@@ -270,20 +235,22 @@ def _result(target, flow, params, settings, elbo, skipped, key, num_draws, resam
         "pareto_k": float(k_hat),
         "skipped_steps": int(skipped.sum()),
     }
+    settings = {
+        **settings,
+        "num_draws": num_draws,
+        "importance_resample": bool(resample),
+        "devices": _devices.devices_used(settings["num_particles"], devices),
+    }
+    fitted = FittedFlow(
+        target=target, flow=flow, params=params, settings=settings, diagnostics=diagnostics
+    )
     post = FlowPosterior(
         {k: np.asarray(v)[None] for k, v in draws.items()},
-        target=target,
-        flow=flow,
-        params=params,
+        estimator=fitted,
         method="flow_vi",
         log_weights=np.asarray(smoothed)[None] if resample else None,
         diagnostics=diagnostics,
-        settings={
-            **settings,
-            "num_draws": num_draws,
-            "importance_resample": bool(resample),
-            "devices": _devices.devices_used(settings["num_particles"], devices),
-        },
+        settings=settings,
     )
     return health.attach(post)
 

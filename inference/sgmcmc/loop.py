@@ -8,24 +8,30 @@ checkpoint between them, or resumed from one — gives the same draws as one uni
 >>> outputs, state = run_blocks(step, states, chain_keys, step_sizes, thinning=10)  # doctest: +SKIP
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
-from probinfer._utils import cached_program
 from probinfer.checkpoint import boundaries, run_chunks
 from probinfer.devices import shard_leading
 from probinfer.inference.sgmcmc.kernels import tree_normal
+from probinfer.programs import cached_program
 from probinfer.progress import ProgressBar
 
 __all__ = ["run_blocks"]
 
 
-def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, progress):
-    """The jitted ``segment(states, blocks, chain_keys, step_sizes, params)``; every array
-    reaches it as an argument, so one compiled program serves every call with the same static
-    settings. The progress bar is restarted by each run; the callback advances it."""
-    bar = ProgressBar(num_blocks, "sgmcmc", enabled=False)
+def _build_segment(target, step, observe, **static):
+    """The jitted ``segment(states, blocks, chain_keys, step_sizes, params)`` and its bar; every
+    array reaches it as an argument (the target's data too: :meth:`Target.jit`), so one compiled
+    program serves every call with the same static settings, on any target of the model. The
+    progress bar is restarted by each run; the callback advances it."""
+    bar = ProgressBar(static["num_blocks"], "sgmcmc", enabled=False)
+    return target.jit(lambda t: _segment(partial(step, t), observe, bar, **static)), bar
 
+
+def _segment(step, observe, bar, *, thinning, num_steps, num_blocks, bulk, progress):
     def segment(states, blocks, chain_keys, step_sizes, params):
         def block(states, b):
             def draw(key, state):
@@ -62,7 +68,7 @@ def _build_segment(step, observe, *, thinning, num_steps, num_blocks, bulk, prog
 
         return jax.lax.scan(block, states, blocks)
 
-    return jax.jit(segment), bar
+    return segment
 
 
 def run_blocks(
@@ -71,6 +77,7 @@ def run_blocks(
     chain_keys,
     step_sizes,
     *,
+    target,
     thinning,
     observe,
     params=None,
@@ -84,17 +91,20 @@ def run_blocks(
     """Run ``len(step_sizes)`` steps of every chain.
 
     Args:
-        step: ``(key, state, t, ε, noise, params) -> state`` for one chain (t the step number,
-            noise standard normal shaped like ``observe(state)`` or None: draw it from key).
+        step: ``(target, key, state, t, ε, noise, params) -> state`` for one chain (t the step
+            number, noise standard normal shaped like ``observe(state)`` or None: draw it from
+            key); it reads the data only through the ``target`` it is given.
         states: the chains' states, leading axis ``num_chains``.
         chain_keys: ``(num_chains,)`` PRNG keys.
         step_sizes: ``(num_steps,)`` host array, ε of every step.
+        target: the Target the chains sample (its data are an argument of the program).
         thinning: steps per block; one output per block.
         observe: ``state -> pytree`` stored at the end of every block.
         params: a pytree of arrays ``step`` reads (passed to the compiled program as an argument).
-        cache: ``(owner, key)`` — reuse the program compiled for the same weakly referenced owner
-            and hashable key; ``step`` and ``observe`` must then depend on nothing else but
-            ``params`` (the first call's closures are the ones compiled).
+        cache: a hashable key — reuse the program compiled for the target's model (any target
+            :meth:`~probinfer.Target.condition` made from it) and this key; ``step`` and
+            ``observe`` must then read nothing else but ``params`` and the target (the first
+            call's closures are the ones compiled). None: compile afresh.
         progress: show a bar (one tick per block).
         checkpoint: path of the ``.npz`` checkpoint file (:mod:`probinfer.checkpoint`), written
             atomically every ``checkpoint_every`` blocks; a run started with an existing
@@ -120,13 +130,13 @@ def run_blocks(
         progress=bool(progress),
     )
     if cache is None:
-        segment, bar = _build_segment(step, observe, **static)
+        segment, bar = _build_segment(target, step, observe, **static)
     else:
-        owner, key = cache
         segment, bar = cached_program(
-            owner,
-            ("sgmcmc", key, tuple(sorted(static.items()))),
-            lambda: _build_segment(step, observe, **static),
+            target,
+            ("sgmcmc", cache, tuple(sorted(static.items()))),
+            lambda: _build_segment(target, step, observe, **static),
+            share=True,
         )
     bar.restart(bool(progress))
 

@@ -53,8 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probinfer._utils import cached_program
 from probinfer.diagnostics import ksd, median_lengthscale
+from probinfer.programs import cached_program
 
 __all__ = ["pilot_step_size", "pilot_length", "MULTIPLIERS", "NOISE_RATIO"]
 
@@ -78,7 +78,7 @@ def pilot_step_size(
     key,
     curvature_step,
     *,
-    score,
+    target,
     scale,
     params,
     cache=None,
@@ -88,15 +88,17 @@ def pilot_step_size(
     """``(ε, table)``: the step the pilot chooses among ``curvature_step · m``, m ∈ ``MULTIPLIERS``.
 
     Args:
-        step: the runner's ``(key, state, t, ε, noise, params) -> state``.
+        step: the runner's ``(target, key, state, t, ε, noise, params) -> state``.
         init: ``position -> kernel state``.
         starts: (C, dim) starting points (the run's chains).
         key: PRNG key of the pilot.
         curvature_step: ε₀, the step from the curvature at the mode.
-        score: ``z -> ∇ log π(z)`` (full data).
+        target: the Target; the KSD uses its full-data score ∇ log π (its data are an argument
+            of the compiled pilot).
         scale: (dim,) the coordinates' scale (root of the diagonal preconditioner, or ones).
         params: the arrays ``step`` reads.
-        cache: ``(owner, key)`` under which the compiled pilot is kept (None: not kept).
+        cache: a hashable key under which the compiled pilot is kept for the target's model
+            (None: not kept).
         max_step: no candidate above it wins (the minibatch-noise bound, item 5 above).
 
     Returns:
@@ -105,13 +107,22 @@ def pilot_step_size(
     """
     every = max(1, num_steps // (2 * PILOT_DRAWS))
 
-    def build():
-        return jax.jit(partial(_pilot, step, init, score, num_steps=num_steps, every=every))
+    def build():  # the target's data are an argument of the program: Target.jit
+        return target.jit(
+            lambda t: partial(
+                _pilot,
+                partial(step, t),
+                init,
+                jax.grad(t.log_density),
+                num_steps=num_steps,
+                every=every,
+            )
+        )
 
     run = (
         build()
         if cache is None
-        else cached_program(cache[0], ("sgmcmc-pilot", cache[1], num_steps), build)
+        else cached_program(target, ("sgmcmc-pilot", cache, num_steps), build, share=True)
     )
     candidates = jnp.asarray([curvature_step * m for m in MULTIPLIERS], starts.dtype)
     values = np.asarray(run(starts, key, candidates, scale, params), np.float64)

@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from probinfer._utils import as_key, cached_program, lbfgs_minimise
+from probinfer._utils import as_key, lbfgs_minimise
 from probinfer.nn.training import train_steps
+from probinfer.programs import cached_program
 
 __all__ = [
     "find_mode",
@@ -49,7 +50,12 @@ def find_mode(target, key, *, batch_size, num_steps=2000, learning_rate=1e-2):
     cached per target and settings."""
     key = as_key(key)
     settings = (int(batch_size), int(num_steps), float(learning_rate))
-    search = cached_program(target, ("mode", settings), lambda: _mode_search(target, *settings))
+    search = cached_program(
+        target,
+        ("mode", settings),
+        lambda: target.jit(lambda t: _mode_search(t, *settings)),  # the data are an argument
+        share=True,
+    )
     return search(target.init(key, 1, strategy="uniform")[0], jax.random.fold_in(key, 1))
 
 
@@ -67,7 +73,6 @@ def _mode_search(target, batch_size, num_steps, learning_rate):
         z_new = lbfgs_minimise(loss, z, 100)
         return jnp.where(jnp.isfinite(loss(z_new)) & (loss(z_new) <= loss(z)), z_new, z)
 
-    @jax.jit
     def run(z0, key):
         z = train_steps(
             minibatch_loss, z0, key=key, num_steps=num_steps, optimizer=optax.adam(learning_rate),
@@ -164,7 +169,8 @@ def gradient_noise_eigenvalue(target, mode, preconditioner, *, batch_size, key, 
     run = cached_program(
         target,
         ("sgmcmc-gradient-noise", kind, int(num_iterations)),
-        lambda: jax.jit(partial(_noise_power_iteration, target, kind, int(num_iterations))),
+        lambda: target.jit(lambda t: partial(_noise_power_iteration, t, kind, int(num_iterations))),
+        share=True,
     )
     data = {k: jnp.asarray(v) for k, v in target.data.items()}
     value = run(mode, _root(preconditioner), as_key(key), data)

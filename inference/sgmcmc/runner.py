@@ -23,7 +23,7 @@ import numpy as np
 from probinfer import devices as _devices
 from probinfer import health
 from probinfer._utils import as_key, renamed_keywords
-from probinfer.checkpoint import path_for
+from probinfer.checkpoint import fingerprint, path_for
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
@@ -35,6 +35,7 @@ from probinfer.inference.sgmcmc.preconditioning import (
     gradient_noise_eigenvalue,
 )
 from probinfer.posterior import Posterior
+from probinfer.programs import cached_program
 from probinfer.progress import should_show
 
 __all__ = ["sgmcmc"]
@@ -143,9 +144,10 @@ def sgmcmc(
         "centre_grad": jax.grad(target.log_density)(centre) if control_variates else None,
     }
 
-    # Every array the step reads travels in `params`, so the compiled loop is cached per target
-    # and static settings (see loop.run_blocks) and repeated calls do not recompile.
-    def step(key, state, t, epsilon, noise, params):
+    # Every array the step reads travels in `params` or in the target it is given (whose data
+    # are an argument: Target.jit), so the compiled loop is cached per model and static settings
+    # (see loop.run_blocks) and repeated calls, on any conditioned target, do not recompile.
+    def step(target, key, state, t, epsilon, noise, params):
         estimator = gradient_estimator(target, params["centre"], params["centre_grad"])
         key_batch, key_step = jax.random.split(key)
         if batch_size == n:
@@ -179,20 +181,20 @@ def sgmcmc(
         raise ProbinferError("the step-size schedule gives negative or non-finite step sizes.")
 
     settings = _recorded(kernel, geometry, default)
-    fingerprint = {
-        "target": target.name,
-        "dim": dim,
-        "num_data": n,
-        "key": np.asarray(jax.random.key_data(key_run)).tolist(),
-        "num_steps": num_steps,
-        "num_chains": num_chains,
-        "thinning": thinning,
-        "batch_size": batch_size,
-        "step_size": float(step_sizes[0]),
-        "schedule": [schedule.name, list(schedule.settings)],
-        "control_variates": bool(control_variates),
+    record = fingerprint(
+        key_run,
+        target,
+        dim=dim,
+        num_data=n,
+        num_steps=num_steps,
+        num_chains=num_chains,
+        thinning=thinning,
+        batch_size=batch_size,
+        step_size=float(step_sizes[0]),
+        schedule=[schedule.name, list(schedule.settings)],
+        control_variates=bool(control_variates),
         **{k: repr(v) for k, v in settings.items()},
-    }
+    )
     paths, _ = run_blocks(
         step,
         jax.vmap(kernel.init)(starts),
@@ -200,12 +202,13 @@ def sgmcmc(
         step_sizes,
         thinning=thinning,
         observe=lambda state: state.position,
+        target=target,
         params=params,
-        cache=(target, (kernel.static, batch_size, bool(control_variates))),
+        cache=(kernel.static, batch_size, bool(control_variates)),
         progress=should_show(progress, num_steps),
         checkpoint=path_for(checkpoint, "sgmcmc"),
         checkpoint_every=checkpoint_every,
-        fingerprint=fingerprint,
+        fingerprint=record,
         devices=devices,
     )
     run = {
@@ -256,10 +259,10 @@ def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps, bo
         starts,
         jax.random.fold_in(key, 7),
         base,
-        score=jax.grad(target.log_density),
+        target=target,
         scale=scale,
         params=params,
-        cache=(target, cache),
+        cache=cache,
         num_steps=pilot_length(num_steps),
         max_step=bound,
     )
@@ -293,7 +296,12 @@ def _posterior(target, kernel, paths, keep, step_sizes, geometry, settings):
     extra = {}
     if kernel.outputs is not None:
         paths, extra = kernel.outputs(paths)
-    constrain = jax.jit(jax.vmap(jax.vmap(target.constrain)))
+    constrain = cached_program(
+        target,
+        "constrain-chains",
+        lambda: target.jit(lambda t: jax.vmap(jax.vmap(t.constrain))),
+        share=True,
+    )
     mode = geometry.__dict__.get("mode")  # only when some piece of the run needed it
     num_chains, dim = settings["num_chains"], target.dim
     preconditioner = (

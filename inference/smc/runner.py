@@ -16,23 +16,20 @@ import numpy as np
 
 from probinfer import devices as _devices
 from probinfer import health, kernels
-from probinfer._utils import as_key, cached_program, renamed_keywords, user_stacklevel
-from probinfer.checkpoint import boundaries, path_for, run_chunks
-from probinfer.errors import NonFiniteError, ProbinferError
+from probinfer._utils import as_key, renamed_keywords
+from probinfer.checkpoint import boundaries, fingerprint, path_for, run_chunks
+from probinfer.errors import ProbinferError
+from probinfer.inference.smc import failures
 from probinfer.inference.smc import resampling as resampling_module
 from probinfer.inference.smc.tempered import SMCInfo, init, step
 from probinfer.inference.smc.tempering import terms_fn
 from probinfer.kernels.nuts import not_a_transition
 from probinfer.posterior import Posterior
+from probinfer.programs import cached_program
 from probinfer.progress import ProgressBar, should_show
 
 __all__ = ["smc", "smc_draws"]
 
-# Error codes raised after the jitted loop (a while_loop cannot raise).
-_OK, _ALL_IMPOSSIBLE, _STALLED, _TOO_MANY_STEPS, _NAN_AT_START, _TOO_FEW_FINITE = range(6)
-# A prior draw whose log likelihood is NaN or ±inf is a zero-weight particle; SMC goes on while at
-# least this fraction of the prior particles (and at least 2) have a finite one.
-_MIN_FINITE_FRACTION = 0.01
 # SMC's own defaults for named kernels: shorter HMC trajectories than a long MCMC chain needs
 # (each temperature only has to decorrelate the particles from their ancestors), and a lower
 # acceptance target for the per-temperature Robbins–Monro step adaptation.
@@ -135,37 +132,44 @@ def smc(
     program, bar = cached_program(
         target,
         ("smc", tuple(settings.items()), sharding, show),
-        lambda: _jitted(*_program(target, sharding=sharding, show=show, **settings)),
+        lambda: _jitted(
+            target, lambda t, bar: _program(t, bar, sharding=sharding, show=show, **settings)
+        ),
+        share=True,
     )
     bar.restart(show)
     key = as_key(key)
     carry, key_loop, census = program.start(key)
-    census = _Census(*(np.asarray(x) for x in census))
-    broken_sites = _nonfinite_sites(target, census) if census.nan + census.positive_inf else []
-    if int(carry[3]) == _OK and census.nan + census.positive_inf:
-        _warn_zero_weight(target, census, settings["num_particles"], broken_sites)
+    census = failures.Census(*(np.asarray(x) for x in census))
+    broken_sites = (
+        failures.nonfinite_sites(target, census) if census.nan + census.positive_inf else []
+    )
+    if int(carry[3]) == failures.OK and census.nan + census.positive_inf:
+        failures.warn_zero_weight(target, census, settings["num_particles"], broken_sites)
     path = path_for(checkpoint, "smc")
     max_steps = settings["max_steps"]
     every = max_steps if path is None else int(checkpoint_every or 10)
-    fingerprint = {  # plain values only: a resumed run may be another process
-        "target": target.name,
+    record = fingerprint(  # plain values only: a resumed run may be another process
+        key,
+        target,
         **{k: repr(v) for k, v in settings.items() if k != "kernel"},
-        "kernel": [settings["kernel"].name, list(settings["kernel"].options)],
-        "key": np.asarray(jax.random.key_data(key)).tolist(),
-    }
+        kernel=[settings["kernel"].name, list(settings["kernel"].options)],
+    )
     carry, _ = run_chunks(
         lambda carry, start, stop: (program.advance(carry, key_loop, stop), []),
         carry,
         boundaries(max_steps, every),
         path=path,
-        fingerprint=fingerprint,
-        done=lambda carry: bool(carry[0].temperature >= 1.0) or int(carry[3]) != _OK,
+        fingerprint=record,
+        done=lambda carry: bool(carry[0].temperature >= 1.0) or int(carry[3]) != failures.OK,
     )
     state, trace, num_steps, error = program.finish(carry)
     num_steps, error = int(num_steps), int(error)
     trace = jax.tree.map(lambda x: np.asarray(x)[:num_steps], trace)
-    _raise_for(error, target, trace, num_steps, settings, census)
-    constrain = cached_program(target, "constrain", lambda: jax.jit(jax.vmap(target.constrain)))
+    failures.raise_for(error, target, trace, num_steps, settings, census)
+    constrain = cached_program(
+        target, "constrain", lambda: target.jit(lambda t: jax.vmap(t.constrain)), share=True
+    )
     constrained = constrain(state.position)
     kernel = settings["kernel"]
     diagnostics = {
@@ -287,6 +291,7 @@ class _Program(NamedTuple):
 
 def _program(
     target,
+    bar,
     *,
     num_particles,
     kernel,
@@ -298,21 +303,20 @@ def _program(
     show=False,
     **step_settings,
 ):
-    """``(program, bar)``: the pure pieces of a run (:class:`_Program`; a NaN log density at a
-    prior particle stops it before the first step and reports that particle) and the progress
-    bar their callback advances (each run restarts it)."""
+    """The pure pieces of a run (:class:`_Program`; a NaN log density at a prior particle stops
+    it before the first step and reports that particle); their callback advances ``bar`` (each
+    run restarts it)."""
     terms = terms_fn(target, annealing)
     step_size = kernel.initial_step_size(target.dim)
     ladder = None if temperatures is None else jnp.asarray(temperatures)
     block_size = step_settings["block_size"]
-    bar = ProgressBar(100, "smc: temperature (%)", enabled=show)
 
     def start(key):
         key_init, key_loop = jax.random.split(key)
         positions = jax.vmap(target.draw_z)(jax.random.split(key_init, num_particles))
         positions = _devices.constrain_leading(positions, sharding)
         state = init(positions, terms, step_size, block_size)
-        state, census, error = _admit(state, num_particles)
+        state, census, error = failures.admit(state, num_particles)
         dtype = positions.dtype
         trace = SMCInfo(
             temperature=jnp.zeros((max_steps,), dtype),
@@ -331,7 +335,11 @@ def _program(
 
         def cond(carry):
             state, _, i, error = carry
-            return (state.temperature < 1.0) & (error == _OK) & (i < jnp.minimum(limit, max_steps))
+            return (
+                (state.temperature < 1.0)
+                & (error == failures.OK)
+                & (i < jnp.minimum(limit, max_steps))
+            )
 
         def body(carry):
             state, trace, i, _ = carry
@@ -355,9 +363,9 @@ def _program(
                 position=_devices.constrain_leading(new_state.position, sharding)
             )
             trace = jax.tree.map(lambda t, v: t.at[i].set(v), trace, info)
-            error = jnp.where(dead, _ALL_IMPOSSIBLE, _OK)
+            error = jnp.where(dead, failures.ALL_IMPOSSIBLE, failures.OK)
             stalled = (new_state.temperature - state.temperature) <= 1e-12
-            error = jnp.where((error == _OK) & stalled, _STALLED, error)
+            error = jnp.where((error == failures.OK) & stalled, failures.STALLED, error)
             if show:
                 percent = jnp.floor(100 * new_state.temperature).astype(jnp.int32)
                 jax.debug.callback(bar.update, percent - 1)
@@ -367,107 +375,21 @@ def _program(
 
     def finish(carry):
         state, trace, num_steps, error = carry
-        error = jnp.where((error == _OK) & (state.temperature < 1.0), _TOO_MANY_STEPS, error)
+        error = jnp.where(
+            (error == failures.OK) & (state.temperature < 1.0), failures.TOO_MANY_STEPS, error
+        )
         return state, trace, num_steps, error
 
-    return _Program(start, advance, finish), bar
+    return _Program(start, advance, finish)
 
 
-class _Census(NamedTuple):
-    """The prior particles' log likelihoods at λ = 0: how many are NaN, +inf and −inf; ``first``:
-    the first NaN log prior if any, else the first NaN or +inf log L; ``position``: its z."""
-
-    nan: jax.Array
-    positive_inf: jax.Array
-    negative_inf: jax.Array
-    first: jax.Array
-    position: jax.Array = None
-
-
-def _admit(state, num_particles):
-    """``(state, census, error)``: a prior particle whose log likelihood is NaN or ±inf gets log L
-    = −inf, i.e. weight zero from the first λ > 0 on (a NaN log *prior* is a model bug: error
-    ``_NAN_AT_START``; fewer than ``_MIN_FINITE_FRACTION`` particles without NaN/+inf:
-    ``_TOO_FEW_FINITE``)."""
-    log_likelihood = state.log_likelihood.reshape(num_particles, -1)
-    nan = jnp.isnan(log_likelihood).any(-1)
-    positive_inf = (log_likelihood == jnp.inf).any(-1) & ~nan
-    negative_inf = (log_likelihood == -jnp.inf).any(-1) & ~nan & ~positive_inf
-    nan_prior = jnp.isnan(state.log_prior)
-    broken = nan | positive_inf
-    first = jnp.where(jnp.any(nan_prior), jnp.argmax(nan_prior), jnp.argmax(broken))
-    census = _Census(nan.sum(), positive_inf.sum(), negative_inf.sum(), first)
-    minimum = max(2, int(np.ceil(_MIN_FINITE_FRACTION * num_particles)))
-    error = jnp.where(num_particles - broken.sum() < minimum, _TOO_FEW_FINITE, _OK)
-    error = jnp.where(jnp.any(nan_prior), _NAN_AT_START, error)
-    finite = jnp.isfinite(state.log_likelihood)
-    state = state._replace(log_likelihood=jnp.where(finite, state.log_likelihood, -jnp.inf))
-    return state, census, error
-
-
-def _jitted(program, bar):
-    return _Program(*(jax.jit(piece) for piece in program)), bar
-
-
-def _nonfinite_sites(target, census):
-    """Names of the sites whose log probability is not finite at the census's first particle."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        terms = target.site_log_probs(jnp.asarray(census.position))
-    return sorted(k for k, v in terms.items() if not np.all(np.isfinite(np.asarray(v))))
-
-
-def _warn_zero_weight(target, census, num_particles, broken_sites):
-    sites = ", ".join(f"'{s}'" for s in broken_sites) or "(none found)"
-    warnings.warn(
-        f"SMC on '{target.name}': {int(census.nan)} of {num_particles} prior particles have a "
-        f"NaN log likelihood, {int(census.positive_inf)} +inf and {int(census.negative_inf)} "
-        f"−inf (site(s) {sites}); they get weight zero from the first temperature on "
-        "(diagnostics['nonfinite_prior_draws']). If the likelihood should be finite there, "
-        "make it numerically stable (e.g. compute scales on the log scale).",
-        RuntimeWarning,
-        stacklevel=user_stacklevel(),
-    )
-
-
-def _raise_for(error, target, trace, num_steps, settings, census):
-    max_steps = settings["max_steps"]
-    temperature = float(trace.temperature[-1]) if num_steps else 0.0
-    if error == _NAN_AT_START:
-        raise NonFiniteError(
-            f"SMC on '{target.name}': the log prior is NaN for prior particle "
-            f"{int(census.first)} at temperature 0 (a model bug: a prior draw must have a "
-            f"finite prior density); {target.explain_nonfinite(census.position)}"
-        )
-    if error == _TOO_FEW_FINITE:
-        broken = int(census.nan + census.positive_inf)
-        sites = ", ".join(f"'{s}'" for s in _nonfinite_sites(target, census))
-        raise NonFiniteError(
-            f"SMC on '{target.name}': {broken} of {settings['num_particles']} prior "
-            f"particles have a NaN or +inf log likelihood (site(s) {sites}), leaving fewer than "
-            f"{_MIN_FINITE_FRACTION:.0%} to go on; make the likelihood numerically stable or use "
-            "a prior that keeps its parameters in a range where it is finite."
-        )
-    if error == _ALL_IMPOSSIBLE:
-        # The step that found every particle impossible started from the previous temperature.
-        temperature = float(trace.temperature[-2]) if num_steps > 1 else 0.0
-        raise NonFiniteError(
-            f"SMC on '{target.name}': every particle has zero likelihood (log L = −inf) at "
-            f"temperature {temperature:.3g} (step {num_steps}); the data are impossible under "
-            "all prior draws — check the data against the likelihood's support, or use a prior "
-            "that covers the region the data point to."
-        )
-    if error == _STALLED:
-        raise ProbinferError(
-            f"SMC on '{target.name}': the temperature stopped rising at {temperature:.3g} "
-            f"(step {num_steps}): the particle system is degenerate. Use more particles, more "
-            "MCMC steps per temperature (num_mcmc_steps) or a lower target_ess."
-        )
-    if error == _TOO_MANY_STEPS:
-        raise ProbinferError(
-            f"SMC on '{target.name}': reached temperature {temperature:.3g} after max_steps="
-            f"{max_steps} steps; raise max_steps or lower target_ess."
-        )
+def _jitted(target, make):
+    """Every piece of ``make(target, bar)`` compiled with the data as its argument
+    (:meth:`Target.jit`): one program per model and settings, shared by its conditioned
+    targets; the bar its callbacks advance is made here, once."""
+    bar = ProgressBar(100, "smc: temperature (%)", enabled=False)
+    pieces = [target.jit(lambda t, i=i: make(t, bar)[i]) for i in range(len(_Program._fields))]
+    return _Program(*pieces), bar
 
 
 _SETTING_NAMES = (
@@ -498,10 +420,10 @@ def smc_draws(target, key, n, **settings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolved = _settings(**{**defaults, **settings})
-    program, _ = _program(target, **resolved)
+    program = _program(target, None, **resolved)  # no bar: show is False
     key_run, key_draw = jax.random.split(key)
     carry, key_loop, _ = program.start(key_run)
     state, _, _, error = program.finish(program.advance(carry, key_loop, resolved["max_steps"]))
     index = resampling_module.multinomial(key_draw, state.log_weights, n)
     draws = target.constrain(state.position[index])
-    return jax.tree.map(lambda x: jnp.where(error == _OK, x, jnp.nan), draws)
+    return jax.tree.map(lambda x: jnp.where(error == failures.OK, x, jnp.nan), draws)

@@ -74,6 +74,11 @@ def program(target, *, num_chains, num_warmup, step_size, target_accept, thinnin
 
         return jax.vmap(one)(positions, jax.random.split(key, num_chains))
 
+    # NumPyro's init_kernel stores the sampler's configuration (tree depth, the adaptation
+    # update) in closure variables its sample_kernel reads: run it abstractly now, so each piece
+    # works when it is compiled on its own (Target.jit builds the pieces afresh per trace).
+    jax.eval_shape(start, jnp.zeros((num_chains, target.dim), target.dtype), jax.random.PRNGKey(0))
+
     def transitions(state, steps, bar):
         def body(state, i):
             bar.tick(i)

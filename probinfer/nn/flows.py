@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from probinfer.errors import DataError
 from probinfer.nn import flow_layers as layers
 
-__all__ = ["FLOWS", "Flow", "make_flow", "default_layers"]
+__all__ = ["FLOWS", "Flow", "make_flow", "flow_from_config", "default_layers"]
 
 FLOWS = ("nsf", "nsf_ar", "realnvp", "iaf", "maf", "planar", "radial")
 
@@ -152,6 +152,18 @@ class Flow(NamedTuple):
         z, log_det = self.inverse(params, jnp.atleast_2d(x), context)
         return _log_normal(z) + log_det
 
+    def config(self):
+        """The JSON-able settings :func:`flow_from_config` rebuilds this flow from (estimator
+        files store them beside the parameters)."""
+        return {
+            "kind": self.kind,
+            "context_dim": self.context_dim,
+            "num_layers": self.module.num_layers,
+            "hidden": list(self.module.hidden),
+            "num_bins": self.module.num_bins,
+            "bound": self.module.bound,
+        }
+
 
 def _log_normal(z):
     return -0.5 * jnp.sum(z**2, -1) - 0.5 * z.shape[-1] * jnp.log(2 * jnp.pi)
@@ -183,3 +195,16 @@ def make_flow(
         float(bound),
     )
     return Flow(flow, int(dim), module, int(context_dim))
+
+
+def flow_from_config(config, dim):
+    """The :class:`Flow` on R^dim that :meth:`Flow.config` describes."""
+    return make_flow(
+        config["kind"],
+        dim,
+        num_layers=config["num_layers"],
+        hidden=tuple(config["hidden"]),
+        num_bins=config["num_bins"],
+        bound=config["bound"],
+        context_dim=config["context_dim"],
+    )

@@ -24,6 +24,9 @@ search): :func:`fit` minimises ``loss(params, key, batch)`` with an optax transf
   all copies see the same minibatches and keys, and with ``hyper`` (k, …) the optimizer is a
   function ``hyper_i -> GradientTransformation`` (for instance one weight decay per copy).
 
+The module is longer than our ~400-line rule on purpose: it is one loop, and every feature above
+lives in the one compiled chunk program; split over files, the loop could not be read at once.
+
 >>> result = fit(loss, params, key=key, num_steps=1000, optimizer=optax.adam(1e-3))  # doctest: +SKIP
 >>> result.params, result.losses.shape                                  # doctest: +SKIP
 """

@@ -432,12 +432,15 @@ def test_step_size_pilot_grows_a_timid_step_and_keeps_a_stable_one():
     class State(NamedTuple):
         position: jax.Array
 
-    def step(key, state, t, epsilon, noise, params):
+    def step(target, key, state, t, epsilon, noise, params):  # ULA on N(0, I): score −z
         z = state.position
         return State(z - 0.5 * epsilon * z + jnp.sqrt(epsilon) * jax.random.normal(key, z.shape))
 
+    def standard_normal():
+        pi.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+
     starts = jnp.full((4, 2), 5.0)
-    common = dict(score=lambda z: -z, scale=jnp.ones(2), params=None)
+    common = dict(target=pi.compile(standard_normal), scale=jnp.ones(2), params=None)
     timid, table = pilot_step_size(step, State, starts, jax.random.PRNGKey(0), 1e-4, **common)
     assert timid >= 30e-4, table
     stable, table = pilot_step_size(step, State, starts, jax.random.PRNGKey(1), 0.5, **common)

@@ -13,6 +13,11 @@ overwrite ``v0/``. To make a new generation, pass another folder:
 
     python tests/data/formats/make_fixtures.py tests/data/formats/v1
 
+``v1/`` holds files of the estimators that joined the one format later (``flow_vi``'s fitted flow
+and ``amortized_vi``'s encoder), written in format version 1 by ``make_v1`` below: run
+
+    python tests/data/formats/make_fixtures.py --v1 tests/data/formats/v1
+
 Each file is tiny (a few tens of KB): the networks are as small as the code allows and trained
 for a handful of steps. What they predict does not matter — only that it does not change.
 """
@@ -56,7 +61,19 @@ def line(x=None, y=None):
         pi.sample("y", dist.Normal(theta[0] + theta[1] * x, 0.5), obs=y)
 
 
+def rows_model(x):
+    """The encoder fixture's model: 2-vector rows x_i = w z_i + noise, one latent z_i per row."""
+    w = pi.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    with pi.plate("data", x.shape[0]):
+        z = pi.sample("z", dist.Normal(0.0, 1.0))
+        pi.sample("x", dist.Normal(z[:, None] * w, 0.5).to_event(1), obs=x)
+
+
 NPE_DATA = {"y": jnp.zeros(NUM_DATA)}
+# The data set the flow fixture is fitted to (exact binary fractions: the same bits everywhere).
+FLOW_DATA = {"y": np.array([-0.5, 0.0, 0.5, 1.0, 1.5], np.float32)}
+ROWS = np.stack([np.linspace(-1, 1, 8), np.linspace(1, -0.5, 8)], -1).astype(np.float32)
+ROWS_Z = {"z": np.linspace(-1.5, 1.5, 3).astype(np.float32)}
 DT_EXAMPLE = {"x": jnp.zeros(DT_DATA), "y": jnp.zeros(DT_DATA)}
 
 # Fixed inputs at which each fixture's predictions are recorded.
@@ -96,6 +113,64 @@ def dt_outputs(dt):
         dt.mixture(dt_prior(), DT_X) if hasattr(dt, "mixture") else dt.posterior(dt_prior(), DT_X)
     )
     return {"log_prob": np.asarray(mixture.log_prob(DT_THETA)).tolist()}
+
+
+def flow_outputs(fitted):
+    """What the flow fixture predicts: log q at fixed μ and 3 draws (key 0)."""
+    return {
+        "log_prob": np.asarray(fitted.log_prob(NPE_THETA)).tolist(),
+        "sample": np.asarray(fitted.sample(0, None, 3)["mu"]).tolist(),
+    }
+
+
+def encoder_outputs(fitted):
+    """What the encoder fixture predicts: the Gaussian encoder's mean and sd of z for three
+    fixed rows, and log q(z | x) at fixed z."""
+    mean, sd = fitted.encode(ROWS[:3])["z"]
+    return {
+        "mean": np.asarray(mean).tolist(),
+        "sd": np.asarray(sd).tolist(),
+        "log_prob": np.asarray(fitted.log_prob(ROWS_Z, ROWS[:3])).tolist(),
+    }
+
+
+def make_v1(folder):
+    """The v1 generation: flow_vi's fitted flow and amortized_vi's encoder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    flow = pi.flow_vi(
+        pi.compile(normal_model, **FLOW_DATA),
+        key=0,
+        flow="realnvp",
+        num_layers=2,
+        num_steps=20,
+        num_draws=10,
+        progress=False,
+    ).estimator
+    flow.save(folder / "flow_vi.msgpack")
+    encoder = pi.amortized_vi(
+        pi.compile(rows_model, ROWS, data=("x",)),
+        key=0,
+        local=("z",),
+        encoder=(8,),
+        num_steps=20,
+        num_draws=5,
+        progress=False,
+    ).estimator
+    encoder.save(folder / "amortized_vi.msgpack")
+    _write_expected(
+        folder, {"flow_vi": flow_outputs(flow), "amortized_vi": encoder_outputs(encoder)}
+    )
+
+
+def _write_expected(folder, outputs):
+    commit = subprocess.run(
+        ["git", "log", "-1", "--format=%H"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    expected = {"commit": commit, "jax": jax.__version__, **outputs}
+    (folder / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    for name in outputs:
+        print(name, (folder / f"{name}.msgpack").stat().st_size, "bytes")
 
 
 def make(folder):
@@ -153,4 +228,7 @@ def make(folder):
 
 
 if __name__ == "__main__":
-    make(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "v0")
+    if sys.argv[1:2] == ["--v1"]:
+        make_v1(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parent / "v1")
+    else:
+        make(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "v0")
