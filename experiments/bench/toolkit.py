@@ -2,12 +2,15 @@
 (``--old``, default commit ``fa02722``: each family's own training loop) and the current tree, each
 in its own process on the same machine, one after the other.
 
-Measured (warm: every call is made twice and the second timed, so compilation is left out):
+Measured (every call is made once to warm up first):
 
-* ``flow_vi``: steps per second, NSF on the 31-D breast-cancer logistic regression, 2,000 steps;
+* ``flow_vi``: NSF on the 31-D breast-cancer logistic regression;
+* PFN and DT training, small networks;
+
+  each as steps per second from the time of a long run minus a short one (so a call's fixed
+  cost — compilation, set-up — is left out) and that fixed cost per call in seconds;
 * ``npe``: training seconds (simulation included), Gaussian linear (10-D), 2,000 simulations and
-  the default network, with the final validation loss (the two must train the same network);
-* PFN and DT: training steps per second, small networks, 300 steps.
+  the default network, with the final validation loss.
 
 The old tree is installed with ``pip install --no-deps --target`` into a temporary folder and put
 first on ``PYTHONPATH`` for its process (the script checks which version each process imported).
@@ -45,10 +48,19 @@ def measure():
         out = call()
         return time.perf_counter() - start, out
 
+    def rate(call, short, long):
+        """(steps per second between a short and a long run, fixed seconds per call)."""
+        call(short)
+        t_short, _ = warm(lambda: call(short))
+        t_long, _ = warm(lambda: call(long))
+        per_step = (t_long - t_short) / (long - short)
+        return 1.0 / per_step, t_short - short * per_step
+
     out = {"version": pi.__version__, "file": pi.__file__}
     target = logistic_regression.breast_cancer_example().compile()
-    seconds, _ = warm(lambda: pi.flow_vi(target, key=0, num_steps=2000, progress=False))
-    out["flow_vi_steps_per_s"] = 2000 / seconds
+    out["flow_vi_steps_per_s"], out["flow_vi_fixed_s"] = rate(
+        lambda n: pi.flow_vi(target, key=0, num_steps=n, progress=False), 500, 2500
+    )
 
     example = sbi.gaussian_linear_example()
     seconds, npe = warm(
@@ -62,13 +74,12 @@ def measure():
     from probinfer.inference.pfn import Transformer
 
     network = Transformer(num_buckets=100, d_model=32, num_layers=2, num_heads=4, d_ff=64)
-    seconds, _ = warm(
-        lambda: pi.pfn.train(
-            pi.pfn.GPPrior(), key=0, num_steps=300, batch_size=16, seq_len=50,
+    out["pfn_steps_per_s"], out["pfn_fixed_s"] = rate(
+        lambda n: pi.pfn.train(
+            pi.pfn.GPPrior(), key=0, num_steps=n, batch_size=16, seq_len=50,
             network=network, progress=False,
-        )
+        ), 100, 1100,
     )  # fmt: skip
-    out["pfn_steps_per_s"] = 300 / seconds
 
     def line(x=None, y=None):
         theta = pi.sample("theta", pi.dist.Normal(0, 1).expand([2]).to_event(1))
@@ -77,14 +88,13 @@ def measure():
             pi.sample("y", pi.dist.Normal(theta[0] + theta[1] * x, 0.5), obs=y)
 
     example_data = {"x": jax.numpy.zeros(20), "y": jax.numpy.zeros(20)}
-    seconds, _ = warm(
-        lambda: pi.dt.train(
-            line, key=0, num_steps=300, batch_size=16,
+    out["dt_steps_per_s"], out["dt_fixed_s"] = rate(
+        lambda n: pi.dt.train(
+            line, key=0, num_steps=n, batch_size=16,
             network=DistributionTransformer(d_model=32, num_layers=2, num_heads=4),
             model_kwargs=example_data, progress=False,
-        )
+        ), 100, 1100,
     )  # fmt: skip
-    out["dt_steps_per_s"] = 300 / seconds
     print(json.dumps(out))
 
 
@@ -124,7 +134,10 @@ def main():
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            check=False, capture_output=True)  # fmt: skip
-    keys = ["flow_vi_steps_per_s", "npe_train_s", "pfn_steps_per_s", "dt_steps_per_s"]
+    keys = [
+        "flow_vi_steps_per_s", "flow_vi_fixed_s", "npe_train_s", "pfn_steps_per_s", "pfn_fixed_s",
+        "dt_steps_per_s", "dt_fixed_s",
+    ]  # fmt: skip
     summary = {}
     for key in keys:
         old = sorted(r[key] for r in runs["old"])
