@@ -180,6 +180,7 @@ def test_columns_are_stacked_in_the_jobs_order_and_npz_arrays_go_by_name(project
 
 def test_parquet_data_reads_like_csv(project):
     import pandas as pd  # a core dependency; pyarrow is in the test extra: fail, never skip
+
     pd.read_csv(project / "data.csv").to_parquet(project / "data.parquet")
     prepared = prepare(write_job(project, GOOD.replace("data.csv", "data.parquet")))
     np.testing.assert_array_equal(

@@ -162,7 +162,7 @@ def train(
         layout=layout,
         meta_prior=meta_prior,
         settings={
-            **{k: v for k, v in record.items() if k not in ("key", "target")},
+            **{k: v for k, v in record.items() if k not in ("key", "target", "data")},
             "devices": _devices.devices_used(batch_size, devices),
         },
         diagnostics={
