@@ -10,8 +10,10 @@ search): :func:`fit` minimises ``loss(params, key, batch)`` with an optax transf
   in epochs: a fresh permutation per epoch, ``batch_size`` rows per step, every row once per
   epoch (``⌊N / batch_size⌋`` steps). Over ``devices`` the batch's rows are split
   (data-parallel; the result is the same, only faster).
-* **Non-finite steps** (a loss or gradient that is NaN or infinite) leave parameters and
-  optimiser state unchanged and are counted (``skipped``), in this one place.
+* **Non-finite steps** (a loss or a gradient norm that is NaN or infinite — a norm past float
+  range counts) leave parameters and optimiser state unchanged and are counted (``skipped``), in
+  this one place. One ``lax.cond`` around the update, not a ``where`` over every leaf: XLA
+  compiled a small DT's chunk in 20.5 s the per-leaf way, 8.3 s this way.
 * **Validation and early stopping.** With ``validation`` (held-out rows) the mean loss over them
   is measured every ``validate_every`` steps (default one epoch) and the best parameters kept.
   ``early_stopping={"patience": p, "decays": d, "factor": f}``: after ``p`` validations without
@@ -284,16 +286,15 @@ class Trainer:
         """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
         value_and_grad = jax.value_and_grad(self._value, has_aux=True)
         (value, aux), grads = value_and_grad(params, key, batch, t)
-        finite = jnp.isfinite(value) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-        )
-        grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
-        updates, new_state = self._optimizer(hyper).update(grads, opt_state, params)
-        updates = jax.tree.map(lambda u: step_scale * u, updates)
-        new = (optax.apply_updates(params, updates), new_state)
-        params, opt_state = jax.tree.map(
-            lambda a, b: jnp.where(finite, a, b), new, (params, opt_state)
-        )
+        finite = jnp.isfinite(value) & jnp.isfinite(optax.global_norm(grads))
+
+        def apply(args):
+            params, opt_state = args
+            updates, new_state = self._optimizer(hyper).update(grads, opt_state, params)
+            updates = jax.tree.map(lambda u: step_scale * u, updates)
+            return optax.apply_updates(params, updates), new_state
+
+        params, opt_state = jax.lax.cond(finite, apply, lambda args: args, (params, opt_state))
         return params, opt_state, jnp.where(finite, value, jnp.nan), aux, ~finite
 
     def _value(self, params, key, batch, t=0):
