@@ -105,11 +105,7 @@ class Target:
                 if value is None or isinstance(value, str | bool | int | float):
                     digest.update(f"{name}={value!r};".encode())
                 elif hasattr(value, "shape") or isinstance(value, list | tuple):
-                    array = np.asarray(value)  # the values, whatever their precision
-                    kind = np.float64 if np.issubdtype(array.dtype, np.inexact) else np.int64
-                    array = np.ascontiguousarray(array.astype(kind))
-                    digest.update(f"{name}:{array.shape};".encode())
-                    digest.update(array.tobytes())
+                    digest.update(_value_bytes(name, value))
             self._digest = digest.hexdigest()
         return self._digest
 
@@ -552,6 +548,18 @@ class Target:
             f"Target({self.name}: dim={self.dim}, latent=[{sites}], "
             f"observed={list(self.observed_sites)}, data={list(self.data_names)})"
         )
+
+
+def _value_bytes(name, value):
+    """The bytes of an array-like argument for :meth:`Target.data_digest`: its values whatever
+    their precision; something that is not a numeric array (a list of labels) by its repr."""
+    try:
+        array = np.asarray(value)
+        kind = np.float64 if np.issubdtype(array.dtype, np.inexact) else np.int64
+        array = np.ascontiguousarray(array.astype(kind))
+    except (TypeError, ValueError):
+        return f"{name}={value!r};".encode()
+    return f"{name}:{array.shape};".encode() + array.tobytes()
 
 
 class _ProgramKey:
