@@ -552,14 +552,21 @@ class Target:
 
 def _value_bytes(name, value):
     """The bytes of an array-like argument for :meth:`Target.data_digest`: its values whatever
-    their precision; something that is not a numeric array (a list of labels) by its repr."""
+    their precision (every k-th of an argument with more than ``_DIGEST_VALUES``); something
+    that is not a numeric array (a list of labels) by its repr."""
     try:
         array = np.asarray(value)
+        shape = array.shape
+        if array.size > _DIGEST_VALUES:  # a strided sample: no 8-byte copy of a big data set
+            array = array.reshape(-1)[:: -(-array.size // _DIGEST_VALUES)]
         kind = np.float64 if np.issubdtype(array.dtype, np.inexact) else np.int64
         array = np.ascontiguousarray(array.astype(kind))
     except (TypeError, ValueError):
         return f"{name}={value!r};".encode()
-    return f"{name}:{array.shape};".encode() + array.tobytes()
+    return f"{name}:{shape};".encode() + array.tobytes()
+
+
+_DIGEST_VALUES = 2**22  # values of one argument hashed at most (every k-th beyond)
 
 
 class _ProgramKey:
