@@ -286,7 +286,9 @@ class Trainer:
         """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
         value_and_grad = jax.value_and_grad(self._value, has_aux=True)
         (value, aux), grads = value_and_grad(params, key, batch, t)
-        finite = jnp.isfinite(value) & jnp.isfinite(optax.global_norm(grads))
+        finite = jnp.isfinite(value)
+        for leaf in jax.tree.leaves(grads):
+            finite &= jnp.all(jnp.isfinite(leaf))
 
         def apply(args):
             params, opt_state = args
