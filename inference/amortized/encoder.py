@@ -246,13 +246,7 @@ class FittedEncoder(estimator_file.Estimator):
     def posterior(self, x, *, key, n=1000):
         """A :class:`~probinfer.Posterior` of ``n`` draws of the local sites of rows ``x`` (one
         chain; each site ``(1, n, B, *shape)``)."""
-        draws = self.sample(key, x, n)
-        return Posterior(
-            {k: v[None] for k, v in draws.items()},
-            method="amortized_vi",
-            settings=self.settings,
-            diagnostics=self.diagnostics,
-        )
+        return super().posterior(x, key=key, n=n)
 
     # -- files ------------------------------------------------------------------------------------
 

@@ -68,13 +68,7 @@ class FittedFlow(estimator_file.Estimator):
 
     def posterior(self, x=None, *, key, n=1000):
         """A :class:`~probinfer.Posterior` of ``n`` fresh draws of q (one chain)."""
-        draws = self.sample(key, x, n)
-        return Posterior(
-            {k: v[None] for k, v in draws.items()},
-            method="flow_vi",
-            settings=self.settings,
-            diagnostics=self.diagnostics,
-        )
+        return super().posterior(x, key=key, n=n)
 
     def _meta(self):
         return {

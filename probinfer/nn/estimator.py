@@ -228,8 +228,18 @@ class Estimator:
         raise NotImplementedError(f"{type(self).__name__} has no log_prob(theta, x)")
 
     def posterior(self, x, *, key, n=1000):
-        """A :class:`~probinfer.Posterior` of ``n`` draws for data set ``x``."""
-        raise NotImplementedError(f"{type(self).__name__} has no posterior(x, key=, n=)")
+        """A :class:`~probinfer.Posterior` of ``n`` fresh draws for data set ``x`` (one chain:
+        each site ``(1, n, *shape)``), labelled with the estimator's kind, settings and
+        diagnostics."""
+        from probinfer.posterior import Posterior
+
+        draws = self.sample(key, x, n)
+        return Posterior(
+            {k: v[None] for k, v in draws.items()},
+            method=self.kind,
+            settings=self.settings,
+            diagnostics=self.diagnostics,
+        )
 
 
 # -- reading ---------------------------------------------------------------------------------------
