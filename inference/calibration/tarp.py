@@ -268,7 +268,9 @@ def _statistics(samples, theta, references, key, *, normalize, manhattan, block)
         bounded = sample_distance <= jnp.finfo(sample_distance.dtype).max
         if draws.shape[0] >= _PACKED:
             return jnp.sum(closer, 0, dtype=jnp.int32), jnp.sum(bounded, 0, dtype=jnp.int32)
-        packed = jnp.sum(closer.astype(jnp.int32) + _PACKED * bounded.astype(jnp.int32), axis=0)
+        packed = jnp.sum(
+            closer.astype(jnp.int32) + _PACKED * bounded.astype(jnp.int32), axis=0, dtype=jnp.int32
+        )
         return packed % _PACKED, packed // _PACKED
 
     def step(j, totals):
