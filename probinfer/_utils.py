@@ -13,6 +13,7 @@ import numpy as np
 __all__ = [
     "as_key",
     "need_key",
+    "positive_number",
     "RENAMED",
     "renamed_keywords",
     "renamed_in",
@@ -47,6 +48,21 @@ def defaults_of(runner, names):
 
     parameters = inspect.signature(runner).parameters
     return {name: parameters[name].default for name in names}
+
+
+def positive_number(name, value):
+    """``float(value)`` if it is a finite number > 0; otherwise a one-sentence
+    :class:`~probinfer.ProbinferError` naming the setting (a string, NaN, 0 or a negative
+    learning rate would otherwise train backwards or fail inside optax)."""
+    from probinfer.errors import ProbinferError
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (np.isfinite(number) and number > 0):
+        raise ProbinferError(f"{name} must be a positive number, got {value!r}.")
+    return number
 
 
 def need_key(key, where):

@@ -13,6 +13,7 @@ the settings that differ; a finished run's checkpoint returns its result at once
 import io
 import json
 import os
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +23,34 @@ from probinfer._utils import atomic_write_bytes, read_npz
 from probinfer.devices import to_host
 from probinfer.errors import ProbinferError
 
-__all__ = ["path_for", "fingerprint", "save", "load", "run_chunks", "boundaries"]
+__all__ = ["path_for", "check_writable", "fingerprint", "save", "load", "run_chunks", "boundaries"]
 
 
 def path_for(checkpoint, runner):
     """The file of ``runner``'s checkpoint: None, ``checkpoint`` itself when it ends in ``.npz``,
-    else ``<checkpoint>/<runner>.npz``."""
+    else ``<checkpoint>/<runner>.npz`` — its folder created and proven writable
+    (:func:`check_writable`)."""
     if checkpoint is None:
         return None
     checkpoint = os.fspath(checkpoint)
-    if checkpoint.endswith(".npz"):
-        return checkpoint
-    return os.path.join(checkpoint, f"{runner}.npz")
+    path = checkpoint if checkpoint.endswith(".npz") else os.path.join(checkpoint, f"{runner}.npz")
+    check_writable(path)
+    return path
+
+
+def check_writable(path):
+    """Create ``path``'s folder and prove a file can be written there, before any compute: a
+    checkpoint that cannot be saved would otherwise fail after the first chunk (an hour in)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probinfer-write-test-"):
+            pass
+    except OSError as error:
+        raise ProbinferError(
+            f"cannot write the checkpoint '{path}': {error.strerror or error} ('{folder}'); "
+            "pass a checkpoint= folder you can write to."
+        ) from None
 
 
 def fingerprint(key, target=None, **settings):
@@ -131,6 +148,8 @@ def run_chunks(advance, state, ends, *, path=None, fingerprint=None, restore=Non
     length is not known in advance, such as SMC's temperatures). Returns ``(state, outputs)``.
     """
     start, outputs = 0, None
+    if path is not None:
+        check_writable(path)
     if path is not None and os.path.exists(path):
         start, state, outputs = load(path, fingerprint, state)
         state = state if restore is None else restore(state)

@@ -160,8 +160,17 @@ def _run(args):
 
 def _calibrate(args):
     import probinfer as pi
+    from probinfer.errors import ProbinferError
 
-    example = pi.models.get(args.model)
+    try:
+        example = pi.models.get(args.model)
+    except KeyError as error:
+        raise ProbinferError(error.args[0]) from None
+    for flag, value, least in (("--sims", args.sims, 2), ("--samples", args.samples, 2)):
+        if value < least:
+            raise ProbinferError(f"{flag} must be at least {least}, got {value}.")
+    if args.warmup is not None and args.warmup < 0:
+        raise ProbinferError(f"--warmup must be ≥ 0, got {args.warmup}.")
     method_kwargs = {} if args.warmup is None else {"num_warmup": args.warmup}
     print(
         f"calibrating {args.method} on {example.name}: {args.sims} simulated data sets × "

@@ -404,6 +404,24 @@ def c2st(x, y, *, key, folds=5):
     from sklearn.neural_network import MLPClassifier
 
     x, y = (np.asarray(_as_matrix(a), np.float64) for a in (x, y))
+    if x.shape[1] != y.shape[1]:
+        raise DataError(
+            f"c2st compares points of one space: x has {x.shape[1]} dimensions and y {y.shape[1]}."
+        )
+    for name, points in (("x", x), ("y", y)):
+        bad = int(np.size(points) - np.isfinite(points).sum())
+        if bad:
+            raise DataError(
+                f"c2st: {name} has {bad} entries that are not finite (first in row "
+                f"{int(np.flatnonzero(~np.isfinite(points).all(1))[0])}); drop those draws."
+            )
+    if not isinstance(folds, int | np.integer) or folds < 2:
+        raise DataError(f"folds must be an integer ≥ 2 (cross-validation folds), got {folds!r}.")
+    if min(len(x), len(y)) < folds:
+        raise DataError(
+            f"c2st with {folds} folds needs at least {folds} points in each sample; got "
+            f"{len(x)} and {len(y)}."
+        )
     loc, scale = x.mean(0), x.std(0) + 1e-12
     data = np.concatenate([(x - loc) / scale, (y - loc) / scale])
     labels = np.concatenate([np.zeros(len(x)), np.ones(len(y))])

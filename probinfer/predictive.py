@@ -112,17 +112,22 @@ def predict(
     Returns:
         :class:`Prediction`.
     """
+    overrides = target.check_new_data(data, "predict")
     if site is None:
         if len(target.observed_sites) != 1:
             raise DataError(
                 f"'{target.name}' has observed sites {list(target.observed_sites)}; name one with site=."
             )
         site = target.observed_sites[0]
+    if site not in target.observed_sites:
+        raise DataError(
+            f"site '{site}' is not an observed site of '{target.name}' (those are "
+            f"{list(target.observed_sites)})."
+        )
     if posterior.log_weights is not None:  # only weighted draws are resampled
         key = need_key(key, "predict on weighted draws")
     draws = _draws(posterior, key, num_draws, anchors)
     z = jax.jit(jax.vmap(target.unconstrain))({k: draws[k] for k in target.latent_sites})
-    overrides = {k: jnp.asarray(v) for k, v in data.items()}
 
     def one(z):
         trace = target.trace(target.unravel(z), data=overrides)

@@ -49,6 +49,18 @@ def _site(model, name, kind):
     return sites[0]
 
 
+def _trace_once(model, name, arguments, *args):
+    """The trace of one call of a step model, or one sentence naming the step and its call."""
+    try:
+        return handlers.trace(handlers.seed(model, 0)).get_trace(*args)
+    except TypeError as error:
+        raise ModelError(
+            f"calling the {name} model as {getattr(model, '__name__', name)}{arguments} failed "
+            f"({error}); state_space calls initial(), transition(x_prev, t) and "
+            "observation(x, t, y)."
+        ) from None
+
+
 def state_space(initial, transition, observation):
     """A :class:`StateSpaceModel` from three models written with ``pi.sample``:
 
@@ -68,11 +80,17 @@ def state_space(initial, transition, observation):
     ...     pi.sample("y", dist.Normal(x, 1.0), obs=y)
     >>> ssm = state_space(initial, transition, observation)   # doctest: +SKIP
     """
-    prototype = handlers.trace(handlers.seed(initial, 0)).get_trace()
+    prototype = _trace_once(initial, "initial", "()")
     x0 = _site(prototype, "initial", "latent")["value"]
     shape = jnp.shape(x0)
-    step = handlers.trace(handlers.seed(transition, 0)).get_trace(x0, 0)
-    state_name = _site(step, "transition", "latent")["name"]
+    step = _trace_once(transition, "transition", "(x_prev, t)", x0, 0)
+    state = _site(step, "transition", "latent")
+    state_name = state["name"]
+    if jnp.shape(state["value"]) != shape:
+        raise ModelError(
+            f"the transition model's state has shape {jnp.shape(state['value'])} but the "
+            f"initial model's has shape {shape}; the state must keep one shape over time."
+        )
 
     def unflatten(x):
         return jnp.reshape(x, shape)

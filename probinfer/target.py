@@ -308,6 +308,39 @@ class Target:
         """The full data arguments as a dict ``{name: array (N, ...)}``."""
         return {k: self._arguments[k] for k in self.data_names}
 
+    def check_new_data(self, data, where):
+        """Raise one sentence unless ``data`` (``{argument: array}``, e.g. test inputs for
+        ``where``) can stand in for the compiled arguments: every name is a model argument, each
+        array keeps its compiled counterpart's shape past the leading (data-point) axis, and the
+        arrays share that leading size. Returns ``{name: jnp array}``."""
+        parameters = list(self._signature.parameters)
+        unknown = sorted(k for k in data if k not in parameters)
+        if unknown:
+            raise DataError(
+                f"{where}: {unknown} are not arguments of '{self.name}' (its arguments are "
+                f"{parameters})."
+            )
+        data = {k: jnp.asarray(v) for k, v in data.items()}
+        for k, value in data.items():
+            compiled = self._arguments.get(k)
+            if compiled is None or jnp.ndim(compiled) == 0:
+                continue
+            expected = tuple(jnp.shape(compiled)[1:])
+            if value.ndim == 0 or tuple(value.shape[1:]) != expected:
+                wanted = f"(N, {', '.join(map(str, expected))})" if expected else "(N,)"
+                raise DataError(
+                    f"{where}: '{k}' has shape {tuple(value.shape)}; '{self.name}' was compiled "
+                    f"with shape {wanted} for it (one row per data point)."
+                )
+        rows = {k: int(v.shape[0]) for k, v in data.items() if v.ndim}
+        if len(set(rows.values())) > 1:
+            fewest, most = min(rows, key=rows.get), max(rows, key=rows.get)
+            raise DataError(
+                f"{where}: '{fewest}' has {rows[fewest]} rows and '{most}' {rows[most]}; every "
+                "data argument needs one row per data point."
+            )
+        return data
+
     def check_minibatchable(self):
         """Raise unless data are marked and every latent site is global (minibatches need both)."""
         if not self.data_names:

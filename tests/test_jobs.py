@@ -165,6 +165,49 @@ def test_a_job_needs_a_model_and_a_method(tmp_path):
         prepare(tmp_path / "nope.toml")
 
 
+def test_a_byte_order_mark_is_read_and_another_encoding_is_named(project):
+    path = project / "job.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(GOOD).encode())
+    assert prepare(path).arguments["x"].shape == (40, 2)
+    path.write_bytes(textwrap.dedent(GOOD).replace("out", "r\u00e9sultats").encode("latin-1"))
+    with pytest.raises(JobError, match=r"job.toml: not UTF-8 text \(byte 0xe9 on line 3\)"):
+        prepare(path)
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("", r"column 'a' has 1 empty, NaN or infinite cells \(the first in row 7\)"),
+        ("n/a?", r"column 'a' is not numeric \(row 7 holds 'n/a\?'\)"),
+    ],
+)
+def test_a_bad_csv_cell_is_named_by_file_column_and_row(project, cell, message):
+    lines = (project / "data.csv").read_text().splitlines()
+    fields = lines[7].split(",")  # data row 7 (line 1 is the header)
+    fields[2] = cell
+    lines[7] = ",".join(fields)
+    (project / "data.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(JobError, match=message) as info:
+        prepare(write_job(project, GOOD))
+    assert "data.csv" in str(info.value)
+
+
+def test_a_report_folder_that_cannot_be_written_is_named_before_the_run(project):
+    (project / "blocker").write_text("a file where the report folder should go")
+    text = GOOD.replace('out = "out"', 'out = "blocker/report"')
+    with pytest.raises(JobError, match=r"report folder .*blocker/report' cannot be written"):
+        prepare(write_job(project, text))
+
+
+def test_a_damaged_npz_data_file_is_named(project):
+    (project / "data.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    text = GOOD.replace('file = "data.csv"', 'file = "data.npz"').replace(
+        'columns = { x = ["a", "b"], y = "label" }', ""
+    )
+    with pytest.raises(pi.DataError, match=r"data.npz' is not a readable NPZ data file"):
+        prepare(write_job(project, text))
+
+
 def test_columns_are_stacked_in_the_jobs_order_and_npz_arrays_go_by_name(project):
     prepared = prepare(write_job(project, GOOD))
     x = prepared.arguments["x"]

@@ -38,6 +38,54 @@ def test_summary_has_every_component_and_column(posterior):
     assert (table["r_hat"] < 1.05).all() and (table["ess_bulk"] > 500).all()
 
 
+def test_summary_sd_and_quantiles_have_their_known_values():
+    """Draws 0, 1, …, 999 (shuffled over two chains): sd (ddof 1) = √(n(n+1)/12) and NumPy's
+    linear quantiles at q(n − 1); weighted draws 0, 1, 2, 3 with weights 0.1 … 0.4: mean 2,
+    sd 1, and the weighted quantile is the smallest value whose cumulative weight reaches q."""
+    n = 1000
+    values = np.random.default_rng(1).permutation(n).astype(float).reshape(2, n // 2)
+    row = pi.Posterior({"x": values}, method="test").summary().loc["x"]
+    np.testing.assert_allclose(row["sd"], np.sqrt(n * (n + 1) / 12), rtol=1e-12)
+    np.testing.assert_allclose(row[["q5", "q50", "q95"]], [49.95, 499.5, 949.05], rtol=1e-12)
+    weighted = (
+        pi.Posterior(
+            {"x": np.arange(4.0).reshape(1, 4)},
+            method="test",
+            log_weights=np.log([[0.1, 0.2, 0.3, 0.4]]),
+        )
+        .summary()
+        .loc["x"]
+    )
+    np.testing.assert_allclose(weighted[["mean", "sd"]], [2.0, 1.0], rtol=1e-12)
+    assert weighted[["q5", "q50", "q95"]].tolist() == [0.0, 2.0, 3.0]  # cdf 0.1, 0.3, 0.6, 1
+    np.testing.assert_allclose(weighted["ess_bulk"], 1 / (0.01 + 0.04 + 0.09 + 0.16))
+
+
+def test_sample_draws_whole_stored_draws():
+    """Every sampled draw is one stored draw, all its sites together (b = 2a, c = −a per
+    draw); without replacement when n ≤ the number stored; a weight on one draw alone gives
+    only that draw; two equal weights give each about half (5 standard errors)."""
+    a = np.arange(100.0).reshape(2, 50)
+    draws = {"a": a, "b": np.stack([2 * a, 2 * a], -1), "c": -a}
+    posterior = pi.Posterior(draws, method="test")
+    few = posterior.sample(key=0, n=60)
+    assert np.unique(few["a"]).size == 60 and set(few["a"]) <= set(a.ravel())
+    np.testing.assert_array_equal(few["b"], np.stack([2 * few["a"]] * 2, -1))
+    np.testing.assert_array_equal(few["c"], -few["a"])
+    many = posterior.sample(key=0, n=500)
+    assert set(many["a"]) <= set(a.ravel())  # with replacement: 500 of the 100 stored
+    np.testing.assert_array_equal(many["c"], -many["a"])
+    log_weights = np.full((2, 50), -np.inf)
+    log_weights[1, 7] = 0.0
+    one = pi.Posterior(draws, method="test", log_weights=log_weights).sample(key=1, n=200)
+    assert set(one["a"]) == {57.0}
+    log_weights[0, 3] = 0.0
+    two = pi.Posterior(draws, method="test", log_weights=log_weights).sample(key=2, n=4000)
+    assert set(two["a"]) == {3.0, 57.0}
+    share = np.mean(two["a"] == 3.0)
+    assert abs(share - 0.5) < 5 * np.sqrt(0.25 / 4000), share
+
+
 def test_to_arviz_keeps_shapes_and_stats(posterior):
     idata = posterior.to_arviz()
     assert idata.posterior["b"].shape == (2, 500, 3)

@@ -124,6 +124,7 @@ def npe(
     target.check_continuous()
     layout = ObservationLayout.from_target(target, layout_kind(embedding))
     settings = _settings(num_simulations, batch_size, validation_fraction, num_steps)
+    checkpoint = path_for(checkpoint, "npe")  # its folder proven writable before simulating
     key_sim, key_split, key_init, key_train = jax.random.split(as_key(key), 4)
     z, raw, dropped = simulate_training_set(
         target, layout, key_sim, settings["num_simulations"], int(block_size)
@@ -192,7 +193,7 @@ def npe(
         copies=len(decays),
         hyper=jnp.asarray(decays, jnp.float32),
         devices=devices,
-        checkpoint=path_for(checkpoint, "npe"),
+        checkpoint=checkpoint,
         fingerprint=record,
         progress=progress,
         desc="npe",

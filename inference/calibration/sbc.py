@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from probinfer._utils import need_key
+from probinfer.errors import DataError
 from probinfer.inference.calibration.tarp import _validate
 
 __all__ = ["sbc", "SBCResult"]
@@ -85,6 +86,8 @@ def sbc(samples, theta, *, key=None, num_bins=None, layout="samples-first"):
     num_samples, num_sims, dim = samples.shape
     ranks = (samples < theta[None]).sum(0)
     num_bins = int(num_bins or max(2, min(20, num_sims // 10)))
+    if num_bins < 2:
+        raise DataError(f"num_bins must be at least 2 (a histogram of ranks), got {num_bins}.")
     spread = np.asarray(jax.random.uniform(need_key(key, "sbc"), ranks.shape), np.float64)
     binned = np.minimum(((ranks + spread) / (num_samples + 1) * num_bins).astype(int), num_bins - 1)
     counts = np.stack([np.bincount(binned[:, d], minlength=num_bins) for d in range(dim)])

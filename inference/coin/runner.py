@@ -48,7 +48,7 @@ import optax
 
 from probinfer import devices as _devices
 from probinfer import health
-from probinfer._utils import as_key, defaults_of
+from probinfer._utils import as_key, defaults_of, positive_number
 from probinfer.checkpoint import boundaries, fingerprint, path_for, run_chunks
 from probinfer.diagnostics import ksd
 from probinfer.errors import DataError, ProbinferError
@@ -193,9 +193,8 @@ def svgd(
     """
     cache = None
     if optimizer is None:
-        if not learning_rate > 0:
-            raise ProbinferError(f"learning_rate must be positive, got {learning_rate}.")
-        optimizer, cache = optax.adam(learning_rate), ("adam", float(learning_rate))
+        learning_rate = positive_number("learning_rate", learning_rate)
+        optimizer, cache = optax.adam(learning_rate), ("adam", learning_rate)
     settings = _Settings("svgd", num_particles, num_steps, stein_kernel, batch_size)
     place = _Place(devices, checkpoint, checkpoint_every, progress)
     return _run(target, key, settings, init, place, optimizer, cache)

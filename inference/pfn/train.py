@@ -105,6 +105,12 @@ def train(
             f"batch_size={batch_size}, num_steps={num_steps}."
         )
     seq_len, batch_size, num_steps = int(seq_len), int(batch_size), int(num_steps)
+    if not (callable(getattr(prior, "sample", None)) and hasattr(prior, "num_features")):
+        raise DataError(
+            f"prior must be a PFN prior (pi.pfn.GPPrior(), pi.pfn.ModelPrior(...) or an object "
+            f"with num_features and sample(key, num_sets, seq_len) -> (x, y)); got {prior!r}."
+        )
+    weights = split_weights(seq_len, split)
     key_borders, key_init, key_train = jax.random.split(as_key(key), 3)
     classes = int(getattr(prior, "classification", False)) * 2
     scaling, borders = _fit_scaling(prior, key_borders, seq_len, network.num_buckets, classes)
@@ -122,7 +128,6 @@ def train(
         else pretrained.params
     )
     sharding = _devices.leading_sharding(batch_size, devices)
-    weights = split_weights(seq_len, split)
     loss = _loss_fn(prior, network, borders, scaling, batch_size, weights, sharding)
     every = chunk_size(checkpoint_every, num_steps)
     record = fingerprint(

@@ -128,6 +128,7 @@ def sgmcmc(
     if num_warmup >= num_steps or thinning < 1 or num_chains < 1:
         raise ProbinferError("need num_warmup < num_steps, thinning ≥ 1 and num_chains ≥ 1.")
     key_mode, key_start, key_run, _ = jax.random.split(as_key(key), 4)
+    checkpoint = path_for(checkpoint, "sgmcmc")  # its folder proven writable before the pilot
 
     geometry = Geometry(target, key_mode, batch_size=batch_size)
     if kernel.prepare is not None:
@@ -206,7 +207,7 @@ def sgmcmc(
         params=params,
         cache=(kernel.static, batch_size, bool(control_variates)),
         progress=should_show(progress, num_steps),
-        checkpoint=path_for(checkpoint, "sgmcmc"),
+        checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         fingerprint=record,
         devices=devices,

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from probinfer._utils import as_key
+from probinfer._utils import as_key, positive_number
 from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.smc import resampling
 from probinfer.nn.training import fit
@@ -211,7 +211,9 @@ def pbnn_smc(
     psi = network.init(key_psi, x)
     phi = prior_sd * jax.random.normal(key_phi, (int(num_particles), network.phi_dim), x.dtype)
     batches = _batches(key_batches, x.shape[0], int(batch_size), int(num_epochs))
-    optimiser = optax.adamw(learning_rate, weight_decay=weight_decay)
+    optimiser = optax.adamw(
+        positive_number("learning_rate", learning_rate), weight_decay=weight_decay
+    )
     scale = x.shape[0] / int(batch_size)
     n = int(num_particles)
 
@@ -280,6 +282,7 @@ def map_network(
     }
     # Decay ψ only (φ has its Gaussian prior in the loss).
     decay_mask = {"psi": jax.tree.map(lambda _: True, params["psi"]), "phi": False}
+    learning_rate = positive_number("learning_rate", learning_rate)
     optimiser = optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
     num_data, batch_size = x.shape[0], int(batch_size)
     scale = num_data / batch_size

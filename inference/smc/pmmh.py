@@ -74,7 +74,18 @@ def pmmh(
     the kernel's state keeps the current estimate.
     """
     init = jnp.atleast_1d(jnp.asarray(init, jnp.result_type(float)))
+    if init.ndim != 1:
+        raise ProbinferError(
+            f"init must be one starting point θ of shape (d,) (every chain starts there); got "
+            f"shape {init.shape}."
+        )
     dim = init.shape[0]
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ProbinferError(f"target_accept must lie in (0, 1), got {target_accept}.")
+    if scale is not None and not bool(np.all(np.asarray(scale) > 0)):
+        raise ProbinferError(
+            f"scale must be positive (a scalar or one per dimension), got {scale}."
+        )
     if int(num_particles) < 2:
         raise ProbinferError(f"PMMH needs at least 2 particles, got {num_particles}.")
     if int(num_draws) < 1 or int(num_warmup) < 0 or int(num_chains) < 1:

@@ -67,11 +67,29 @@ def prepare(job, *, out=None, base_dir=None):
     except JobError as exc:
         problems.append(str(exc))
     problems.extend(_calibrate_problems(spec))
+    problems.extend(_unwritable(spec))
     if problems:
         raise JobError("\n".join(problems))
     if spec.method in ("mcmc", "nuts", "hmc", "mala", "rwm"):
         settings = {**_MCMC_DEFAULTS, **settings}
     return Prepared(spec, model, example, arguments, data, runner, settings)
+
+
+def _unwritable(spec):
+    """The report folder must be writable before the run, not after it: the nearest folder of
+    ``spec.out`` that exists must be a writable folder (nothing is created here)."""
+    if not spec.out:
+        return []
+    folder = os.path.abspath(spec.out)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+        return []
+    why = "is a file, not a folder" if not os.path.isdir(folder) else "is not writable"
+    return [
+        f"{spec.source}: the report folder '{spec.out}' cannot be written ('{folder}' {why}); "
+        "choose another 'out' (or --out)."
+    ]
 
 
 def _trains_estimator(method):

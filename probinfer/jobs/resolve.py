@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from probinfer._utils import read_npz
 from probinfer.jobs.spec import RESERVED_SETTINGS, JobError
 
 __all__ = ["load_model", "load_data", "model_arguments", "runner_settings"]
@@ -73,8 +74,7 @@ def _read_table(path):
     """``{column: 1-D array}`` of a CSV or Parquet file, or the arrays of an NPZ file."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as saved:
-            return {k: saved[k] for k in saved.files}
+        return read_npz(path, "NPZ data file", "write it again with numpy.savez")
     import pandas as pd
 
     if suffix == ".parquet":
@@ -87,6 +87,34 @@ def _read_table(path):
     else:
         frame = pd.read_csv(path)
     return {str(c): frame[c].to_numpy() for c in frame.columns}
+
+
+def _check_column(values, file, column):
+    """One sentence naming the file, the column and the first row (1 = the first data row) that
+    is empty or not a number; an NPZ array is checked alike."""
+    values = np.asarray(values)
+    if values.dtype == object or values.dtype.kind in "US":
+        flat = np.ravel(values)
+        bad = [i for i, v in enumerate(flat) if np.isnan(_number(v))] or [0]
+        row = bad[0] // max(1, flat.size // max(1, len(np.atleast_1d(values))))
+        raise JobError(
+            f"'{file}': column '{column}' is not numeric (row {row + 1} holds {flat[bad[0]]!r}); "
+            "models take numbers."
+        )
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(1))[0])
+        raise JobError(
+            f"'{file}': column '{column}' has {int((~np.isfinite(values)).sum())} empty, NaN or "
+            f"infinite cells (the first in row {row + 1}); fill or drop those rows."
+        )
+    return values
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _as_array(values, where):
@@ -122,6 +150,8 @@ def load_data(spec):
         if missing:
             continue
         where = f"{spec.source}: column(s) {wanted} of '{os.path.basename(spec.data_file)}'"
+        for c in wanted:
+            _check_column(table[c], spec.data_file, c)
         if isinstance(cols, str):
             arguments[arg] = _as_array(table[cols], where)
         else:

@@ -142,6 +142,27 @@ def _table(value, key):
     return {"name": value} if isinstance(value, str) else dict(value)
 
 
+def _read_toml(source):
+    """The job file's table: UTF-8 (a byte-order mark, as some editors write, is allowed), or
+    one sentence naming the file and the first byte that is not."""
+    with open(source, "rb") as fh:
+        data = fh.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise JobError(
+            f"{source}: not UTF-8 text (byte {data[exc.start]:#04x} on line {line}); save the "
+            "job file as UTF-8."
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobError(f"{source}: not valid TOML ({exc}).") from None
+
+
 def read_job(job, *, base_dir=None, problems=None):
     """A :class:`JobSpec` from a TOML path or a dict, or a :class:`JobError` listing every
     problem. Relative paths resolve against the job file's folder (a dict's: ``base_dir`` or
@@ -156,11 +177,7 @@ def read_job(job, *, base_dir=None, problems=None):
         source = os.fspath(job)
         if not os.path.isfile(source):
             raise JobError(f"job file '{source}' does not exist.")
-        try:
-            with open(source, "rb") as fh:
-                raw = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise JobError(f"{source}: not valid TOML ({exc}).") from None
+        raw = _read_toml(source)
         base_dir = os.path.dirname(os.path.abspath(source)) if base_dir is None else base_dir
     elif isinstance(job, dict):
         source, raw = "job", dict(job)

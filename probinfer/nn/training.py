@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from probinfer import devices as _devices
+from probinfer._utils import positive_number
 from probinfer.checkpoint import boundaries, run_chunks
 from probinfer.errors import DataError
 from probinfer.progress import ProgressBar, should_show
@@ -77,6 +78,7 @@ def warmup_for(warmup_steps, num_steps):
 def default_optimizer(learning_rate, warmup, num_steps):
     """Adam, linear warm-up to ``learning_rate`` over ``warmup`` steps, cosine decay to 1 % of it
     at ``num_steps``; gradients clipped at global norm 1 (the PFN and DT recipe)."""
+    learning_rate = positive_number("learning_rate", learning_rate)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, max(warmup, 1), max(num_steps, warmup + 2),
         end_value=0.01 * learning_rate,

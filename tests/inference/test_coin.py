@@ -52,7 +52,24 @@ def test_particles_recover_the_conjugate_normal_posterior(runner):
     assert post.diagnostics["restarts"].sum() == 0
 
 
-def _scaled_model(scale):
+@pytest.mark.parametrize("runner", ["coin_svgd", "svgd", "coin_ksdd"])
+def test_minibatch_scores_over_every_point_give_the_exact_posterior(runner):
+    """``batch_size``: with every data point in the minibatch (a random order of them each step)
+    the scores are the full ones, so the particles meet the conjugate test's Monte Carlo bounds;
+    with 5 of 20 points the scores are noisy and the particles move elsewhere (the minibatches
+    really are subsets). Smaller batches bias the particles by an amount this test does not
+    bound."""
+    target, mean, sd = _scaled_model(1.0, data=("y",))
+    post = getattr(pi, runner)(target, key=0, num_particles=100, batch_size=20, progress=False)
+    mu = post.draws["mu"][0]
+    assert abs(mu.mean() - mean) < 3 * sd / np.sqrt(mu.size)
+    assert abs(mu.std() - sd) < 3 * sd / np.sqrt(2 * mu.size)
+    if runner == "coin_svgd":
+        noisy = pi.coin_svgd(target, key=0, num_particles=100, batch_size=5, progress=False)
+        assert np.max(np.abs(noisy.draws["mu"][0] - mu)) > 1e-3
+
+
+def _scaled_model(scale, data=()):
     """μ ~ N(0, 10 s), y_i ~ N(μ, s): the same posterior in units of s."""
     y = scale * (5.0 + np.random.default_rng(0).normal(size=20))
 
@@ -62,7 +79,7 @@ def _scaled_model(scale):
             pi.sample("y", dist.Normal(mu, scale), obs=y)
 
     precision = 1 / (10 * scale) ** 2 + 20 / scale**2
-    return pi.compile(model, y), y.sum() / scale**2 / precision, precision**-0.5
+    return pi.compile(model, y, data=data), y.sum() / scale**2 / precision, precision**-0.5
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+import optax
 import pytest
 
 import probinfer as pi
@@ -349,7 +350,7 @@ def test_bfloat16_network_trains_and_predicts(tmp_path):
 def test_training_can_start_from_a_trained_pfn(random_pfn):
     again = pi.pfn.train(
         GPPrior(), key=1, num_steps=2, batch_size=4, seq_len=40, pretrained=random_pfn,
-        learning_rate=0.0, progress=False,
+        optimizer=optax.sgd(0.0), progress=False,
     )  # fmt: skip
     x, y = _gp_data(12, 1, 15)
     np.testing.assert_array_equal(
