@@ -3,7 +3,10 @@
 signature, so they cannot drift apart.
 
 Kernel layer: :mod:`~probinfer.inference.smc.tempered`; the path of distributions:
-:mod:`~probinfer.inference.smc.tempering`.
+:mod:`~probinfer.inference.smc.tempering`; failures and their sentences:
+:mod:`~probinfer.inference.smc.failures`. The module passes our ~400-line rule by ``smc``'s
+docstring (every setting, its default and why, is documented where the user reads it); the code
+itself is the settings check, one cached program and its chunked run.
 """
 
 import inspect
