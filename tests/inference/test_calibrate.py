@@ -80,9 +80,16 @@ def test_registered_runner_is_vmapped_over_simulations(target, tmp_path):
     assert result.samples.shape == (40, 12, 1)
     # Every simulation's draws sit at its own exact posterior (blocks and padding kept in order).
     mean, sd = jax.vmap(_posterior)(jnp.asarray(result.observations["y"]))
-    # HMC on a 1-D Gaussian accepts ~90 %: count draws as half independent.
-    z = (result.samples[:, :, 0].mean(0) - mean) / (sd / np.sqrt(40 / 2))
-    assert np.abs(z).max() < 4.0, z
+    # Standard errors from the chains' own ESS: the draws are pooled chain by chain (2 × 20
+    # each), and every simulation runs the same sampler on a Gaussian of its own mean and sd,
+    # so the standardised chains of all 12 share one autocorrelation: ArviZ's bulk ESS over the
+    # 24 chains, divided by 12, is each simulation's ESS.
+    u = (result.samples[:, :, 0] - np.asarray(mean)) / np.asarray(sd)  # (40, 12)
+    chains = u.reshape(2, 20, 12).transpose(0, 2, 1).reshape(24, 20, 1)
+    ess = float(pi.diagnostics.chain_diagnostics(chains)[1][0]) / 12
+    z = u.mean(0) * np.sqrt(ess)
+    # max of 12 |z| under 4: a false alarm about once in 1,300 runs (normal tails).
+    assert np.abs(z).max() < 4.0, (z, ess)
     paths = result.save(tmp_path)
     assert (tmp_path / "calibration.png").stat().st_size > 0
     assert "hmc on 12 simulated data sets" in Path(paths["verdict"]).read_text()
