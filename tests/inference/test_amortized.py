@@ -113,7 +113,13 @@ def test_parameter_posterior_is_npe_with_a_set_transformer(normal_target):
     from probinfer.nn.transformer import SetTransformer
 
     post = pi.parameter_posterior(
-        normal_target, key=0, num_simulations=100, num_steps=5, progress=False
+        normal_target,
+        key=0,
+        num_simulations=100,
+        num_steps=5,
+        flow="realnvp",
+        num_layers=1,
+        progress=False,
     )
     assert isinstance(post, AmortizedPosterior) and isinstance(post.embedding, SetTransformer)
     assert post.method == "npe" and post.settings["embedding"] == "custom"
