@@ -149,6 +149,7 @@ def smc(
     )
     if int(carry[3]) == failures.OK and census.nan + census.positive_inf:
         failures.warn_zero_weight(target, census, settings["num_particles"], broken_sites)
+    _raise_at_start(int(carry[3]), target, settings, census)
     path = path_for(checkpoint, "smc")
     max_steps = settings["max_steps"]
     every = max_steps if path is None else int(checkpoint_every or 10)
@@ -210,6 +211,18 @@ def smc(
         settings=recorded,
     )
     return health.attach(post)
+
+
+def _raise_at_start(error, target, settings, census):
+    """Failures the prior particles already show are raised before the loop is compiled: a NaN
+    log prior, too few finite likelihoods, and — under likelihood tempering, where λ > 0 gives
+    every particle weight λ log L — every particle impossible (log L = −inf). Under data
+    annealing a particle impossible for later data may still move into the support first."""
+    if error == failures.OK and settings["annealing"] == "temperature":
+        if int(census.negative_inf) == settings["num_particles"]:
+            error = failures.ALL_IMPOSSIBLE
+    if error != failures.OK:
+        failures.raise_for(error, target, None, 0, settings, census)
 
 
 def _settings(
