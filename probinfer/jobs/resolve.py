@@ -95,10 +95,10 @@ def _check_column(values, file, column):
     values = np.asarray(values)
     if values.dtype == object or values.dtype.kind in "US":
         flat = np.ravel(values)
-        bad = [i for i, v in enumerate(flat) if np.isnan(_number(v))] or [0]
-        row = bad[0] // max(1, flat.size // max(1, len(np.atleast_1d(values))))
+        first = next((i for i, v in enumerate(flat) if np.isnan(_number(v))), 0)
+        row = np.unravel_index(first, values.shape)[0] if values.ndim else 0
         raise JobError(
-            f"'{file}': column '{column}' is not numeric (row {row + 1} holds {flat[bad[0]]!r}); "
+            f"'{file}': column '{column}' is not numeric (row {row + 1} holds {flat[first]!r}); "
             "models take numbers."
         )
     if values.dtype.kind == "f" and not np.isfinite(values).all():
