@@ -35,6 +35,24 @@ def normal_target():
 
 @pytest.fixture(scope="module")
 def trained(normal_target):
+    """A small NPE (one coupling layer, 60 steps) for the structural tests: shapes, files, the
+    set embedding's invariance, the weight-decay copies, bad input. Accuracy is checked on the
+    default-sized fit in the slow tier (its training is a minute of running compiled code)."""
+    return pi.npe(
+        normal_target,
+        key=0,
+        num_simulations=600,
+        flow="realnvp",
+        num_layers=1,
+        embedding="set",
+        num_steps=60,
+        batch_size=100,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_default(normal_target):
     return pi.npe(
         normal_target, key=0, num_simulations=4000, flow="realnvp", embedding="set", progress=False
     )
@@ -48,9 +66,10 @@ def _moment_errors(draws, mean, sd):
     return np.sqrt(np.mean(mean_error**2)), np.sqrt(np.mean(sd_error**2))
 
 
-def test_npe_matches_the_exact_normal_posterior_for_new_data(normal_target, trained):
+@pytest.mark.slow
+def test_npe_matches_the_exact_normal_posterior_for_new_data(normal_target, trained_default):
     _, observations = normal_target.simulate(11, 50)
-    draws = trained.sample(1, observations, 2000)["mu"]
+    draws = trained_default.sample(1, observations, 2000)["mu"]
     assert draws.shape == (50, 2000)
     mean, sd = normal_normal_posterior(np.asarray(observations["y"]))
     mean_rms, sd_rms = _moment_errors(draws, mean, sd)
@@ -58,12 +77,15 @@ def test_npe_matches_the_exact_normal_posterior_for_new_data(normal_target, trai
     # log q at its own draws against the exact log posterior: off by at most a few tenths of a
     # nat where the mass is (a quarter-sd shift costs 0.03 nats on average).
     one = {"y": observations["y"][0]}
-    theta = trained.sample(2, one, 500)
+    theta = trained_default.sample(2, one, 500)
     sd = np.broadcast_to(sd, mean.shape)  # the same for every data set of this model
     exact = -0.5 * ((np.asarray(theta["mu"]) - mean[0]) / sd[0]) ** 2 - np.log(
         sd[0] * np.sqrt(2 * np.pi)
     )
-    assert np.median(np.abs(np.asarray(trained.log_prob(theta, one)) - exact)) < 0.3
+    assert np.median(np.abs(np.asarray(trained_default.log_prob(theta, one)) - exact)) < 0.3
+
+
+def test_the_kept_weight_decay_copy_has_the_lower_validation_loss(trained):
     # Two weight-decay copies trained side by side; the kept one has the lower validation loss,
     # and the reported curve is that copy's.
     scores = trained.diagnostics["validation_by_decay"]
@@ -165,9 +187,10 @@ def test_save_and_load_give_identical_draws(tmp_path, normal_target, trained):
         AmortizedPosterior.load(path, other, model_kwargs={"y": jnp.zeros(NUM_DATA)})
 
 
-def test_calibrate_passes_a_trained_npe_and_fails_an_untrained_one(normal_target, trained):
+@pytest.mark.slow
+def test_calibrate_passes_a_trained_npe_and_fails_an_untrained_one(normal_target, trained_default):
     kwargs = dict(key=4, num_sims=200, num_draws=200, progress=False)
-    good = pi.calibrate(normal_target, trained, **kwargs)
+    good = pi.calibrate(normal_target, trained_default, **kwargs)
     assert good.is_calibrated(), good.verdict()
     barely = pi.npe(
         normal_target,

@@ -17,7 +17,7 @@ def _model(rho, xp=jnp):
     return LinearGaussian(xp.reshape(rho, (1, 1)), one, 0.5 * one, 0.5 * one, xp.zeros(1), one)
 
 
-_, Y = _model(0.8, np).simulate(3, 100)
+_, Y = _model(0.8, np).simulate(3, 50)
 
 
 def _log_prior(theta):
@@ -26,7 +26,9 @@ def _log_prior(theta):
 
 
 def test_pmmh_matches_the_exact_posterior():
-    grid = np.linspace(-0.999, 0.999, 401)  # spacing 0.005, the posterior sd is ~0.08
+    # 50 steps and 80 particles (log-likelihood noise of order one, the regime PMMH is tuned
+    # for): over seeds 0-5 the ESS was 209-364 and the standardised errors within 1.6.
+    grid = np.linspace(-0.999, 0.999, 401)  # spacing 0.005, the posterior sd is ~0.13
     log_lik = np.array([_model(r, np).kalman(Y)[0] for r in grid])  # uniform prior on ρ
     weights = np.exp(log_lik - log_lik.max())
     weights /= weights.sum()
@@ -39,9 +41,9 @@ def test_pmmh_matches_the_exact_posterior():
         Y,
         key=0,
         init=jnp.zeros(1),
-        num_draws=1500,
-        num_warmup=500,
-        num_particles=100,
+        num_draws=800,
+        num_warmup=300,
+        num_particles=80,
     )
     rho = np.tanh(post.draws["theta"][..., 0])
     ess = float(az.ess(rho))
