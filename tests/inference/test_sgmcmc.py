@@ -107,13 +107,16 @@ def test_minibatch_sgld_has_the_exact_discretised_minibatch_law():
 
 
 def test_defaults_give_a_usable_posterior():
-    """No method, no step size: within 0.3 posterior sd in every mean and 35 % in every sd
-    (the issue's bar), with minibatches of 10 of the 50 points."""
+    """No method, no step size, minibatches of 10 of the 50 points. Measured over seeds 0-9
+    (2026-12-05): worst mean error 0.026-0.057 posterior sd (the mean of the worst is 0.04, its
+    spread 0.01), worst sd error 0.05-0.22 (the step's discretisation bias, which depends on the
+    step the pilot picks). Bounds: 0.12 sd and 28 %, five to six spreads above the measured worst
+    (the product's bar is 0.3 sd and 35 %)."""
     post = pi.sgmcmc(TARGET, key=3, batch_size=10, num_steps=10_000)
     assert post.diagnostics["preconditioned"]
     mean, var, _ = _moments(post)
-    assert np.all(np.abs(mean - MEAN) < 0.3 * SD), (mean - MEAN) / SD
-    assert np.all(np.abs(np.sqrt(var) / SD - 1) < 0.35), np.sqrt(var) / SD
+    assert np.all(np.abs(mean - MEAN) < 0.12 * SD), (mean - MEAN) / SD
+    assert np.all(np.abs(np.sqrt(var) / SD - 1) < 0.28), np.sqrt(var) / SD
 
 
 def test_psgld_keeps_the_posterior_mean_within_monte_carlo_error():
