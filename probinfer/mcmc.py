@@ -54,8 +54,10 @@ def mcmc(
     Args:
         target: a compiled :class:`~probinfer.Target` (continuous latents).
         key: int seed or JAX PRNG key.
-        kernel: ``"nuts"`` (default: NumPyro's No-U-Turn Sampler), ``"hmc"`` (16 leapfrog
-            steps), ``"mala"``, ``"rwm"`` or a :class:`~probinfer.kernels.Kernel`
+        kernel: ``"nuts"`` (default: NumPyro's No-U-Turn Sampler), ``"mams"`` (Metropolis-
+            adjusted microcanonical HMC, BlackJAX's; its trajectory length tuned in warm-up),
+            ``"hmc"`` (16 leapfrog steps), ``"mala"``, ``"rwm"`` or a
+            :class:`~probinfer.kernels.Kernel`
             (``probinfer.kernels.nuts(dense_mass=True)``,
             ``probinfer.kernels.hmc(num_integration_steps=32)``, or your own).
         num_chains: independent chains (vmapped; sharded over ``devices``; R-hat needs ≥ 2).
@@ -63,7 +65,7 @@ def mcmc(
         num_warmup: adaptation steps per chain (discarded).
         step_size: initial step size; adapted during warm-up (a dimension-based guess if None).
         target_accept: acceptance rate the step size is tuned to (the kernel's own by default:
-            0.8 NUTS and HMC, 0.57 MALA, 0.234 RWM).
+            0.8 NUTS and HMC, 0.9 MAMS, 0.57 MALA, 0.234 RWM).
         thinning: keep every ``thinning``-th draw.
         init: starting points — ``"uniform"`` (default: every unconstrained coordinate uniform
             on (−2, 2), as Stan and NumPyro; redrawn until the density is finite), ``"prior"``
@@ -89,7 +91,8 @@ def mcmc(
         ``(num_chains, dim)`` (NUTS: the diagonal, or the dense matrix ``(num_chains, dim,
         dim)``), ``num_divergent`` (per chain), ``log_density`` and ``is_divergent`` (per draw);
         NUTS adds ``num_integration_steps``, ``tree_depth`` and ``energy`` per draw and
-        ``e_bfmi`` per chain. ``warnings``: the run's health sentences
+        ``e_bfmi`` per chain; MAMS adds ``num_integration_steps`` per draw (two gradients each)
+        and the tuned ``trajectory_length`` per chain. ``warnings``: the run's health sentences
         (:mod:`probinfer.health`), each also raised as a ``ProbinferWarning``.
 
     Example:
@@ -156,7 +159,11 @@ def mcmc(
         "is_divergent": np.asarray(divergent),
         "restarted_chains": restarted.astype(np.int32),
     }
-    if extra:
+    if not kernels.is_nuts(kernel) and hasattr(state[0], "trajectory_length"):
+        diagnostics["trajectory_length"] = np.asarray(state[0].trajectory_length)
+    if extra and not kernels.is_nuts(kernel):
+        diagnostics["num_integration_steps"] = np.asarray(extra[0])
+    elif extra:
         steps, energy = np.asarray(extra[0]), np.asarray(extra[1])
         diagnostics["num_integration_steps"] = steps
         diagnostics["tree_depth"] = np.asarray(tree_depth(steps))

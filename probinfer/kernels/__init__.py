@@ -25,10 +25,22 @@ from probinfer.errors import ProbinferError
 from probinfer.kernels import adaptation
 from probinfer.kernels import hmc as _hmc
 from probinfer.kernels import mala as _mala
+from probinfer.kernels import mams as _mams
 from probinfer.kernels import nuts as _nuts
 from probinfer.kernels import rwm as _rwm
 
-__all__ = ["Kernel", "nuts", "hmc", "mala", "rwm", "get", "NAMES", "adaptation", "is_nuts"]
+__all__ = [
+    "Kernel",
+    "nuts",
+    "hmc",
+    "mams",
+    "mala",
+    "rwm",
+    "get",
+    "NAMES",
+    "adaptation",
+    "is_nuts",
+]
 
 
 class Kernel(NamedTuple):
@@ -97,6 +109,36 @@ def hmc(num_integration_steps=16, divergence_threshold=1000.0):
 
 
 @cache  # one object per options: programs cache on it
+def mams(max_num_steps=128, divergence_threshold=1000.0):
+    """Metropolis-adjusted microcanonical HMC (Robnik et al. 2025; BlackJAX's transition,
+    :mod:`probinfer.kernels.mams`): isokinetic dynamics with McLachlan's integrator (two gradients
+    per step), random trajectory lengths with mean ``L``, exact Metropolis correction. Its step
+    size is tuned to 0.9 acceptance (the paper's choice); ``L`` starts at ``√d`` (whitened) and
+    :func:`probinfer.mcmc` tunes it from the chains' autocorrelation at the end of warm-up.
+    ``max_num_steps`` caps the mean number of steps per transition."""
+    if int(max_num_steps) < 1:
+        raise ProbinferError(f"max_num_steps must be ≥ 1, got {max_num_steps}.")
+    step = partial(
+        _mams.step,
+        max_num_steps=int(max_num_steps),
+        divergence_threshold=float(divergence_threshold),
+    )
+    return Kernel(
+        "mams",
+        _mams.init,
+        step,
+        0.9,
+        _mams_initial_step_size,
+        (("max_num_steps", int(max_num_steps)),),
+    )
+
+
+def _mams_initial_step_size(dim):
+    """BlackJAX's first guess, ``0.2 √d`` (isokinetic steps are long: ``L = √d`` is ~5 steps)."""
+    return 0.2 * max(int(dim), 1) ** 0.5
+
+
+@cache  # one object per options: programs cache on it
 def mala():
     """Metropolis-adjusted Langevin (:mod:`probinfer.kernels.mala`), tuned to 0.57 acceptance."""
     return Kernel(
@@ -110,7 +152,7 @@ def rwm():
     return Kernel("rwm", _rwm.init, _rwm.step, 0.234, partial(adaptation.initial_step_size, "rwm"))
 
 
-NAMES = {"nuts": nuts, "hmc": hmc, "mala": mala, "rwm": rwm}
+NAMES = {"nuts": nuts, "hmc": hmc, "mams": mams, "mala": mala, "rwm": rwm}
 
 
 def get(kernel, **options):

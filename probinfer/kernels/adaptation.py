@@ -117,3 +117,11 @@ def initial_step_size(kernel, dim):
     if kernel == "mala":
         return 1.0 / dim ** (1 / 6)
     return 0.5 / dim**0.25
+
+
+def final_buffer_start(num_warmup, **schedule):
+    """The first step after the last mass-matrix update of :func:`warmup_schedule` (``num_warmup``
+    when there is no update: then nothing is tuned after it)."""
+    _, window_end = warmup_schedule(num_warmup, **schedule)
+    ends = np.flatnonzero(window_end)
+    return int(ends[-1]) + 1 if ends.size else int(num_warmup)

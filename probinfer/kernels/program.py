@@ -96,12 +96,21 @@ def program(
         )
         return kernel_state, da, welford, inverse_mass
 
+    # Kernels whose state carries a trajectory length (MAMS) get it tuned from the chains'
+    # autocorrelation over the final buffer, after the last mass-matrix update.
+    tunes_length = _has_length(kernel, log_density_fn, dim, dtype)
+    first_final = adaptation.final_buffer_start(num_warmup)
+    buffer_size = num_warmup - first_final if tunes_length else 0
+
     def start(positions, key):
         del key  # the fixed-length kernels draw from the per-step keys
         states = jax.vmap(kernel.init, in_axes=(0, None))(positions, log_density_fn)
         da = jax.vmap(adaptation.dual_averaging_init)(jnp.full((num_chains,), step_size, dtype))
         welford = jax.vmap(lambda _: adaptation.welford_init(dim, dtype))(jnp.arange(num_chains))
-        return states, da, welford, jnp.ones((num_chains, dim), dtype)
+        state = (states, da, welford, jnp.ones((num_chains, dim), dtype))
+        if buffer_size:
+            state = (*state, jnp.zeros((num_chains, buffer_size, dim), dtype))
+        return state
 
     def warmup(state, steps, keys, collect, window_end):
         def body(state, xs):
@@ -109,7 +118,19 @@ def program(
             warmup_bar.tick(i)
             chain_keys = jax.random.split(key, num_chains)
             one = jax.vmap(warmup_one, in_axes=(0, 0, None, None))
-            return one(state, chain_keys, collect_t, window_end_t), None
+            adapted = one(state[:4], chain_keys, collect_t, window_end_t)
+            if not buffer_size:
+                return adapted, None
+            buffer = jax.lax.dynamic_update_index_in_dim(
+                state[4], adapted[0].position[:, None], jnp.clip(i - first_final, 0), 1
+            )
+            kernel_states = jax.lax.cond(
+                i == num_warmup - 1,
+                lambda s: _tuned_length(s, buffer, adapted[3]),
+                lambda s: s,
+                adapted[0],
+            )
+            return (kernel_states, *adapted[1:], buffer), None
 
         return jax.lax.scan(body, state, (steps, keys, collect, window_end))[0]
 
@@ -118,7 +139,7 @@ def program(
         return jnp.exp(da.log_step_avg) if num_warmup > 0 else jnp.exp(da.log_step)
 
     def sample(state, steps, keys):
-        kernel_states, da, welford, inverse_mass = state
+        kernel_states, da, welford, inverse_mass = state[:4]
         step_sizes = final_step_size(state)
 
         def body(states, xs):
@@ -131,16 +152,48 @@ def program(
                 chain_keys, states, log_density_fn, step_sizes * jitters, inverse_mass
             )
             outputs = (states.position, states.log_density, info.acceptance_rate, info.is_divergent)
+            if hasattr(info, "num_integration_steps"):  # MAMS: its gradient count varies
+                outputs = (*outputs, info.num_integration_steps)
             return states, outputs
 
         kernel_states, trace = jax.lax.scan(body, kernel_states, (steps, keys))
         trace = jax.tree.map(lambda x: x[thinning - 1 :: thinning], trace)
-        return (kernel_states, da, welford, inverse_mass), trace
+        return (kernel_states, da, welford, inverse_mass, *state[4:]), trace
 
     def position(state):
         return state[0].position, state[0].log_density
 
     return Program(start, warmup, sample, final_step_size, position)
+
+
+def _has_length(kernel, log_density_fn, dim, dtype):
+    """Whether ``kernel``'s state carries a ``trajectory_length`` (traced abstractly, free)."""
+    position = jax.ShapeDtypeStruct((dim,), dtype)
+    shape = jax.eval_shape(lambda x: kernel.init(x, log_density_fn), position)
+    return hasattr(shape, "trajectory_length")
+
+
+# Robnik et al. (2025), MAMS's third tuning stage: L = 0.4 × (the trajectory length) × (draws per
+# effective draw), i.e. 0.4 of the integrated autocorrelation time in units of dynamics time.
+LENGTH_FACTOR = 0.4
+
+
+def _tuned_length(kernel_states, buffer, inverse_mass):
+    """Every chain's ``trajectory_length`` set from the final buffer's draws (chains, n, dim): the
+    mean over coordinates of the bulk ESS per draw (all chains together), clipped so that L
+    changes by at most 10× and stays ≥ 0.1 √dim."""
+    from blackjax.diagnostics import effective_sample_size
+
+    del inverse_mass  # the ESS does not depend on the coordinates' scales
+    num_chains, n, dim = buffer.shape
+    ess = effective_sample_size(buffer)  # (dim,)
+    per_draw = jnp.clip(jnp.nanmean(ess) / (num_chains * n), 1e-3, 10.0)
+    from probinfer.kernels.mams import trajectory_length
+
+    current = jax.vmap(trajectory_length)(kernel_states)
+    new = jnp.clip(LENGTH_FACTOR * current / per_draw, 0.1 * current, 10.0 * current)
+    new = jnp.maximum(new, 0.1 * jnp.sqrt(jnp.asarray(dim, buffer.dtype)))
+    return kernel_states._replace(trajectory_length=jnp.median(new) * jnp.ones_like(new))
 
 
 def warmed_up(program, positions, key, num_warmup):
