@@ -246,8 +246,11 @@ def _as_two(prior):
 @pytest.mark.parametrize("kind", ["gaussian", "mixture"])
 def test_trained_dt_matches_the_exact_posterior_for_unseen_priors(trained_dt, kind):
     """Mean KL(exact ‖ DT) over 40 priors drawn afresh from the meta-prior (Gaussian ones as two
-    equal components) below 0.15 nats, means within 0.35 exact sd (RMS). Measured after 20,000
-    steps: KL 0.035 (Gaussian) and 0.082 (mixture), RMS 0.16 and 0.23."""
+    equal components), and the RMS of the means' errors in exact sds. Measured after 20,000
+    steps with training keys 1-3 (2026-12-05): KL 0.014-0.035 (Gaussian) and 0.060-0.079
+    (mixture), RMS 0.09-0.16 and 0.21-0.23. Bounds: about three spreads over seeds above the
+    worst key (KL 0.07 / 0.11, RMS 0.25 / 0.27); another machine's rounding trains another
+    network, which the spread over keys covers."""
     kls, errors = [], []
     for seed in range(40):
         prior = _random_prior(5000 + seed)
@@ -259,8 +262,9 @@ def test_trained_dt_matches_the_exact_posterior_for_unseen_priors(trained_dt, ki
         kls.append(kl(exact, q, jax.random.PRNGKey(seed))[0])
         sd = np.sqrt(np.diag(np.asarray(exact.covariance())))
         errors.append((np.asarray(q.mean()) - np.asarray(exact.mean())) / sd)
-    assert np.mean(kls) < 0.15, (np.mean(kls), np.max(kls))
-    assert np.sqrt(np.mean(np.square(errors))) < 0.35, np.sqrt(np.mean(np.square(errors)))
+    kl_bound, rms_bound = {"gaussian": (0.07, 0.25), "mixture": (0.11, 0.27)}[kind]
+    assert np.mean(kls) < kl_bound, (np.mean(kls), np.max(kls))
+    assert np.sqrt(np.mean(np.square(errors))) < rms_bound, np.sqrt(np.mean(np.square(errors)))
 
 
 @pytest.mark.slow
