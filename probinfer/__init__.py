@@ -24,6 +24,7 @@ from probinfer.errors import (
 from probinfer.health import ProbinferWarning
 from probinfer.language import constraints, deterministic, dist, factor, param, plate, sample
 from probinfer.mcmc import mcmc
+from probinfer.pathfinder import pathfinder
 from probinfer.posterior import Posterior
 from probinfer.predictive import Prediction, predict
 from probinfer.ssm import StateSpaceModel, state_space
@@ -47,6 +48,7 @@ __all__ = [
     "StateSpaceModel",
     "state_space",
     "mcmc",
+    "pathfinder",
     "kernels",
     "devices",
     "diagnostics",

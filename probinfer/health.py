@@ -93,10 +93,15 @@ def check(posterior, table=None):
         )
     k = d.get("pareto_k")
     if k is not None and np.ndim(k) == 0 and float(k) > PARETO_K_LIMIT:
+        fix = (
+            "more num_paths, or MCMC started from its draws: init='pathfinder'"
+            if method == "pathfinder"
+            else "a richer flow, more num_steps, importance_resample=True to reweight the "
+            "draws, or MCMC"
+        )
         found.append(
             f"Pareto k̂ = {float(k):.2f} (above {PARETO_K_LIMIT}): the approximation misses the "
-            "posterior's tails; do not trust its tail probabilities (a richer flow, more "
-            "num_steps, importance_resample=True to reweight the draws, or MCMC)."
+            f"posterior's tails; do not trust its tail probabilities ({fix})."
         )
     bad = d.get("nonfinite_prior_draws", 0)
     bad = int(sum(bad.values()) if isinstance(bad, dict) else np.sum(bad))

@@ -16,6 +16,7 @@ from functools import partial
 
 from probinfer.errors import ProbinferError
 from probinfer.mcmc import mcmc, mcmc_draws
+from probinfer.pathfinder import pathfinder
 
 __all__ = ["register", "get", "names", "register_job", "job_method", "job_names"]
 
@@ -37,8 +38,9 @@ def register(name, runner, draws=None):
 
 
 register("mcmc", mcmc, mcmc_draws)
+register("pathfinder", pathfinder)
 # Shorthands: the MCMC runner with one kernel (Posterior.method is still "mcmc").
-for _kernel in ("nuts", "hmc", "mala", "rwm"):
+for _kernel in ("nuts", "hmc", "mams", "mala", "rwm"):
     register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
 
 

@@ -26,7 +26,8 @@ INIT_RADIUS = 2.0
 def _check_strategy(strategy):
     if strategy not in INIT_STRATEGIES:
         raise DataError(
-            f"unknown starting-point strategy '{strategy}'; use one of {list(INIT_STRATEGIES)}."
+            f"unknown starting-point strategy '{strategy}'; use one of "
+            f"{[*INIT_STRATEGIES, 'pathfinder']}."
         )
 
 
@@ -100,11 +101,16 @@ def init(target, key, n, max_tries=100, strategy="prior"):
 
 def starting_points(target, value, n, *, key=None, default="prior"):
     """``(n, dim)`` starting points, checked. ``value`` (a runner's ``init``) is a strategy name
-    (``"uniform"``, ``"prior"``: :func:`init`), None for the runner's ``default`` strategy, a
+    (``"uniform"``, ``"prior"``: :func:`init`; ``"pathfinder"``: draws of multi-path Pathfinder,
+    :func:`probinfer.pathfinder.pathfinder_starts`), None for the runner's ``default`` strategy, a
     dict of constrained site values (each ``site_shape`` or ``(n, *site_shape)``) or
     unconstrained ``z`` (``(dim,)`` or ``(n, dim)``)."""
     if value is None:
         value = default
+    if isinstance(value, str) and value == "pathfinder":  # runs on the host: not traceable
+        from probinfer.pathfinder import pathfinder_starts
+
+        return pathfinder_starts(target, as_key(0 if key is None else key), n)
     if isinstance(value, str):
         return init(target, key, n, strategy=value)
     if isinstance(value, dict):
@@ -119,6 +125,6 @@ def starting_points(target, value, n, *, key=None, default="prior"):
         raise DataError(
             f"init gives starting points of shape {z.shape}; need finite ({target.dim},) or "
             f"({n}, {target.dim}) unconstrained values, a dict of constrained site values, or "
-            f"a strategy name ({', '.join(map(repr, INIT_STRATEGIES))})."
+            f"a strategy name ({', '.join(map(repr, (*INIT_STRATEGIES, 'pathfinder')))})."
         )
     return z

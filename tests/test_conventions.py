@@ -28,6 +28,8 @@ MINIBATCHING = {"sgmcmc", "coin_svgd", "coin_ksdd", "svgd", "flow_vi"}
 PARTICLE_VI = {"coin_svgd", "coin_ksdd", "svgd"}
 # Variational runners fit a distribution by optimisation: no Markov transition either.
 VARIATIONAL = {"flow_vi"}
+# Pathfinder fits Gaussians along optimisation paths: neither a transition nor a flow.
+PATHS = {"pathfinder"}
 OTHER_RUNNERS = {"pmmh": pmmh, "particle_filter": particle_filter, "pbnn_smc": pbnn_smc}
 
 
@@ -49,6 +51,8 @@ def test_registered_runner_follows_the_calling_convention(name):
         assert "kernel" not in params and params["stein_kernel"].default in ("rbf", "imq")
     elif name in VARIATIONAL:
         assert "kernel" not in params and "flow" in params
+    elif name in PATHS:
+        assert "kernel" not in params and "num_paths" in params
     else:
         assert "kernel" in params  # the transition, by name or object
     for old, new in RETIRED.items():
