@@ -13,6 +13,7 @@
 import importlib
 
 from probinfer import devices, diagnostics, health, kernels, report, runners
+from probinfer.comparison import compare, loo
 from probinfer.compiler import compile
 from probinfer.errors import (
     DataError,
@@ -49,6 +50,8 @@ __all__ = [
     "state_space",
     "mcmc",
     "pathfinder",
+    "loo",
+    "compare",
     "kernels",
     "devices",
     "diagnostics",

@@ -190,6 +190,12 @@ class Posterior:
             attrs["log_evidence"] = self.log_evidence
         return az.from_dict(posterior=posterior, sample_stats=sample_stats or None, attrs=attrs)
 
+    def loo(self, target, *, key=None):
+        """PSIS-LOO of these draws of ``target``'s posterior: :func:`probinfer.comparison.loo`."""
+        from probinfer.comparison import loo
+
+        return loo(self, target, key=key)
+
     # -- persistence ---------------------------------------------------------------------------------
 
     def save(self, path):

@@ -729,11 +729,12 @@ def test_npe_job_trains_once_answers_for_the_jobs_data_and_calibrates_the_estima
     mu = result.posterior.draws["mu"].ravel()
     assert result.posterior.method == "npe" and mu.size == 4000
     # NPE is an approximation: its error, not Monte Carlo error, dominates. Measured with the
-    # defaults (10,000 simulations) over 4 seeds: means within 0.16 sd, sds within 17 %. What
-    # this guards is the data the estimator is asked about: the posterior for x = 0 sits 2.3 sds
-    # away, and one for a random prior data set about 1 sd on average.
-    assert abs(mu.mean() - exact["mu_mean"]) < 0.4 * exact["mu_sd"]
-    assert abs(mu.std() / exact["mu_sd"] - 1) < 0.35
+    # defaults (10,000 simulations): over 4 seeds means within 0.16 sd and sds within 17 %; seeds
+    # 5-7 on 2026-12-05 0.002-0.067 sd and 0.7-2.8 %. Bounds 0.3 sd / 25 %. What this guards
+    # is the data the estimator is asked about: the posterior for x = 0 sits 2.3 sds away, and
+    # one for a random prior data set about 1 sd on average.
+    assert abs(mu.mean() - exact["mu_mean"]) < 0.3 * exact["mu_sd"]
+    assert abs(mu.std() / exact["mu_sd"] - 1) < 0.25
     target = pi.models.get("normal_normal").compile()
     saved = pi.AmortizedPosterior.load(tmp_path / "out" / "estimator.msgpack", target)
     again = saved.sample(1, target.observations(), 4000)["mu"]
