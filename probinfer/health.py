@@ -103,6 +103,7 @@ def check(posterior, table=None):
             f"Pareto k̂ = {float(k):.2f} (above {PARETO_K_LIMIT}): the approximation misses the "
             f"posterior's tails; do not trust its tail probabilities ({fix})."
         )
+    found += loo_checks(d.get("loo"))
     bad = d.get("nonfinite_prior_draws", 0)
     bad = int(sum(bad.values()) if isinstance(bad, dict) else np.sum(bad))
     if bad:
@@ -110,6 +111,18 @@ def check(posterior, table=None):
             f"{bad} prior particles had a non-finite likelihood and were given weight zero."
         )
     return found
+
+
+def loo_checks(found):
+    """The sentence for PSIS-LOO's ``diagnostics["loo"]`` when points have a high Pareto k̂."""
+    if not isinstance(found, dict) or not found.get("num_high_pareto_k"):
+        return []
+    return [
+        f"PSIS-LOO: {found['num_high_pareto_k']} of {found['num_data']} data points have Pareto "
+        f"k̂ > {found['good_pareto_k']:.2f} (max {found['max_pareto_k']:.2f}), so elpd_loo is "
+        "unreliable; those points are influential (outliers, or a model that misfits them): "
+        "check them, use a more robust likelihood, or K-fold cross-validation."
+    ]
 
 
 def attach(posterior, table=None):

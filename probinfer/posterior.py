@@ -190,11 +190,11 @@ class Posterior:
             attrs["log_evidence"] = self.log_evidence
         return az.from_dict(posterior=posterior, sample_stats=sample_stats or None, attrs=attrs)
 
-    def loo(self, target, *, key=None):
+    def loo(self, target, *, key=None, num_draws=None):
         """PSIS-LOO of these draws of ``target``'s posterior: :func:`probinfer.comparison.loo`."""
         from probinfer.comparison import loo
 
-        return loo(self, target, key=key)
+        return loo(self, target, key=key, num_draws=num_draws)
 
     # -- persistence ---------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ def test_run_writes_summary_netcdf_and_plots(tmp_path, capsys):
         "report.md",
         "report.html",
         "rank.png",
+        "ppc.png",
         "diagnostics.txt",
     ]:
         assert (out / name).stat().st_size > 0, name

@@ -51,3 +51,46 @@ def test_compare_ranks_the_true_noise_level_first(example, fit):
     )
     assert list(table.index) == ["sigma=1", "sigma=3"]
     assert table.loc["sigma=3", "elpd_diff"] > 2 * table.loc["sigma=3", "dse"]
+
+
+def test_loo_without_a_data_plate_uses_the_observed_sites_elementwise(example, fit):
+    """A Target compiled without ``data=`` leaves out each element of its observed site: the same
+    pointwise log likelihood, to float rounding, as the data plate gives."""
+    post, target = fit
+    plain = pi.compile(conjugate.normal_normal, y=example.kwargs["y"])
+    assert not plain.data_names
+    with_plate, _ = pointwise_log_likelihood(post, target, num_draws=200)
+    without, _ = pointwise_log_likelihood(post, plain, num_draws=200)
+    assert with_plate.shape == (4, 50, example.kwargs["y"].size)
+    np.testing.assert_allclose(without, with_plate, rtol=1e-5, atol=1e-5)
+
+
+def test_loo_names_the_fix_for_sites_of_different_shapes():
+    def two_sites(y=None, w=None):
+        mu = pi.sample("mu", pi.dist.Normal(0, 1))
+        pi.sample("y", pi.dist.Normal(mu, 1).expand([3]), obs=y)
+        pi.sample("w", pi.dist.Normal(mu, 1).expand([2]), obs=w)
+
+    target = pi.compile(two_sites, y=np.zeros(3), w=np.zeros(2))
+    post = pi.Posterior({"mu": np.zeros((1, 10))}, method="mcmc")
+    with pytest.raises(pi.DataError, match=r"different shapes.*data=\("):
+        post.loo(target)
+
+
+def test_the_report_shows_loo_a_predictive_check_and_warns_of_influential_points(tmp_path):
+    """One gross outlier among 20 points under a normal model: its Pareto k̂ is far above 0.7, and
+    the report says so in a sentence, beside the LOO table and the predictive plot."""
+    y = np.random.default_rng(1).normal(0, 1, 20)
+    y[3] = 25.0
+    target = pi.compile(conjugate.normal_normal, y=y, prior_sd=10.0)
+    post = pi.mcmc(target, key=0, num_draws=500, num_warmup=300, progress=False)
+    with pytest.warns(pi.ProbinferWarning, match=r"1 of 20 data points have Pareto k̂"):
+        pi.loo(post, target)
+    paths = pi.report.write_report(post, tmp_path, target=target, max_components=2)
+    assert (tmp_path / "ppc.png").stat().st_size > 0 and "ppc.png" in paths
+    page = (tmp_path / "report.html").read_text()
+    assert "elpd_loo" in page and "leave-one-out" in page
+    found = post.diagnostics["loo"]
+    assert found["num_data"] == 20 and found["num_high_pareto_k"] >= 1
+    assert "Pareto k̂ &gt;" in page and "1 of 20 data points" in page
+    assert "elpd_loo" in (tmp_path / "report.md").read_text()

@@ -284,6 +284,7 @@ def run(
             calibration=calibration,
             plots=report.get("plots", True),
             max_components=report.get("max_components", 12),
+            target=target,
         )
         if estimator is not None:
             paths["estimator.msgpack"] = os.path.join(folder, "estimator.msgpack")

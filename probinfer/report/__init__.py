@@ -3,7 +3,8 @@
 ``write_report(posterior, folder)`` writes ``summary.txt`` and ``summary.csv`` (the summary
 table), ``diagnostics.txt``, ``posterior.nc`` (ArviZ InferenceData as netCDF), ``posterior.npz``
 (:meth:`Posterior.save`), PNG plots (trace and rank plots for Markov chains, marginals, a pair
-plot, the method's own diagnostics) and two pages tying them together: ``report.html``
+plot, the method's own diagnostics; given the ``target``, PSIS-LOO and a posterior predictive plot
+for a model that observes data: :mod:`probinfer.report.model_checks`) and two pages tying them together: ``report.html``
 (self-contained, images embedded) and ``report.md``. Every file is written atomically, so a run
 killed half-way leaves the previous report whole.
 
@@ -15,6 +16,7 @@ import os
 from probinfer._utils import atomic_path
 from probinfer.health import check as health_check
 from probinfer.report.html import diagnostic_rows, render
+from probinfer.report.model_checks import model_checks
 from probinfer.report.plots import plot_vars, save_figure, write_plots
 
 __all__ = ["write_report", "save_figure", "plot_vars"]
@@ -35,6 +37,7 @@ def write_report(
     calibration=None,
     plots=True,
     max_components=12,
+    target=None,
 ):
     """Write the report files for ``posterior`` into ``folder``; returns ``{file name: path}``.
 
@@ -47,6 +50,9 @@ def write_report(
             join the report.
         plots: write the PNGs (and embed them in ``report.html``).
         max_components: at most this many scalar components in the plots.
+        target: the :class:`~probinfer.Target` the posterior belongs to; when it observes data,
+            the report adds PSIS-LOO (in ``diagnostics["loo"]`` too) and a posterior predictive
+            plot (``ppc.png``).
     """
     import matplotlib
 
@@ -60,6 +66,7 @@ def write_report(
     with atomic_path(join("summary.csv")) as tmp:
         table.to_csv(tmp)
     paths["summary.csv"] = join("summary.csv")
+    checks = model_checks(posterior, target, folder, title, plots)
     rows = diagnostic_rows(posterior)
     warnings = health_check(posterior, table)
     diag_text = "\n".join(f"{n}: {v}" for n, v in rows) + "\n"
@@ -74,6 +81,7 @@ def write_report(
     posterior.save(join("posterior.npz"))
     paths["posterior.npz"] = join("posterior.npz")
     images = write_plots(posterior, idata, folder, title, max_components) if plots else {}
+    images.update(checks.images)
     verdict = None
     if calibration is not None:
         saved = calibration.save(folder)
@@ -91,6 +99,7 @@ def write_report(
         images=images,
         calibration=verdict,
         files=files,
+        model_checks=checks.text,
     )
     paths["report.html"] = _write_text(join("report.html"), page)
     lines = [f"# {title}", "", *(f"- {line}" for line in header_lines), ""]
@@ -98,6 +107,8 @@ def write_report(
     lines += ["", "## Posterior summary", "", "```", text, "```", ""]
     if verdict:
         lines += ["## Calibration", "", "```", verdict, "```", ""]
+    if checks.text:
+        lines += ["## Model checks", "", "```", checks.text, "```", ""]
     lines += ["## Diagnostics", "", *(f"- {n}: {v}" for n, v in rows), ""]
     lines += [f"![{name}]({name})\n" for name in images]
     lines += [

@@ -40,9 +40,20 @@ _CAPTIONS = {
     "pair.png": "Pairs of components (draws as points); look for correlations, funnels and "
     "multiple modes.",
     "method.png": "The method's own diagnostics.",
+    "ppc.png": "Posterior predictive check: the observed data (black) against data sets "
+    "replicated at posterior draws (blue) and their mean (orange); systematic differences show "
+    "what the model does not capture.",
     "calibration.png": "Calibration: TARP expected coverage and SBC rank histograms on data "
     "simulated from the model.",
 }
+
+
+_LOO_CAPTION = (
+    "PSIS-LOO (ArviZ): elpd_loo estimates the log predictive density of each data point when it "
+    "is left out, summed; compare models by it (pi.compare), within a few of its standard errors "
+    "they are indistinguishable. Pareto k̂ above ArviZ's threshold (0.7, lower for few draws) marks "
+    "points whose estimate is unreliable."
+)
 
 
 def _format(value):
@@ -119,7 +130,16 @@ def _table(table):
 
 
 def render(
-    *, title, header_lines, table, diagnostics, warnings, images, calibration=None, files=()
+    *,
+    title,
+    header_lines,
+    table,
+    diagnostics,
+    warnings,
+    images,
+    calibration=None,
+    files=(),
+    model_checks="",
 ):
     """The HTML page as a string. ``images``: ``{name: path}`` of PNGs to embed."""
     esc = html.escape
@@ -137,6 +157,12 @@ def render(
     parts += ["<h2>Posterior summary</h2>", _table(table)]
     if calibration is not None:
         parts += ["<h2>Calibration</h2>", f"<pre>{esc(calibration)}</pre>"]
+    if model_checks:
+        parts += [
+            "<h2>Model checks: leave-one-out cross-validation</h2>",
+            f"<p>{esc(_LOO_CAPTION)}</p>",
+            f"<pre>{esc(model_checks)}</pre>",
+        ]
     parts += ["<h2>Diagnostics</h2>", "<table><tbody>"]
     parts += [f"<tr><td>{esc(n)}</td><td>{esc(v)}</td></tr>" for n, v in diagnostics]
     parts += ["</tbody></table>", "<h2>Plots</h2>"]
