@@ -29,6 +29,7 @@ _LAZY = {
     "coin_ksdd": "probinfer.inference.coin",
     "svgd": "probinfer.inference.coin",
     "flow_vi": "probinfer.inference.flows",
+    "nested": "probinfer.inference.nested",
 }
 
 
