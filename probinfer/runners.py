@@ -41,7 +41,7 @@ def register(name, runner, draws=None):
 register("mcmc", mcmc, mcmc_draws)
 register("pathfinder", pathfinder)
 # Shorthands: the MCMC runner with one kernel (Posterior.method is still "mcmc").
-for _kernel in ("nuts", "hmc", "mams", "mala", "rwm"):
+for _kernel in ("nuts", "hmc", "mams", "mclmc", "mala", "rwm"):
     register(_kernel, partial(mcmc, kernel=_kernel), partial(mcmc_draws, kernel=_kernel))
 
 

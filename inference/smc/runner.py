@@ -246,6 +246,12 @@ def _settings(
     kernel = kernels.get(kernel)
     if kernels.is_nuts(kernel):
         not_a_transition()  # raises: NUTS has no standalone transition to move particles with
+    if kernel.name == "mclmc":
+        raise ProbinferError(
+            "smc cannot move particles with the mclmc kernel: it is unadjusted (no Metropolis "
+            "step), so its moves leave the tempered distributions invariant only approximately "
+            "and the weights and evidence would be biased; use kernel='mams' (its adjusted twin)."
+        )
     if target_accept is None:
         target_accept = _TARGET_ACCEPT.get(kernel.name, kernel.target_accept)
     if int(num_particles) < 2:

@@ -26,6 +26,7 @@ from probinfer.kernels import adaptation
 from probinfer.kernels import hmc as _hmc
 from probinfer.kernels import mala as _mala
 from probinfer.kernels import mams as _mams
+from probinfer.kernels import mclmc as _mclmc
 from probinfer.kernels import nuts as _nuts
 from probinfer.kernels import rwm as _rwm
 
@@ -34,6 +35,7 @@ __all__ = [
     "nuts",
     "hmc",
     "mams",
+    "mclmc",
     "mala",
     "rwm",
     "get",
@@ -133,6 +135,31 @@ def mams(max_num_steps=128, divergence_threshold=1000.0):
     )
 
 
+@cache  # one object per options: programs cache on it
+def mclmc(max_num_steps=128, divergence_threshold=1000.0):
+    """Unadjusted microcanonical Langevin Monte Carlo (Robnik et al. 2023; BlackJAX's integrator
+    step, :mod:`probinfer.kernels.mclmc`): MAMS's isokinetic dynamics with partial velocity
+    refreshment and no Metropolis correction; a transition is ``round(L / ε)`` steps. Its step
+    size is tuned so that the energy error per dimension is the paper's ``5·10⁻⁴`` (dual
+    averaging on ``1 / (1 + ξ/ξ*)`` to 0.5); ``L`` as MAMS's. Unadjusted, so biased: variances
+    2–6 % low on a 10-D Gaussian (measured); use ``"mams"`` when exactness matters."""
+    if int(max_num_steps) < 1:
+        raise ProbinferError(f"max_num_steps must be ≥ 1, got {max_num_steps}.")
+    step = partial(
+        _mclmc.step,
+        max_num_steps=int(max_num_steps),
+        divergence_threshold=float(divergence_threshold),
+    )
+    return Kernel(
+        "mclmc",
+        _mclmc.init,
+        step,
+        0.5,
+        _mams_initial_step_size,
+        (("max_num_steps", int(max_num_steps)),),
+    )
+
+
 def _mams_initial_step_size(dim):
     """BlackJAX's first guess, ``0.2 √d`` (isokinetic steps are long: ``L = √d`` is ~5 steps)."""
     return 0.2 * max(int(dim), 1) ** 0.5
@@ -152,7 +179,7 @@ def rwm():
     return Kernel("rwm", _rwm.init, _rwm.step, 0.234, partial(adaptation.initial_step_size, "rwm"))
 
 
-NAMES = {"nuts": nuts, "hmc": hmc, "mams": mams, "mala": mala, "rwm": rwm}
+NAMES = {"nuts": nuts, "hmc": hmc, "mams": mams, "mclmc": mclmc, "mala": mala, "rwm": rwm}
 
 
 def get(kernel, **options):
