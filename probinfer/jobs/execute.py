@@ -326,7 +326,9 @@ def _print_summary(result, header):
     from probinfer.health import check
 
     if result.posterior.log_evidence is not None:
-        print(f"log evidence: {result.posterior.log_evidence:.3f}")
+        se = result.posterior.diagnostics.get("log_evidence_se")
+        error = "" if se is None else f" ± {se:.3f} (standard error)"
+        print(f"log evidence: {result.posterior.log_evidence:.3f}{error}")
     for warning in check(result.posterior, table):
         print(f"warning: {warning}")
     if result.calibration is not None:

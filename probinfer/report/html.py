@@ -82,7 +82,9 @@ def diagnostic_rows(posterior):
     """``[(name, text)]`` for every diagnostic of ``posterior`` (arrays summarised)."""
     rows = []
     if posterior.log_evidence is not None:
-        rows.append(("log evidence", f"{posterior.log_evidence:.4f}"))
+        se = posterior.diagnostics.get("log_evidence_se")
+        error = "" if se is None else f" ± {se:.4f} (standard error)"
+        rows.append(("log evidence", f"{posterior.log_evidence:.4f}{error}"))
     if posterior.log_weights is not None:
         from probinfer.diagnostics import kish_ess
 
