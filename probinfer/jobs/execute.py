@@ -4,6 +4,7 @@
 >>> result.posterior.summary()                                         # doctest: +SKIP
 """
 
+import dataclasses
 import inspect
 import json
 import os
@@ -13,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 from probinfer.health import ProbinferWarning
+from probinfer.jobs.compare import fit_alternatives, resolve_alternatives
 from probinfer.jobs.resolve import load_model, model_arguments, runner_settings
 from probinfer.jobs.spec import JobError, JobSpec, read_job
 
@@ -32,6 +34,8 @@ class JobResult:
     resumed: bool
     spec: JobSpec
     calibration: object = None
+    #: ``[compare]``: ArviZ's LOO comparison table of the job's models (pandas), or None.
+    comparison: object = None
 
 
 @dataclass
@@ -45,6 +49,8 @@ class Prepared:
     data: tuple
     runner: object
     settings: dict
+    #: ``[compare]``'s models: ``(label, spec, model, arguments, data names)`` each.
+    alternatives: list = dataclasses.field(default_factory=list)
 
 
 def prepare(job, *, out=None, base_dir=None):
@@ -68,11 +74,13 @@ def prepare(job, *, out=None, base_dir=None):
         problems.append(str(exc))
     problems.extend(_calibrate_problems(spec))
     problems.extend(_unwritable(spec))
+    alternatives, found = resolve_alternatives(spec)
+    problems.extend(found)
     if problems:
         raise JobError("\n".join(problems))
     if spec.method in ("mcmc", "nuts", "hmc", "mala", "rwm"):
         settings = {**_MCMC_DEFAULTS, **settings}
-    return Prepared(spec, model, example, arguments, data, runner, settings)
+    return Prepared(spec, model, example, arguments, data, runner, settings, alternatives)
 
 
 def _unwritable(spec):
@@ -271,6 +279,18 @@ def run(
     calibration = None
     if spec.calibrate is not None:
         calibration = _calibrate(prepared, say, estimator)
+    comparison = note = None
+    if prepared.alternatives:
+        _, comparison, note = fit_alternatives(
+            prepared,
+            (posterior, target),
+            settings,
+            folder=folder,
+            checkpoints=checkpoints,
+            progress=progress,
+            writer=writer,
+            say=say,
+        )
     header = _header(prepared, seconds, resumed)
     title = spec.title or f"{spec.model.split(':')[-1].split('/')[-1]} ({spec.method})"
     paths = {}
@@ -285,10 +305,11 @@ def run(
             plots=report.get("plots", True),
             max_components=report.get("max_components", 12),
             target=target,
+            comparison=comparison if comparison is not None else note,
         )
         if estimator is not None:
             paths["estimator.msgpack"] = os.path.join(folder, "estimator.msgpack")
-    result = JobResult(posterior, paths, seconds, resumed, spec, calibration)
+    result = JobResult(posterior, paths, seconds, resumed, spec, calibration, comparison)
     if verbose:
         _print_summary(result, header)
     return result
@@ -333,6 +354,9 @@ def _print_summary(result, header):
         print(f"warning: {warning}")
     if result.calibration is not None:
         print(result.calibration.verdict())
+    if result.comparison is not None:
+        print("\nmodel comparison (PSIS-LOO; elpd_diff from the best, with its se 'dse'):")
+        print(result.comparison.to_string(float_format=lambda v: f"{v:.2f}"))
     if result.paths:
         names = ", ".join(sorted(os.path.basename(p) for p in result.paths.values()))
         print(f"report written to {result.spec.out}/ ({names})")

@@ -24,6 +24,9 @@ A job names a model, its data, a method with its settings, a seed and an output 
     num_sims = 100
     num_draws = 500
 
+    [compare]                      # optional: other models, same data and method, by PSIS-LOO
+    models = ["model.py:robust", { name = "model.py:logistic", args = { prior_sd = 10.0 } }]
+
     [distributed]                  # optional: one process of a multi-host run
     coordinator = "10.0.0.1:1234"
     num_processes = 2
@@ -58,11 +61,15 @@ SCHEMA = {
     "calibrate": ((dict,), "a calibration check after the run"),
     "distributed": ((dict,), "multi-process settings"),
     "report": ((dict,), "what the report holds"),
+    "compare": ((dict,), "other models to fit with the same data and method, compared by LOO"),
 }
 MODEL_SCHEMA = {
     "name": ((str,), "a zoo name, 'package.module:function' or 'file.py:function'"),
     "data": ((list,), "names of the minibatchable data arguments"),
     "args": ((dict,), "keyword arguments of the model"),
+}
+COMPARE_SCHEMA = {
+    "models": ((list,), "the other models: names or tables like [model]"),
 }
 DATA_SCHEMA = {
     "file": ((str,), "a .csv, .npz or .parquet file"),
@@ -107,6 +114,8 @@ class JobSpec:
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
     model_given: str = ""  # ``model.name`` as written (for messages)
+    #: ``[compare]``'s models: ``{"name", "given", "args", "data"}`` each, names resolved.
+    alternatives: list = field(default_factory=list)
 
 
 def _type_name(types):
@@ -208,6 +217,7 @@ def read_job(job, *, base_dir=None, problems=None):
         problems.append(f"{source}: 'method.name' is missing; name a method, e.g. 'mcmc'.")
     if data and "file" not in data:
         problems.append(f"{source}: 'data.file' is missing; a [data] table reads one file.")
+    alternatives = _alternatives(raw.get("compare"), source, base_dir, problems)
     names = model.get("data", [])
     if _is(names, (list,)) and not all(isinstance(n, str) for n in names):
         problems.append(f"{source}: 'model.data' must list argument names (strings).")
@@ -259,7 +269,40 @@ def read_job(job, *, base_dir=None, problems=None):
         source=source,
         raw=raw,
         model_given=model["name"],
+        alternatives=alternatives,
     )
+
+
+def _alternatives(table, source, base_dir, problems):
+    """``[compare]``'s models, each checked as a ``[model]`` table (a name is a table with only
+    a name); problems appended."""
+    if not _is(table, (dict,)):
+        return []
+    _check_table(table, COMPARE_SCHEMA, "compare", source, problems)
+    entries = table.get("models", [])
+    if not _is(entries, (list,)) or not entries:
+        problems.append(
+            f"{source}: 'compare.models' must list at least one model (a name or a table with "
+            "'name', 'args', 'data')."
+        )
+        return []
+    found = []
+    for i, entry in enumerate(entries):
+        where = f"compare.models[{i}]"
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not _is(entry.get("name"), (str,)):
+            problems.append(f"{source}: '{where}' must be a model name or a table with 'name'.")
+            continue
+        _check_table(entry, MODEL_SCHEMA, where, source, problems)
+        found.append(
+            {
+                "name": _resolve_model_path(entry["name"], base_dir),
+                "given": entry["name"],
+                "args": dict(entry.get("args", {})),
+                "data": tuple(entry.get("data", ())),
+            }
+        )
+    return found
 
 
 def _resolve_model_path(name, base_dir):

@@ -38,6 +38,7 @@ def write_report(
     plots=True,
     max_components=12,
     target=None,
+    comparison=None,
 ):
     """Write the report files for ``posterior`` into ``folder``; returns ``{file name: path}``.
 
@@ -53,6 +54,8 @@ def write_report(
         target: the :class:`~probinfer.Target` the posterior belongs to; when it observes data,
             the report adds PSIS-LOO (in ``diagnostics["loo"]`` too) and a posterior predictive
             plot (``ppc.png``).
+        comparison: ArviZ's LOO comparison table of several models (:func:`probinfer.compare`;
+            also written to ``compare.csv``), or a sentence saying why there is none.
     """
     import matplotlib
 
@@ -89,6 +92,14 @@ def write_report(
         paths["calibration.txt"] = saved["verdict"]
         verdict = calibration.verdict()
     paths.update(images)
+    compared = ""
+    if comparison is not None and not isinstance(comparison, str):
+        with atomic_path(join("compare.csv")) as tmp:
+            comparison.to_csv(tmp)
+        paths["compare.csv"] = join("compare.csv")
+        compared = comparison.to_string(float_format=lambda v: f"{v:.2f}")
+    elif comparison:
+        compared = comparison
     files = sorted({*paths, "report.html", "report.md"})
     page = render(
         title=title,
@@ -100,6 +111,7 @@ def write_report(
         calibration=verdict,
         files=files,
         model_checks=checks.text,
+        comparison=compared,
     )
     paths["report.html"] = _write_text(join("report.html"), page)
     lines = [f"# {title}", "", *(f"- {line}" for line in header_lines), ""]
@@ -109,6 +121,8 @@ def write_report(
         lines += ["## Calibration", "", "```", verdict, "```", ""]
     if checks.text:
         lines += ["## Model checks", "", "```", checks.text, "```", ""]
+    if compared:
+        lines += ["## Model comparison", "", "```", compared, "```", ""]
     lines += ["## Diagnostics", "", *(f"- {n}: {v}" for n, v in rows), ""]
     lines += [f"![{name}]({name})\n" for name in images]
     lines += [

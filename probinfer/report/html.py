@@ -56,6 +56,14 @@ _LOO_CAPTION = (
 )
 
 
+_COMPARE_CAPTION = (
+    "The job's models fitted to the same data, best first (ArviZ's compare): elpd_loo and its "
+    "se, elpd_diff from the best and the se of that difference (dse), and stacking weights. A "
+    "difference within about 2 dse does not separate the models. Each other model's own report "
+    "is in compare/<name>/."
+)
+
+
 def _format(value):
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_format(v)}" for k, v in value.items()) or "—"
@@ -142,6 +150,7 @@ def render(
     calibration=None,
     files=(),
     model_checks="",
+    comparison="",
 ):
     """The HTML page as a string. ``images``: ``{name: path}`` of PNGs to embed."""
     esc = html.escape
@@ -164,6 +173,12 @@ def render(
             "<h2>Model checks: leave-one-out cross-validation</h2>",
             f"<p>{esc(_LOO_CAPTION)}</p>",
             f"<pre>{esc(model_checks)}</pre>",
+        ]
+    if comparison:
+        parts += [
+            "<h2>Model comparison (PSIS-LOO)</h2>",
+            f"<p>{esc(_COMPARE_CAPTION)}</p>",
+            f"<pre>{esc(comparison)}</pre>",
         ]
     parts += ["<h2>Diagnostics</h2>", "<table><tbody>"]
     parts += [f"<tr><td>{esc(n)}</td><td>{esc(v)}</td></tr>" for n, v in diagnostics]
