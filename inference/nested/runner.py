@@ -38,7 +38,7 @@ from probinfer.errors import ProbinferError
 from probinfer.health import ProbinferWarning
 from probinfer.posterior import Posterior
 from probinfer.programs import cached_program
-from probinfer.progress import host_bar, should_show
+from probinfer.progress import Heartbeat, host_bar, should_show
 
 __all__ = ["nested", "Slice", "STOP_FRACTION", "NUM_VOLUME_DRAWS"]
 
@@ -109,7 +109,8 @@ def nested(
         kernel: the constrained move: ``"slice"`` (hit-and-run slice along the live points'
             covariance), ``"slice_gibbs"`` (axis-aligned) or :class:`Slice` with
             ``num_inner_steps``.
-        progress: ``"auto"``, True or False: a bar over the compression (log prior volume).
+        progress: ``"auto"``, True or False: a bar over the compression (log prior volume) on
+            a terminal; off one (``"auto"``), a line a minute once the run has taken a minute.
         checkpoint: a folder (``<folder>/nested.npz``) or ``.npz`` path, saved every few units
             of compression; a run started on it resumes and gives the uninterrupted result.
         devices: accepted for the calling convention; the run uses one device (the
@@ -143,11 +144,15 @@ def nested(
     chunk = max(1, int(math.ceil(per_chunk)))
     max_steps = chunk * int(math.ceil(MAX_COMPRESSION / CHUNK_COMPRESSION))
     record = fingerprint(key, target, **{k: repr(v) for k, v in settings.items()})
-    with host_bar(None, "nested sampling (log X)", should_show(progress, 1, 0)) as bar:
+    shown = should_show(progress, 1, 0)
+    beat = Heartbeat("nested") if progress == "auto" and not shown else None
+    with host_bar(None, "nested sampling (log X)", shown) as bar:
 
         def advance(carry, start, stop):
             carry, dead = program.advance(carry, stop - start)
             bar.update(round(-float(carry.log_volume) - bar.n))
+            if beat is not None:
+                beat(f"log X = {float(carry.log_volume):.1f} after {int(carry.num_steps)} steps")
             return carry, list(dead)
 
         carry, dead = run_chunks(

@@ -94,7 +94,9 @@ def smc(
             The adaptive ladder and ``temperatures`` work with both.
         block_size: move and evaluate the particles in blocks of this many (``lax.map``), so a
             million particles fit in memory; None (default) does all at once.
-        progress: ``True``, ``False`` or ``"auto"``: a bar of the temperature's progress to 1.
+        progress: ``True``, ``False`` or ``"auto"``: a bar of the temperature's progress to 1
+            on a terminal; off one (``"auto"``), a line on stderr each minute once the run has
+            taken a minute (:class:`probinfer.progress.Heartbeat`).
         devices: where the particles live (:mod:`probinfer.devices`; None: all local devices,
             when N is a multiple of their number); the result equals one device's up to float
             reduction order.
@@ -131,7 +133,9 @@ def smc(
     if annealing == "data":
         target.check_minibatchable()
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
-    show = should_show(progress, 500)
+    # On a terminal a bar; off one ("auto"), a log line a minute once the run passes a minute.
+    bar_shown = should_show(progress, 500)
+    show = bar_shown or progress == "auto"
     program, bar = cached_program(
         target,
         ("smc", tuple(settings.items()), sharding, show),
@@ -140,7 +144,7 @@ def smc(
         ),
         share=True,
     )
-    bar.restart(show)
+    bar.restart(show, log_only=not bar_shown)
     key = as_key(key)
     carry, key_loop, census = program.start(key)
     census = failures.Census(*(np.asarray(x) for x in census))
@@ -390,7 +394,7 @@ def _program(
             error = jnp.where((error == failures.OK) & stalled, failures.STALLED, error)
             if show:
                 percent = jnp.floor(100 * new_state.temperature).astype(jnp.int32)
-                jax.debug.callback(bar.update, percent - 1)
+                jax.debug.callback(bar.update, percent - 1, new_state.temperature, i + 1)
             return new_state, trace, i + 1, error
 
         return jax.lax.while_loop(cond, body, carry)
@@ -410,6 +414,9 @@ def _jitted(target, make):
     (:meth:`Target.jit`): one program per model and settings, shared by its conditioned
     targets; the bar its callbacks advance is made here, once."""
     bar = ProgressBar(100, "smc: temperature (%)", enabled=False)
+    bar.describe = lambda _, temperature, steps: (
+        f"temperature {float(temperature):.3g} after {int(steps)} steps"
+    )
     pieces = [target.jit(lambda t, i=i: make(t, bar)[i]) for i in range(len(_Program._fields))]
     return _Program(*pieces), bar
 

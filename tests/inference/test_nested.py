@@ -121,3 +121,23 @@ def test_an_improper_prior_is_refused_before_the_run():
 
     with pytest.raises(pi.ProbinferError, match="improper"):
         pi.nested(pi.compile(flat, y=np.float32(0.3)), key=0)
+
+
+def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_not(
+    capfd, monkeypatch
+):
+    """``progress="auto"`` off a terminal: one stderr line per heartbeat period once a run has
+    taken that long (the period set to zero here, so every chunk qualifies); none with
+    ``progress=False``. SMC's loop does the same from inside its compiled while loop."""
+    from probinfer import progress
+
+    target = pi.models.get("linear_regression").compile()
+    monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.0)
+    pi.nested(target, key=0, num_live=50)
+    assert "nested: log X = " in capfd.readouterr().err
+    pi.nested(target, key=0, num_live=50, progress=False)
+    assert capfd.readouterr().err == ""
+    pi.smc(target, key=0, num_particles=100)
+    assert "smc: temperature 1 after" in capfd.readouterr().err
+    pi.smc(target, key=0, num_particles=100, progress=False)
+    assert "smc:" not in capfd.readouterr().err
