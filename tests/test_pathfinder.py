@@ -58,10 +58,12 @@ def test_one_path_is_close_to_the_gaussian_posterior_and_its_weights_give_log_z(
 
 def test_pathfinder_starts_lie_in_the_posterior_bulk(regression):
     """``init="pathfinder"`` starting points: finite, and each inside the exact posterior's
-    central region of probability 1 − 1e-6 (for a 3-D Gaussian, 2 (log π_max − log π) is χ²₃)."""
+    central region of probability 1 − 1e-6 (for a 3-D Gaussian, 2 (log π_max − log π) is χ²₃),
+    and no two alike (drawn without replacement: chains started at one point blind R-hat)."""
     target = regression.compile()
     z = np.asarray(pathfinder_starts(target, jax.random.PRNGKey(2), 8))
     assert z.shape == (8, 3) and np.all(np.isfinite(z))
+    assert len(np.unique(z, axis=0)) == 8
     mean, cov = regression.exact["w_mean"], regression.exact["w_cov"]
     d = z - mean
     distance = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
