@@ -68,8 +68,8 @@ def test_pathfinder_starts_lie_in_the_posterior_bulk(regression):
     d = z - mean
     distance = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
     assert np.all(distance < stats.chi2.ppf(1 - 1e-6, 3)), distance
-    post = pi.mcmc(target, key=3, init="pathfinder", num_draws=500, num_warmup=100)
-    assert post.draws["w"].shape == (4, 500, 3)
+    post = pi.mcmc(target, key=3, init="pathfinder", num_draws=100, num_warmup=50)
+    assert post.draws["w"].shape == (4, 100, 3)
 
 
 def test_bad_input_is_named():
