@@ -127,9 +127,9 @@ def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_
     capfd, monkeypatch
 ):
     """``progress="auto"`` off a terminal: one stderr line per heartbeat period once a run has
-    taken that long (the period set to zero here, so every chunk qualifies); none with
-    ``progress=False``. SMC's loop does the same from inside its compiled while loop (its
-``progress=False`` program has no callback at all)."""
+        taken that long (the period set to zero here, so every chunk qualifies); none with
+        ``progress=False``. SMC's loop does the same from inside its compiled while loop (its
+    ``progress=False`` program has no callback at all)."""
     from probinfer import progress
 
     target = pi.models.get("linear_regression").compile()
