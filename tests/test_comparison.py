@@ -94,3 +94,20 @@ def test_the_report_shows_loo_a_predictive_check_and_warns_of_influential_points
     assert found["num_data"] == 20 and found["num_high_pareto_k"] >= 1
     assert "Pareto k̂ &gt;" in page and "1 of 20 data points" in page
     assert "elpd_loo" in (tmp_path / "report.md").read_text()
+
+
+def test_a_model_check_that_fails_is_a_sentence_in_a_written_report(tmp_path, monkeypatch, fit):
+    """A report comes at the end of a long run: a check that breaks says so, in the report."""
+    import importlib
+
+    model_checks = importlib.import_module("probinfer.report.model_checks")
+
+    def broken(*args):
+        raise RuntimeError("simulator exploded")
+
+    monkeypatch.setattr(model_checks, "_replicates", broken)
+    post, target = fit
+    pi.report.write_report(post, tmp_path, target=target, max_components=1)
+    page = (tmp_path / "report.html").read_text()
+    assert "Posterior predictive plot not drawn (RuntimeError: simulator exploded)" in page
+    assert "elpd_loo" in page and not (tmp_path / "ppc.png").exists()

@@ -49,6 +49,8 @@ def _loo(posterior, target):
             result = loo(posterior, target, key=0, num_draws=LOO_DRAWS)
     except ProbinferError as error:  # e.g. observed sites of different shapes and no data plate
         return f"PSIS-LOO not computed: {error}"
+    except Exception as error:  # noqa: BLE001 — a report after an hour's run must still be written
+        return f"PSIS-LOO not computed ({type(error).__name__}: {error}); please report this."
     return str(result).strip()
 
 
@@ -99,6 +101,8 @@ def model_checks(posterior, target, folder, title, plots=True):
             path = _plot_ppc(posterior, target, folder, title)
         except (ProbinferError, NotImplementedError) as error:  # e.g. no sampler for a site
             text += f"\nPosterior predictive plot not drawn: {error}"
+        except Exception as error:  # noqa: BLE001 — the report is still written, saying why
+            text += f"\nPosterior predictive plot not drawn ({type(error).__name__}: {error})."
         else:
             if path is not None:
                 images["ppc.png"] = path
