@@ -46,6 +46,8 @@ __all__ = ["nested", "Slice", "STOP_FRACTION", "NUM_VOLUME_DRAWS"]
 STOP_FRACTION = 1e-3
 #: Simulated log-volume sequences behind the evidence's standard error.
 NUM_VOLUME_DRAWS = 200
+#: Log prior volume compressed per jitted chunk (checkpoints and progress come between chunks).
+CHUNK_COMPRESSION = 5.0
 #: The most log prior volume a run compresses (nats) before it stops with a warning.
 MAX_COMPRESSION = 5000.0
 
@@ -172,10 +174,6 @@ def nested(
             stacklevel=user_stacklevel(),
         )
     return _posterior(target, carry, dead, key_volume, settings)
-
-
-#: Log prior volume compressed per jitted chunk (checkpoints and progress come between chunks).
-CHUNK_COMPRESSION = 5.0
 
 
 def _settings(target, num_live, num_delete, kernel):

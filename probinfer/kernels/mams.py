@@ -55,11 +55,12 @@ class MAMSInfo(NamedTuple):
     num_integration_steps: jax.Array
 
 
-def init(position, log_density_fn, trajectory_length=jnp.nan):
-    """Evaluate the log density and its gradient once at ``position`` (dim,)."""
+def init(position, log_density_fn, trajectory_length=jnp.nan, kernel="mams"):
+    """Evaluate the log density and its gradient once at ``position`` (dim,); ``kernel`` names
+    the isokinetic kernel in the one-dimension error (MCLMC shares this)."""
     if position.shape[-1] < 2:
         raise ProbinferError(
-            "the mams kernel needs at least 2 dimensions (its isokinetic dynamics move on the "
+            f"the {kernel} kernel needs at least 2 dimensions (its isokinetic dynamics move on the "
             f"unit sphere of velocities), and this target has {position.shape[-1]}; use "
             "kernel='nuts' instead."
         )

@@ -34,10 +34,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from probinfer.errors import ProbinferError
 from probinfer.kernels.mams import MAMSInfo as MCLMCInfo
 from probinfer.kernels.mams import init as _mams_init
-from probinfer.kernels.mams import mean_num_steps
+from probinfer.kernels.mams import mean_num_steps, trajectory_length
 
 __all__ = ["MCLMCState", "MCLMCInfo", "init", "step", "DESIRED_ENERGY_VARIANCE"]
 
@@ -59,13 +58,7 @@ class MCLMCState(NamedTuple):
 
 def init(position, log_density_fn, trajectory_length=jnp.nan):
     """Evaluate the log density and its gradient at ``position`` (dim,); needs dim ≥ 2."""
-    if position.shape[-1] < 2:
-        raise ProbinferError(
-            "the mclmc kernel needs at least 2 dimensions (its isokinetic dynamics move on the "
-            f"unit sphere of velocities), and this target has {position.shape[-1]}; use "
-            "kernel='nuts' instead."
-        )
-    state = _mams_init(position, log_density_fn, trajectory_length)
+    state = _mams_init(position, log_density_fn, trajectory_length, kernel="mclmc")
     return MCLMCState(
         state.position,
         state.log_density,
@@ -92,11 +85,7 @@ def step(
 
     dim = state.position.shape[-1]
     num_steps = jnp.rint(mean_num_steps(state, step_size, max_num_steps)).astype(jnp.int32)
-    length = jnp.where(
-        jnp.isnan(state.trajectory_length),
-        jnp.sqrt(jnp.asarray(dim, state.position.dtype)),
-        state.trajectory_length,
-    )
+    length = trajectory_length(state)
     kernel = mclmc.build_kernel(integrator=integrators.isokinetic_mclachlan)
 
     def body(i, carry):
