@@ -16,6 +16,7 @@ from probinfer.models import (
     energies,
     logistic_regression,
     sbi,
+    sparse,
     state_space,
     volatility,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "energies",
     "logistic_regression",
     "sbi",
+    "sparse",
     "state_space",
     "volatility",
 ]
@@ -43,6 +45,8 @@ ZOO = {
     "linear_regression": conjugate.linear_regression_example,
     "logistic_regression": logistic_regression.breast_cancer_example,
     "digits_bnn": bnn.digits_example,
+    "item_response": sparse.item_response_example,
+    "random_effects_logistic": sparse.random_effects_example,
     "stochastic_volatility": volatility.example,
     "funnel": energies.funnel_example,
     "banana": energies.banana_example,

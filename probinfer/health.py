@@ -85,11 +85,16 @@ def check(posterior, table=None):
     found += _hmc_checks(d, posterior.settings)
     found += _smc_checks(d, posterior.settings)
     pilot = d.get("step_size_pilot")
-    if isinstance(pilot, dict) and all(s > pilot["max_step"] for s in pilot["step_size"]):
+    pinned = isinstance(pilot, dict) and all(s > pilot["max_step"] for s in pilot["step_size"])
+    # With control variates the runner lengthens the run to the step (``needed_steps``): the
+    # bound is then a cost, not a failure, unless the run could not be made long enough.
+    if pinned and pilot.get("needed_steps", np.inf) <= posterior.settings.get("num_steps", 0):
+        pinned = False
+    if pinned:
         found.append(
             f"the step size ({pilot['max_step']:.3g}) sits at the minibatch-noise bound: the "
             "gradient noise, not the posterior, sets it and the chains mix slowly; raise "
-            "batch_size or pass control_variates=True."
+            "batch_size, num_steps or pass control_variates=True."
         )
     k = d.get("pareto_k")
     if k is not None and np.ndim(k) == 0 and float(k) > PARETO_K_LIMIT:

@@ -28,8 +28,14 @@ from probinfer.errors import DataError, ProbinferError
 from probinfer.inference.sgmcmc import kernels as _kernels
 from probinfer.inference.sgmcmc import schedules as _schedules
 from probinfer.inference.sgmcmc.loop import run_blocks
-from probinfer.inference.sgmcmc.pilot import NOISE_RATIO, pilot_length, pilot_step_size
+from probinfer.inference.sgmcmc.pilot import (
+    NOISE_RATIO,
+    NOISE_RATIO_CONTROL_VARIATES,
+    pilot_length,
+    pilot_step_size,
+)
 from probinfer.inference.sgmcmc.preconditioning import (
+    DENSE_LIMIT,
     Geometry,
     gradient_estimator,
     gradient_noise_eigenvalue,
@@ -40,6 +46,8 @@ from probinfer.progress import should_show
 
 __all__ = ["sgmcmc"]
 
+BASE_STEPS, MAX_STEPS = 10_000, 100_000
+
 
 @renamed_keywords("sgmcmc")
 def sgmcmc(
@@ -48,13 +56,13 @@ def sgmcmc(
     key,
     kernel=None,
     batch_size=None,
-    num_steps=10_000,
+    num_steps=None,
     step_size=None,
     num_chains=4,
     thinning=10,
     num_warmup=None,
     schedule="constant",
-    control_variates=False,
+    control_variates=None,
     init=None,
     progress="auto",
     devices=None,
@@ -73,7 +81,13 @@ def sgmcmc(
             ``entropy(coupling=1e-3)`` (from :mod:`probinfer.inference.sgmcmc`).
         batch_size: minibatch size B ≤ N (default min(N, 128)); drawn with replacement at every
             step (B = N: the full data), the likelihood scaled by N/B.
-        num_steps: steps per chain.
+        num_steps: steps per chain; None (default): 10,000, or with the default control
+            variates (where the Laplace-preconditioned coordinates are whitened and a step ε
+            decorrelates a chain in about 2/ε steps) enough for about 1,000 effective draws
+            over 4 chains, ``600 / ε`` (the step the pilot chose), at least 10,000 and at most
+            ``MAX_STEPS`` = 100,000. Measured on the 500-group random-effects regression
+            (ε = 0.015): the worst mean error 0.36 posterior sds at 10,000 steps, 0.26 at
+            40,000 (8 s more: the set-up dominates).
         step_size: ε; None: the kernel's default from the geometry at the mode (0.1 / max(1, λ)
             preconditioned; 0.1 σ²_min for SGLD/SGHMC/structured, 0.3 σ_min for SGNHT,
             0.1 min(σ²_min, η) for Entropy-MCMC; pSGLD needs one); for SGLD that step is the
@@ -87,6 +101,11 @@ def sgmcmc(
             any optax schedule ``t -> ε_t``.
         control_variates: the SGLD-CV gradient (Baker et al. 2019) around the mode θ̂:
             ``g(θ) = ∇U_B(θ) − ∇U_B(θ̂) + ∇U(θ̂)``, unbiased, small variance near θ̂ (any kernel).
+            None (default): on for SGLD preconditioned by the Laplace covariance (the default
+            kernel up to 1,000 dimensions) — the mode is found anyway, and where each parameter
+            is informed by a few data points of many (item response, random effects) the plain
+            minibatch gradient's noise forces a step too small to mix; off otherwise (a
+            network's posterior is not concentrated around one mode).
         init: starting points — a dict of constrained site values or unconstrained ``z``
             (:meth:`Target.starting_points`); by default the mode plus noise. With a step size
             given and a kernel that needs no geometry, the mode is then not searched for at all.
@@ -123,14 +142,23 @@ def sgmcmc(
     batch_size = target.check_batch_size(min(n, 128) if batch_size is None else batch_size)
     if step_size is not None and not step_size > 0:
         raise ProbinferError(f"step_size must be positive, got {step_size}.")
-    num_steps, num_chains, thinning = int(num_steps), int(num_chains), int(thinning)
-    num_warmup = num_steps // 10 if num_warmup is None else int(num_warmup)
-    if num_warmup >= num_steps or thinning < 1 or num_chains < 1:
-        raise ProbinferError("need num_warmup < num_steps, thinning ≥ 1 and num_chains ≥ 1.")
+    chosen_steps = num_steps is None
+    num_steps = BASE_STEPS if chosen_steps else int(num_steps)
+    num_chains, thinning = int(num_chains), int(thinning)
+    _check_lengths(num_steps, num_warmup, thinning, num_chains)
     key_mode, key_start, key_run, _ = jax.random.split(as_key(key), 4)
     checkpoint = path_for(checkpoint, "sgmcmc")  # its folder proven writable before the pilot
 
-    geometry = Geometry(target, key_mode, batch_size=batch_size)
+    if control_variates is None:  # the default: SGLD preconditioned by the Laplace covariance
+        preconditioner = (
+            dict(kernel.settings).get("preconditioner") if kernel.name == "sgld" else None
+        )
+        control_variates = preconditioner == "laplace" or (
+            preconditioner == "auto" and dim <= DENSE_LIMIT
+        )
+    control_variates = bool(control_variates)
+    anchor = "mean" if control_variates else "mode"
+    geometry = Geometry(target, key_mode, batch_size=batch_size, anchor=anchor)
     if kernel.prepare is not None:
         kernel = kernel.prepare(kernel, geometry)
     starts = (
@@ -138,7 +166,7 @@ def sgmcmc(
         if init is None
         else target.starting_points(init, num_chains)
     )
-    centre = geometry.mode if control_variates else None
+    centre = geometry.anchor if control_variates else None
     params = {
         "kernel": kernel.params,
         "centre": centre,
@@ -170,12 +198,16 @@ def sgmcmc(
         step_size = kernel.default_step_size(geometry)
         if kernel.name == "sgld":
             static = (kernel.static, batch_size, bool(control_variates), num_chains)
-            bound = float("inf")
-            if not control_variates:
-                bound = _noise_bound(target, kernel, geometry, batch_size, key_mode)
+            bound = _noise_bound(target, kernel, geometry, batch_size, key_mode, starts, centre)
             step_size, pilot = _pilot(
                 target, kernel, step, params, starts, key_mode, step_size, static, num_steps, bound
             )
+    if control_variates and pilot is not None:
+        pilot["needed_steps"] = int(np.ceil(600.0 / step_size))
+        if chosen_steps:
+            num_steps = int(np.clip(pilot["needed_steps"], BASE_STEPS, MAX_STEPS))
+    num_warmup = num_steps // 10 if num_warmup is None else int(num_warmup)
+    _check_lengths(num_steps, num_warmup, thinning, num_chains)
     step_sizes, keep = schedule.sizes(step_size, num_steps)
     keep = keep & (np.arange(num_steps) >= num_warmup)
     if not np.all(np.isfinite(step_sizes) & (step_sizes >= 0)):
@@ -229,20 +261,29 @@ def sgmcmc(
     return health.attach(post)
 
 
-def _noise_bound(target, kernel, geometry, batch_size, key):
+def _check_lengths(num_steps, num_warmup, thinning, num_chains):
+    if num_warmup is not None and int(num_warmup) >= num_steps or thinning < 1 or num_chains < 1:
+        raise ProbinferError("need num_warmup < num_steps, thinning ≥ 1 and num_chains ≥ 1.")
+
+
+def _noise_bound(target, kernel, geometry, batch_size, key, starts, centre):
     """SGLD's largest step at which the injected noise still outweighs the minibatch gradient's
-    in every direction: ``4 κ τ / λ`` (:mod:`.pilot`, item 5); inf for full-data gradients."""
+    in every direction: ``4 κ τ / λ`` (:mod:`.pilot`, item 5); inf for full-data gradients.
+    Plain gradients: λ at the mode; control variates (no noise at the mode): λ averaged over
+    the chains' starting points, draws from the Laplace (or Fisher) approximation."""
     preconditioner = kernel.params.get("preconditioner")
     noise = gradient_noise_eigenvalue(
         target,
-        geometry.mode,
+        geometry.anchor if centre is None else starts,
         None if preconditioner is None else jnp.asarray(preconditioner),
         batch_size=batch_size,
         key=jax.random.fold_in(key, 11),
+        centre=centre,
     )
     if not noise > 0:
         return float("inf")
-    return 4.0 * NOISE_RATIO * float(kernel.params["temperature"]) / noise
+    ratio = NOISE_RATIO if centre is None else NOISE_RATIO_CONTROL_VARIATES
+    return 4.0 * ratio * float(kernel.params["temperature"]) / noise
 
 
 def _pilot(target, kernel, step, params, starts, key, base, cache, num_steps, bound):
@@ -316,6 +357,8 @@ def _posterior(target, kernel, paths, keep, step_sizes, geometry, settings):
         )
     diagnostics = {
         "mode": None if mode is None else np.asarray(mode),
+        # The control variates' centre (the mean-field mean, :func:`.find_mean`), when used.
+        "centre": None if not settings["control_variates"] else np.asarray(geometry.anchor),
         # The peak ε of every chain, and the (diagonal of the) preconditioner, chain axis first.
         "step_size": np.full(num_chains, float(step_sizes.max())),
         "inverse_mass_matrix": np.broadcast_to(inverse_mass, (num_chains, dim)).copy(),
