@@ -32,6 +32,9 @@ R_HAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
 E_BFMI_LIMIT = 0.3
 PARETO_K_LIMIT = 0.7
+# Particle methods: warn when the Stein estimate of the particles' sd is under 80 % of the
+# posterior's (its noise with 100 particles is a few per cent on the median of d coordinates).
+SPREAD_SHORTFALL = 0.2
 #: A chain whose adapted step is below this fraction of the median chain's adapted to nothing.
 COLLAPSED_STEP = 0.01
 
@@ -95,6 +98,13 @@ def check(posterior, table=None):
             f"the step size ({pilot['max_step']:.3g}) sits at the minibatch-noise bound: the "
             "gradient noise, not the posterior, sets it and the chains mix slowly; raise "
             "batch_size, num_steps or pass control_variates=True."
+        )
+    spread = d.get("spread_ratio")
+    if spread is not None and np.isfinite(spread) and not 1 - SPREAD_SHORTFALL < spread:
+        found.append(
+            f"the particles spread about {100 * spread:.0f} % as wide as the posterior (Stein's "
+            "identity, median over coordinates): a kernelised particle method collapses when "
+            "the dimension is large against num_particles; use more particles, flow_vi or mcmc."
         )
     k = d.get("pareto_k")
     if k is not None and np.ndim(k) == 0 and float(k) > PARETO_K_LIMIT:

@@ -78,7 +78,8 @@ def mcmc(
             chain's, or a log density far below the others') from another chain's position and
             warm it up again; ``diagnostics["restarted_chains"]`` counts them. A chain still stuck
             after that is named in the run's warnings.
-        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal for long runs; off
+            one, a line on stderr each minute once the run has taken a minute).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
         checkpoint: a folder (the state goes to ``<folder>/mcmc.npz``) or an ``.npz`` path; the
             run is saved after every ``checkpoint_every`` steps (default a tenth of the run) and
@@ -117,6 +118,8 @@ def mcmc(
     positions = target.starting_points(init, num_chains, key=key_init, default="uniform")
     target_accept, step_size = _defaults(kernel, target.dim, target_accept, step_size)
     show = should_show(progress, num_warmup + num_draws * thinning)
+    if not show and progress == "auto":  # off a terminal: a log line a minute after a minute
+        show = "log"
     settings = {
         "kernel": kernel.name,
         **dict(kernel.options),

@@ -86,6 +86,8 @@ class ProgressBar:
         if not self.enabled:  # a cached program compiled with the bar, run without it
             return
         if self.log_only:
+            if int(i) < self.every:  # a run's first tick (programs and their bars are cached)
+                self._heartbeat.restart()
             text = self.describe(i, *values) if self.describe else f"{int(i) + 1} of {self.total}"
             self._heartbeat(text)
             return

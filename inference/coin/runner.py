@@ -127,7 +127,8 @@ def coin_svgd(
     Returns:
         A :class:`~probinfer.Posterior` with the particles as one chain of ``num_particles``
         draws; diagnostics ``ksd`` (IMQ KSD of the particles, 100 points over the run, the last
-        at the end), ``ksd_steps``, ``restarts`` (per step) and ``bandwidth`` (last).
+        at the end), ``ksd_steps``, ``restarts`` (per step), ``bandwidth`` (last) and
+        ``spread_ratio`` (:func:`stein_spread_ratio`; a warning below 0.8).
 
     Example:
         >>> post = pi.coin_svgd(pi.compile(model, x, y=y), key=0, num_particles=200)  # doctest: +SKIP
@@ -301,6 +302,7 @@ def _posterior(target, settings, x, trace, restarts, scale, place):
         "ksd_steps": _record_steps(settings.num_steps),
         "restarts": restarts,
         "bandwidth": float(scale),
+        "spread_ratio": stein_spread_ratio(target, x),
     }
     run = {k: v for k, v in settings._asdict().items() if k != "method"}
     run["devices"] = _devices.devices_used(settings.num_particles, place.devices)
@@ -311,6 +313,25 @@ def _posterior(target, settings, x, trace, restarts, scale, place):
         settings=dict(run),  # no "kernel": a particle method has no transition kernel
     )
     return health.attach(post)
+
+
+def stein_spread_ratio(target, x):
+    """How wide the particles are against the posterior, from Stein's identity: for draws of
+    π, ``−E[s_j(x) (x_j − E x_j)] = 1`` per coordinate j (s = ∇ log π, integration by parts);
+    for a Gaussian π and particles of sd ``c σ_j`` the same average is ``c²``. Returns
+    ``√median_j(−mean_i s_ij (x_ij − x̄_j))`` over the (N, d) particles ``x`` with full-data
+    scores: an estimate of the particles' sd over the posterior's (1 when they spread as
+    π does; exact for a Gaussian π with the particles' covariance proportional to π's, an
+    estimate otherwise — a guide to the order of the shortfall, not a correction: on the
+    501-dimensional item-response model (:mod:`probinfer.models.sparse`, 100 particles, rank
+    99 in 501 dimensions) it gave 8 % where the particles' sds were a median 19 % of NUTS's).
+    Kernelised particle methods under-disperse when d is large against N (Ba et al. 2021).
+    NaN when a score is not finite."""
+    x = jnp.asarray(x)
+    scores = jax.vmap(jax.grad(target.log_density))(x)
+    moment = -jnp.mean(scores * (x - x.mean(0)), axis=0)
+    value = float(jnp.sqrt(jnp.maximum(jnp.median(moment), 0.0)))
+    return value if np.isfinite(value) else float("nan")
 
 
 def _records(num_steps):

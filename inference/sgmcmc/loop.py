@@ -105,7 +105,8 @@ def run_blocks(
             :meth:`~probinfer.Target.condition` made from it) and this key; ``step`` and
             ``observe`` must then read nothing else but ``params`` and the target (the first
             call's closures are the ones compiled). None: compile afresh.
-        progress: show a bar (one tick per block).
+        progress: True (a bar, one tick per block), ``"log"`` (a heartbeat line a minute once
+            the run passes a minute: off a terminal) or False.
         checkpoint: path of the ``.npz`` checkpoint file (:mod:`probinfer.checkpoint`), written
             atomically every ``checkpoint_every`` blocks; a run started with an existing
             checkpoint of the same ``fingerprint`` resumes from it.
@@ -138,7 +139,7 @@ def run_blocks(
             lambda: _build_segment(target, step, observe, **static),
             share=True,
         )
-    bar.restart(bool(progress))
+    bar.restart(bool(progress), log_only=progress == "log")
 
     states = shard_leading(states, devices)
     chain_keys = shard_leading(chain_keys, devices)

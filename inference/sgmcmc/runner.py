@@ -109,7 +109,8 @@ def sgmcmc(
         init: starting points — a dict of constrained site values or unconstrained ``z``
             (:meth:`Target.starting_points`); by default the mode plus noise. With a step size
             given and a kernel that needs no geometry, the mode is then not searched for at all.
-        progress: True, False or ``"auto"`` (a bar on a terminal for long runs).
+        progress: True, False or ``"auto"`` (a bar on a terminal for long runs; off one, a
+            line on stderr each minute once the run has taken a minute).
         devices: where the chains run (:mod:`probinfer.devices`; None: all local devices).
         checkpoint: a folder (the state goes to ``<folder>/sgmcmc.npz``) or an ``.npz`` path,
             written atomically every ``checkpoint_every`` blocks of ``thinning`` steps (default a
@@ -238,7 +239,7 @@ def sgmcmc(
         target=target,
         params=params,
         cache=(kernel.static, batch_size, bool(control_variates)),
-        progress=should_show(progress, num_steps),
+        progress=should_show(progress, num_steps) or ("log" if progress == "auto" else False),
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         fingerprint=record,

@@ -52,8 +52,14 @@ def program(
     show,
 ):
     """:class:`_Program` for these settings (Stan-style warm-up, then fixed-step sampling)."""
-    warmup_bar = ProgressBar(num_warmup, "warm-up", enabled=show and num_warmup > 0)
-    sample_bar = ProgressBar(num_draws * thinning, "sampling", enabled=show)
+    # show: True (a bar), "log" (heartbeat lines off a terminal, :mod:`probinfer.progress`), False.
+    log_only = show == "log"
+    warmup_bar = ProgressBar(
+        num_warmup, "mcmc warm-up", enabled=bool(show) and num_warmup > 0, log_only=log_only
+    )
+    sample_bar = ProgressBar(
+        num_draws * thinning, "mcmc sampling", enabled=bool(show), log_only=log_only
+    )
     if kernels.is_nuts(kernel):
         return Program(
             *_nuts_program(

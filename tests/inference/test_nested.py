@@ -128,8 +128,8 @@ def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_
 ):
     """``progress="auto"`` off a terminal: one stderr line per heartbeat period once a run has
         taken that long (the period set to zero here, so every chunk qualifies); none with
-        ``progress=False``. SMC's loop does the same from inside its compiled while loop (its
-    ``progress=False`` program has no callback at all)."""
+        ``progress=False``. SMC, MCMC and SG-MCMC do the same from inside their compiled loops
+    (a ``progress=False`` program has no callback at all)."""
     from probinfer import progress
 
     target = pi.models.get("linear_regression").compile()
@@ -140,3 +140,9 @@ def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_
     assert capfd.readouterr().err == ""
     pi.smc(target, key=0, num_particles=100)
     assert "smc: temperature 1 after" in capfd.readouterr().err
+    # MCMC and SG-MCMC: their bars in log-only mode (callbacks from the compiled scans).
+    pi.mcmc(target, key=0, num_chains=1, num_warmup=100, num_draws=100)
+    err = capfd.readouterr().err
+    assert "mcmc warm-up: " in err and "mcmc sampling: " in err
+    pi.sgmcmc(target, key=0, num_steps=500, step_size=1e-3, kernel="sgld")
+    assert "sgmcmc: " in capfd.readouterr().err
