@@ -16,6 +16,7 @@ The 10³ → 10⁶-row data sweep is ``experiments/bench/scale_data.py`` (its ow
 """
 
 import argparse
+import json
 import multiprocessing as mp
 import platform
 import time
@@ -83,6 +84,18 @@ def score(result, reference):
     return float(np.concatenate(mean_errors).max()), float(np.concatenate(sd_errors).max())
 
 
+def _reference(model):
+    """Long NUTS's moments of ``model``, computed once and kept in ``results/`` (a rerun of the
+    runners reuses them; delete the file to recompute)."""
+    path = Path(__file__).parent / "results" / f"scale_reference_{model}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    reference = run(model, "reference", 123, 3600)
+    print(f"{model}: reference NUTS {reference['seconds']:.0f} s", flush=True)
+    write_json(path, reference)
+    return reference
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(MODELS))
@@ -93,8 +106,7 @@ def main():
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
-        reference = run(model, "reference", 123, 3600)
-        print(f"{model}: reference NUTS {reference['seconds']:.0f} s", flush=True)
+        reference = _reference(model)
         for runner in args.runners.split(","):
             result = run(model, runner, args.key, args.timeout)
             row = {"model": model, "runner": runner, "key": args.key}

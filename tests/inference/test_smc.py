@@ -63,6 +63,7 @@ def _replicates(target, num_runs, **kwargs):
         (conjugate.linear_regression_example(), 600, {}),
         (conjugate.linear_regression_example(), 600, {"waste_free": 20}),
         (conjugate.linear_regression_example(), 600, {"annealing": "data"}),
+        (conjugate.linear_regression_example(), 600, {"reference": "gaussian"}),
     ],
 )
 def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
@@ -78,6 +79,34 @@ def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
         se,
     )
     assert all(p.diagnostics["temperatures"][-1] == 1.0 for p in posts)
+    if settings.get("reference") == "gaussian":
+        # The path from a fitted Gaussian ends at the same posterior: the runs' weighted means
+        # of w against the exact ones, Student's t at a false-alarm rate of 1e-3 per coordinate.
+        assert all(p.settings["reference"] == "gaussian" for p in posts)
+        means = np.array([_weighted_moments(p, "w")[0] for p in posts])
+        se = means.std(0, ddof=1) / np.sqrt(len(posts))
+        limit = scipy.stats.t.ppf(1 - 5e-4 / means.shape[1], len(posts) - 1) * se
+        np.testing.assert_array_less(np.abs(means.mean(0) - example.exact["w_mean"]), limit)
+
+
+def test_the_reference_is_gaussian_above_a_hundred_dimensions():
+    """The default start: the prior at low dimension, a fitted Gaussian above 100 (fewer
+    temperatures); data annealing starts at the prior and refuses a Gaussian one."""
+    from probinfer.inference.smc.runner import REFERENCE_DIM, _settings
+
+    base = dict(num_particles=100, kernel="hmc", target_ess=0.5, resampling="systematic",
+                resample_threshold=1.0, num_mcmc_steps=None, target_accept=None,
+                temperatures=None, max_steps=10, waste_free=None, block_size=None)  # fmt: skip
+    kinds = {
+        dim: _settings(**base, annealing="temperature", reference=None, dim=dim)["reference"]
+        for dim in (REFERENCE_DIM, REFERENCE_DIM + 1)
+    }
+    assert kinds == {REFERENCE_DIM: "prior", REFERENCE_DIM + 1: "gaussian"}
+    assert _settings(**base, annealing="data", reference=None, dim=500)["reference"] == "prior"
+    with pytest.raises(ProbinferError, match="annealing='data'"):
+        _settings(**base, annealing="data", reference="gaussian", dim=5)
+    with pytest.raises(ProbinferError, match="'prior' or 'gaussian'"):
+        _settings(**base, annealing="temperature", reference="laplace", dim=5)
 
 
 def test_posterior_moments_match_the_conjugate_posterior():
@@ -96,12 +125,13 @@ def test_posterior_moments_match_the_conjugate_posterior():
 
 
 def _weighted_moments(post, name):
-    """Weighted mean and sd of a scalar site over all particles."""
-    x = post.draws[name].ravel()
+    """Weighted mean and sd of a site over all particles (scalars for a scalar site)."""
+    x = post.draws[name].reshape(post.log_weights.size, -1)
     p = np.exp(post.log_weights.ravel() - post.log_weights.max())
     p /= p.sum()
     mean = p @ x
-    return mean, np.sqrt(p @ (x - mean) ** 2)
+    sd = np.sqrt(p @ (x - mean) ** 2)
+    return (mean[0], sd[0]) if x.shape[1] == 1 else (mean, sd)
 
 
 def _mixture(weights=(0.3, 0.7), centre=4.0):
