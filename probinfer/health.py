@@ -114,10 +114,17 @@ def check(posterior, table=None):
             else "a richer flow, more num_steps, importance_resample=True to reweight the "
             "draws, or MCMC"
         )
-        found.append(
-            f"Pareto k̂ = {float(k):.2f} (above {PARETO_K_LIMIT}): the approximation misses the "
-            f"posterior's tails; do not trust its tail probabilities ({fix})."
-        )
+        if float(k) >= 1.0:  # no finite mean of the importance weights (Vehtari et al. 2024)
+            found.append(
+                f"Pareto k̂ = {float(k):.2f} (1 or more): the approximation failed — the "
+                "importance weights π/q have no finite mean, so its draws, means and sds are "
+                f"not the posterior's; do not use them ({fix})."
+            )
+        else:
+            found.append(
+                f"Pareto k̂ = {float(k):.2f} (above {PARETO_K_LIMIT}): the approximation misses "
+                f"the posterior's tails; do not trust its tail probabilities ({fix})."
+            )
     found += loo_checks(d.get("loo"))
     bad = d.get("nonfinite_prior_draws", 0)
     bad = int(sum(bad.values()) if isinstance(bad, dict) else np.sum(bad))

@@ -262,3 +262,19 @@ def test_every_draws_twin_takes_its_runners_defaults():
 
     with pytest.raises(pi.ProbinferError, match=r"unknown mcmc setting\(s\) \['num_draws'\]"):
         mcmc_draws(None, None, 10, num_draws=5)
+
+
+def test_the_readme_scale_table_is_generated_from_its_results():
+    """The README's 500-dimension table is ``scale.py``'s table of ``results/scale.json``: a new
+    result or a hand edit without ``scale.py --readme`` fails here, so the numbers cannot drift."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("scale", root / "experiments/bench/scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    readme = (root / "README.md").read_text()
+    results = json.loads((root / "experiments/bench/results/scale.json").read_text())
+    assert scale.rewrite_readme(readme, results) == readme
