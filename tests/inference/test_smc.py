@@ -91,17 +91,24 @@ def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
 
 def test_the_reference_is_gaussian_above_a_hundred_dimensions():
     """The default start: the prior at low dimension, a fitted Gaussian above 100 (fewer
-    temperatures); data annealing starts at the prior and refuses a Gaussian one."""
-    from probinfer.inference.smc.runner import REFERENCE_DIM, _settings
+    temperatures), where HMC also takes 5 leapfrog steps, not 10; data annealing starts at the
+    prior and refuses a Gaussian one."""
+    from probinfer.inference.smc.runner import HIGH_DIMENSION, _settings
 
     base = dict(num_particles=100, kernel="hmc", target_ess=0.5, resampling="systematic",
                 resample_threshold=1.0, num_mcmc_steps=None, target_accept=None,
                 temperatures=None, max_steps=10, waste_free=None, block_size=None)  # fmt: skip
     kinds = {
         dim: _settings(**base, annealing="temperature", reference=None, dim=dim)["reference"]
-        for dim in (REFERENCE_DIM, REFERENCE_DIM + 1)
+        for dim in (HIGH_DIMENSION, HIGH_DIMENSION + 1)
     }
-    assert kinds == {REFERENCE_DIM: "prior", REFERENCE_DIM + 1: "gaussian"}
+    assert kinds == {HIGH_DIMENSION: "prior", HIGH_DIMENSION + 1: "gaussian"}
+    steps = {
+        dim: dict(_settings(**base, annealing="temperature", reference=None, dim=dim)["kernel"]
+                  .options)["num_integration_steps"]
+        for dim in (HIGH_DIMENSION, HIGH_DIMENSION + 1)
+    }  # fmt: skip
+    assert steps == {HIGH_DIMENSION: 10, HIGH_DIMENSION + 1: 5}
     assert _settings(**base, annealing="data", reference=None, dim=500)["reference"] == "prior"
     with pytest.raises(ProbinferError, match="annealing='data'"):
         _settings(**base, annealing="data", reference="gaussian", dim=5)
