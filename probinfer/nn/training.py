@@ -211,8 +211,10 @@ class Trainer:
         per_epoch = _steps_per_epoch(data, batch_size)
         period = _period(num_steps, per_epoch, validation, validate_every, checkpoint,
                          checkpoint_every, None if data is None else _rows(data))  # fmt: skip
-        show = should_show(progress, num_steps)
-        self.bar.restart(show, total=num_steps)
+        shown = should_show(progress, num_steps)
+        # Off a terminal ("auto"): heartbeat lines a minute once training passes a minute.
+        show = shown or progress == "auto"
+        self.bar.restart(show, total=num_steps, log_only=not shown)
         sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
         run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show)
         key_loss, key_data = key, _data_key(key)

@@ -128,7 +128,8 @@ def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_
 ):
     """``progress="auto"`` off a terminal: one stderr line per heartbeat period once a run has
         taken that long (the period set to zero here, so every chunk qualifies); none with
-        ``progress=False``. SMC, MCMC and SG-MCMC do the same from inside their compiled loops
+        ``progress=False``. SMC, MCMC, SG-MCMC, coin sampling and the trainers (flow VI) do the
+    same from inside their compiled loops
     (a ``progress=False`` program has no callback at all)."""
     from probinfer import progress
 
@@ -146,3 +147,8 @@ def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_
     assert "mcmc warm-up: " in err and "mcmc sampling: " in err
     pi.sgmcmc(target, key=0, num_steps=500, step_size=1e-3, kernel="sgld")
     assert "sgmcmc: " in capfd.readouterr().err
+    # Coin sampling and every trainer (flow VI here) the same way.
+    pi.coin_svgd(target, key=0, num_particles=20, num_steps=100)
+    assert "coin_svgd" in capfd.readouterr().err
+    pi.flow_vi(target, key=0, flow="planar", num_layers=1, num_steps=100)
+    assert " of 100" in capfd.readouterr().err
