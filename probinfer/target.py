@@ -566,6 +566,44 @@ class Target:
         leaves = self._data_leaves()
         return self._with_data(({**leaves[0], **data}, {**leaves[1], **sites}))
 
+    def shard_data(self, devices=None):
+        """This target with its data rows split over ``devices`` (:mod:`probinfer.devices`; None:
+        every local device): every compiled program takes the data as an argument
+        (:meth:`jit`), so XLA partitions each full-data log density and gradient by rows and
+        adds the devices' partial sums — NUTS, SMC, full-batch flow VI and the mode searches of
+        any runner then spread the data plate over the devices, each holding N / D rows. The
+        results equal one device's up to the order of the float sums. ``N`` must be a multiple
+        of the number of devices (one sentence otherwise); a single device returns ``self``.
+        Shares this target's compiled programs.
+
+        >>> target = pi.compile(model, x, y=y, data=("x", "y")).shard_data()  # doctest: +SKIP
+        """
+        from probinfer import devices as _devices
+
+        if not self.data_names:
+            raise DataError(
+                f"shard_data: '{self.name}' has no data arguments marked; compile with "
+                "data=('x', 'y') naming the arguments whose leading axis indexes data points."
+            )
+        count = _devices.num_devices(devices)
+        if count < 2:
+            return self
+        if self.num_data % count:
+            raise DataError(
+                f"shard_data: {self.num_data} rows of '{self.name}' do not split evenly over "
+                f"{count} devices; use a number of devices that divides them (devices=[...])."
+            )
+        sharding = _devices.leading_sharding(self.num_data, devices)
+        arguments, observed = self._data_leaves()
+        rows = lambda v: jnp.ndim(v) > 0 and jnp.shape(v)[0] == self.num_data  # noqa: E731
+        place = lambda v: jax.device_put(jnp.asarray(v), sharding) if rows(v) else v  # noqa: E731
+        return self._with_data(
+            (
+                {k: place(v) for k, v in arguments.items()},
+                {k: place(v) for k, v in observed.items()},
+            )
+        )
+
     def check_proper(self):
         """Raise :class:`ModelError` when a latent site has an improper prior (cannot be sampled)."""
         improper = [k for k, v in self.latent_sites.items() if v.improper]

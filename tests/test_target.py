@@ -532,3 +532,49 @@ def test_per_site_log_prob_terms_sum_to_the_log_density_and_trace_takes_new_data
     tr = target.trace(target.unravel(z), data={"x": x[:2] * 0, "y": y[:2]})
     np.testing.assert_allclose(np.asarray(tr["y"]["fn"].mean), 0.0)
     assert tr["y"]["value"].shape == (2,) and target.batched_sites == {"y"}
+
+
+@pytest.mark.slow
+def test_data_rows_sharded_over_four_devices_give_one_devices_gradients(on_cpu_devices):
+    """``shard_data`` on 4 simulated CPU devices: every device holds a quarter of the rows, the
+    compiled gradient adds the devices' partial sums (an all-reduce, no gather of the data), the
+    values equal one device's up to float rounding, a runner runs on it, and rows that do not
+    split evenly get one sentence."""
+    script = textwrap.dedent(
+        """
+        import json
+        import jax, numpy as np
+        import probinfer as pi
+        from probinfer.errors import DataError
+        from probinfer.models.logistic_regression import logistic_regression
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(400, 5)).astype(np.float32)
+        y = (rng.uniform(size=400) < 0.5).astype(np.float32)
+        target = pi.compile(logistic_regression, x, y=y, data=("x", "y"))
+        sharded = target.shard_data()
+        z = jax.random.normal(jax.random.key(0), (8, target.dim))
+        make = lambda t: jax.vmap(jax.grad(t.log_density))
+        one, four = (np.asarray(t.jit(make)(z)) for t in (target, sharded))
+        program = sharded.jit(make)
+        text = program._jitted.lower(program._data, z).compile().as_text()
+        post = pi.mcmc(sharded, key=0, num_chains=2, num_warmup=100, num_draws=100,
+                       progress=False)
+        try:
+            pi.compile(logistic_regression, x[:398], y=y[:398], data=("x", "y")).shard_data()
+            uneven = ""
+        except DataError as error:
+            uneven = str(error)
+        print(json.dumps({
+            "devices": len(sharded.data["x"].sharding.device_set),
+            "error": float(np.max(np.abs(one - four) / (np.abs(one) + 1e-3))),
+            "all_reduce": "all-reduce" in text, "all_gather": "all-gather" in text,
+            "finite": bool(np.isfinite(post.mean()["w"]).all()), "uneven": uneven,
+        }))
+        """
+    )
+    out = on_cpu_devices(script, 4)
+    assert out["devices"] == 4
+    assert out["error"] < 1e-5  # float32 sums of 400 rows in another order
+    assert out["all_reduce"] and not out["all_gather"]
+    assert out["finite"]
+    assert "do not split evenly over 4 devices" in out["uneven"]
