@@ -78,6 +78,7 @@ class Target:
         if self.data_names:
             self.num_data = int(jnp.shape(arguments[self.data_names[0]])[0])
         self.program_key = _ProgramKey() if key is None else key
+        self.data_block = None  # rows per block of the full-data likelihood (block_data)
 
     def jit(self, make, *, static_argnums=(), donate_argnums=()):
         """``jax.jit`` of ``make(target)`` with this target's observed data as an argument of the
@@ -117,7 +118,7 @@ class Target:
         its data arguments and conditioned sites."""
         arguments = OrderedDict(self._arguments)
         arguments.update(leaves[0])
-        return Target(
+        target = Target(
             self.model,
             self._signature,
             arguments,
@@ -127,6 +128,8 @@ class Target:
             conditioned=leaves[1],
             key=self.program_key,
         )
+        target.data_block = self.data_block
+        return target
 
     # Static facts of the model, read once by probinfer.tracing.analyse.
     latent_sites = property(lambda self: self._structure.latent_sites)
@@ -262,8 +265,41 @@ class Target:
         arrays (tempering needs them apart)."""
         if jnp.ndim(z) > 1:
             return jax.vmap(self.log_terms)(z)
+        if self.data_block is not None:
+            return self._blocked_terms(z)
         log_prior, likelihood, _ = self._log_terms(z)
         return log_prior, sum(likelihood.values(), jnp.zeros((), self.dtype))
+
+    def _blocked_terms(self, z):
+        """:meth:`log_terms` with the likelihood summed over blocks of ``data_block`` rows
+        (``lax.map`` of a rematerialised block, then the remainder rows): the gradient's memory
+        holds one block's intermediates, not N rows'. Sites that do not follow the data axis
+        are counted once."""
+        size, n = self.data_block, self.num_data
+        data = {k: jnp.asarray(self._arguments[k]) for k in self.data_names}
+        batched = self._structure.batched_sites
+
+        def terms(rows):
+            log_prior, likelihood, _ = self._log_terms(z, overrides=rows)
+            zero = jnp.zeros((), self.dtype)
+            per_row = sum((v for k, v in likelihood.items() if k in batched), zero)
+            once = sum((v for k, v in likelihood.items() if k not in batched), zero)
+            return log_prior, per_row, once
+
+        def block(start):
+            rows = {k: jax.lax.dynamic_slice_in_dim(v, start, size) for k, v in data.items()}
+            return terms(rows)[1]
+
+        # One direct call on the rows past the last whole block (or on the first block when
+        # they divide evenly) gives the prior and the sites counted once; lax.map does the rest.
+        full = (n // size) * size
+        if full < n:
+            head, starts = {k: v[full:] for k, v in data.items()}, jnp.arange(0, full, size)
+        else:
+            head, starts = {k: v[:size] for k, v in data.items()}, jnp.arange(size, full, size)
+        log_prior, rest, once = terms(head)
+        blocks = jax.lax.map(jax.checkpoint(block), starts)
+        return log_prior, jnp.sum(blocks) + rest + once
 
     def log_prior(self, z):
         """Log prior density of ``z`` (unconstrained), Jacobians included: ``(..., dim)`` → ``(...)``."""
@@ -565,6 +601,37 @@ class Target:
         # and its compiled programs (the data are their argument: :meth:`jit`).
         leaves = self._data_leaves()
         return self._with_data(({**leaves[0], **data}, {**leaves[1], **sites}))
+
+    def block_data(self, block_size):
+        """This target with its full-data likelihood summed over blocks of ``block_size`` rows
+        (a ``lax.map`` whose blocks are recomputed in the backward pass): a gradient then holds
+        one block's intermediates instead of N rows' — what bounds NUTS's and SMC's memory on a
+        million rows (SMC's own ``block_size`` bounds the particles). The values equal the
+        unblocked ones up to the order of the float sums. Needs data marked and every latent
+        global (as minibatching does); compiled programs are not shared with this target's
+        unblocked twin.
+
+        >>> target = pi.compile(model, x, y=y, data=("x", "y")).block_data(10_000)  # doctest: +SKIP
+        """
+        self.check_minibatchable()
+        size = int(block_size)
+        if not 1 <= size <= self.num_data:
+            raise DataError(
+                f"block_data: block_size must be between 1 and the {self.num_data} rows of "
+                f"'{self.name}', got {block_size}."
+            )
+        arguments, observed = self._data_leaves()
+        blocked = Target(
+            self.model,
+            self._signature,
+            {**self._arguments, **arguments},
+            self.data_names,
+            self._structure,
+            self.name,
+            conditioned=observed,
+        )  # a new program key: its programs differ from the unblocked target's
+        blocked.data_block = size
+        return blocked
 
     def shard_data(self, devices=None):
         """This target with its data rows split over ``devices`` (:mod:`probinfer.devices`; None:
