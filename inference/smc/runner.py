@@ -121,7 +121,7 @@ def smc(
             unchanged). None (default): ``"gaussian"`` above 100 dimensions, ``"prior"`` at or
             below. From the prior the ladder needs about √dim × log(prior-to-posterior
             contraction) temperatures — on a 501-dimensional item-response model hundreds, each
-            moving 1,000 particles through 30,000 rows — while the Gaussian start needed 17
+            moving 1,000 particles through 30,000 rows — while the Gaussian start needed 10
             (``experiments/bench/scale.py``). The prior stays the default at low dimension,
             where it is cheap and covers every mode: a Gaussian reference at one mode of a
             multimodal posterior can miss the others.
@@ -167,6 +167,9 @@ def smc(
     target.check_proper()
     if annealing == "data":
         target.check_minibatchable()
+    reference = _fit_reference(target, as_key(key), settings)
+    if reference is None and settings["reference"] == "gaussian":
+        settings["reference"] = "prior"  # the fit failed and said so: the prior's path instead
     sharding = _devices.leading_sharding(settings["num_particles"], devices)
     # On a terminal a bar; off one ("auto"), a log line a minute once the run passes a minute.
     bar_shown = should_show(progress, 500)
@@ -181,7 +184,7 @@ def smc(
     )
     bar.restart(show, log_only=not bar_shown)
     key = as_key(key)
-    carry, key_loop, census = program.start(key, _fit_reference(target, key, settings))
+    carry, key_loop, census = program.start(key, reference)
     census = failures.Census(*(np.asarray(x) for x in census))
     broken_sites = (
         failures.nonfinite_sites(target, census) if census.nan + census.positive_inf else []
@@ -261,7 +264,16 @@ def _fit_reference(target, key, settings, traced=False):
         start = target.draw_z(jax.random.fold_in(key, 2), strategy="uniform")
         mean, scale = meanfield.mean_field_draws(target, start, key, **REFERENCE_FIT)
     else:
-        mean, scale = meanfield.fit_mean_field(target, key=key, **REFERENCE_FIT)
+        try:
+            mean, scale = meanfield.fit_mean_field(target, key=key, **REFERENCE_FIT)
+        except ProbinferError as error:
+            warnings.warn(
+                f"smc: {error} The path starts at the prior instead (reference='prior'; slower "
+                "above 100 dimensions).",
+                health.ProbinferWarning,
+                stacklevel=3,
+            )
+            return None
     return mean, scale
 
 

@@ -411,3 +411,21 @@ def test_principal_axes_find_the_slow_direction_of_a_correlated_cloud():
     leading = axes[:, 0] * np.sign(axes[0, 0])
     assert np.max(np.abs(leading - 1 / np.sqrt(d))) < 4 / np.sqrt(n)
     np.testing.assert_allclose(axes.T @ axes, np.eye(2), atol=1e-4)
+
+
+def test_a_failed_reference_fit_falls_back_to_the_prior_with_a_warning(monkeypatch):
+    """Above 100 dimensions a diverged mean-field fit is not an error: SMC says so and tempers
+    from the prior (the settings record it)."""
+    from probinfer import meanfield
+
+    def model():
+        pi.sample("x", dist.Normal(0.0, 1.0).expand([101]).to_event(1))
+        pi.sample("y", dist.Normal(0.0, 1.0), obs=0.5)
+
+    def diverged(target, **_):
+        raise ProbinferError("the mean-field fit diverged.")
+
+    monkeypatch.setattr(meanfield, "fit_mean_field", diverged)
+    with pytest.warns(pi.health.ProbinferWarning, match="starts at the prior instead"):
+        post = pi.smc(pi.compile(model), key=0, num_particles=50, progress=False)
+    assert post.settings["reference"] == "prior"
