@@ -24,7 +24,7 @@ from probinfer.errors import ProbinferError
 from probinfer.nn.training import train_steps
 from probinfer.programs import cached_program
 
-__all__ = ["fit_mean_field", "mean_field_draws"]
+__all__ = ["fit_mean_field", "fit_mean_field_traced"]
 
 
 def fit_mean_field(target, *, key, start=None, num_steps=2000, batch_size=1024,
@@ -63,7 +63,8 @@ def fit_mean_field(target, *, key, start=None, num_steps=2000, batch_size=1024,
     return mean, scale
 
 
-def mean_field_draws(target, start, key, *, num_steps=2000, batch_size=1024, learning_rate=3e-2):
+def fit_mean_field_traced(target, start, key, *, num_steps=2000, batch_size=1024,
+                          learning_rate=3e-2):  # fmt: skip
     """The pure, traceable form of :func:`fit_mean_field` (no checks, no cache): ``(mean,
     scale)`` from ``start (dim,)`` — for runs vmapped over data sets (``calibrate``)."""
     fit = _search(target, _batch_size(target, batch_size), int(num_steps), float(learning_rate))

@@ -620,15 +620,14 @@ class Target:
                 f"block_data: block_size must be between 1 and the {self.num_data} rows of "
                 f"'{self.name}', got {block_size}."
             )
-        arguments, observed = self._data_leaves()
         blocked = Target(
             self.model,
             self._signature,
-            {**self._arguments, **arguments},
+            self._arguments,
             self.data_names,
             self._structure,
             self.name,
-            conditioned=observed,
+            conditioned=self._conditioned,
         )  # a new program key: its programs differ from the unblocked target's
         blocked.data_block = size
         return blocked

@@ -256,13 +256,15 @@ def smc(
 
 
 def _fit_reference(target, key, settings, traced=False):
-    """``(mean, scale)`` of the Gaussian reference, or None for the prior. ``traced``: the pure fit, inside a traced program (``smc_draws``)."""
+    """``(mean, scale)`` of the Gaussian reference, or None for the prior (also when the fit
+    diverged: a warning says so). ``traced``: the pure fit, inside a traced program
+    (``smc_draws``)."""
     if settings["reference"] == "prior":
         return None
     key = jax.random.fold_in(key, 1)
     if traced:
         start = target.draw_z(jax.random.fold_in(key, 2), strategy="uniform")
-        mean, scale = meanfield.mean_field_draws(target, start, key, **REFERENCE_FIT)
+        mean, scale = meanfield.fit_mean_field_traced(target, start, key, **REFERENCE_FIT)
     else:
         try:
             mean, scale = meanfield.fit_mean_field(target, key=key, **REFERENCE_FIT)
