@@ -50,6 +50,7 @@ for _kernel in ("nuts", "hmc", "mams", "mclmc", "mala", "rwm"):
 _JOBS = {}
 _LAZY_JOBS = {
     "npe": "probinfer.inference.amortized",
+    "nle": "probinfer.inference.amortized",
     "amortized_vi": "probinfer.inference.amortized",
 }
 

@@ -127,7 +127,9 @@ def trace_model(
     # NumPyro validates concrete parameters on construction; a heavy-tailed prior draw (a Cauchy
     # location at 1e5, say) makes a scale overflow and would raise while tracing. Invalid values
     # show up as non-finite log densities instead, which every runner checks and explains.
-    with numpyro.validation_enabled(False):
+    # The block keeps these sites from the handlers of a model this trace runs inside (a Target
+    # method called in another model: a learned likelihood maps its θ through the simulator's).
+    with numpyro.validation_enabled(False), handlers.block():
         return handlers.trace(fn).get_trace(*bound.args, **bound.kwargs)
 
 

@@ -1,24 +1,37 @@
 """Does the cost of compiling grow with the data? The 10³ → 10⁶-row sweep of issue 36, part 4.
 
 A logistic regression (10 features plus an intercept, N(0, 1) priors) on N simulated rows,
-compiled with the rows as minibatchable data. For each N and runner we time the first call
-(compilation plus the run) and a second call with another key on the same Target (the run alone,
-programs cached), and report compile seconds = first − second. The goal: compile seconds at 10⁶
-within 1.5× of those at 10³ (data passed to the compiled programs as arguments,
+compiled with the rows as minibatchable data. For each N and runner we time one call and the
+part of it JAX spent tracing, lowering and compiling (its compile-duration events: a difference
+of two calls' times is lost in the run-to-run spread of SMC's run time at 10⁶ rows). The goal:
+compile seconds at 10⁶ within 1.5× of those at 10³ (data passed to the compiled programs as arguments,
 :meth:`probinfer.Target.jit`, not folded in as constants), and SG-MCMC's loop cost per step
-independent of N (a minibatch's cost does not depend on N; measured from the time of 6,000 more
-steps), its setup (mode search, Laplace preconditioner, step-size pilot: full-data passes)
+independent of N (a minibatch's cost does not depend on N; measured from the time of 40,000
+more steps), its setup (mode search, Laplace preconditioner, step-size pilot: full-data passes)
 reported apart.
 
 Runners, kept short so the sweep fits a laptop: ``sgmcmc`` (2,000 steps, batch 128), ``mcmc``
 (NUTS, 1 chain, 100 + 100 transitions: full-data gradients, so its run time grows with N as it
-must), ``smc`` (200 particles; full data at every temperature).
+must), ``mcmc_blocked`` (the same on ``target.block_data(10_000)``: the gradient holds one block's
+intermediates), ``smc`` (200 particles, its default reference: the prior below 10,000 rows, a
+fitted Gaussian from there; full data at every temperature). Each (runner, N) runs in its own
+process, so ``peak_rss_mb`` (the process's peak resident memory: the data, the compiled
+programs and XLA's buffers) is that cell's alone.
 
-    python experiments/bench/scale_data.py [--sizes 1000,100000,1000000] [--runners sgmcmc,mcmc]
+    python experiments/bench/scale_data.py [--sizes 1000,100000,1000000]
+        [--runners sgmcmc,mcmc,mcmc_blocked,smc]
+    python experiments/bench/scale_data.py --readme   # rewrite the README's table
+
+A partial rerun (``--runners smc``) replaces those runners' rows and keeps the others (each
+runner's rows carry their date). The README's table is :func:`table` of
+``results/scale_data.json`` (a test holds them equal).
 """
 
 import argparse
+import json
+import multiprocessing as mp
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -29,11 +42,17 @@ import probinfer as pi
 from probinfer._utils import write_json
 from probinfer.models.logistic_regression import logistic_regression
 
+BLOCK = 10_000
+
+
+def _nuts(t, key):
+    return pi.mcmc(t, key=key, num_chains=1, num_warmup=100, num_draws=100, progress=False)
+
+
 RUNS = {
     "sgmcmc": lambda t, key: pi.sgmcmc(t, key=key, num_steps=2000, batch_size=128, progress=False),
-    "mcmc": lambda t, key: pi.mcmc(
-        t, key=key, num_chains=1, num_warmup=100, num_draws=100, progress=False
-    ),
+    "mcmc": _nuts,
+    "mcmc_blocked": lambda t, key: _nuts(t.block_data(min(BLOCK, t.num_data)), key),
     "smc": lambda t, key: pi.smc(t, key=key, num_particles=200, progress=False),
 }
 
@@ -46,50 +65,146 @@ def data(n, dim=10, seed=0):
     return x, y
 
 
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_seconds = [0.0]
+
+
+def _count_compiles(event, seconds, **_):
+    if event in _COMPILE_EVENTS:
+        _compile_seconds[0] += seconds
+
+
 def measure(runner, n):
+    """One call of ``runner`` on N = ``n`` rows: its seconds, of which JAX spent ``compile_s``
+    tracing, lowering and compiling (JAX's own compile-duration events, summed), the rest
+    ``run_s``."""
+    jax.monitoring.register_event_duration_secs_listener(_count_compiles)
     x, y = data(n)
     target = pi.compile(logistic_regression, x, y=y, data=("x", "y"))
+    before = _compile_seconds[0]
     start = time.perf_counter()
-    jax.block_until_ready(RUNS[runner](target, 0).draws)
+    post = RUNS[runner](target, 0)
+    jax.block_until_ready(post.draws)
     first = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(RUNS[runner](target, 1).draws)
-    second = time.perf_counter() - start
-    row = {"first_call_s": first, "run_s": second, "compile_s": max(first - second, 0.0)}
+    compiled = _compile_seconds[0] - before
+    row = {"first_call_s": first, "compile_s": compiled, "run_s": first - compiled}
+    if runner == "smc":
+        row["reference"] = post.settings["reference"]
+        row["num_temperatures"] = int(len(post.diagnostics["temperatures"]) - 1)
     if runner == "sgmcmc":
-        # The loop's own cost: 6,000 more steps (programs for 8,000 steps compiled first), the
-        # rest of a run is the setup (mode search, preconditioner, step-size pilot).
-        longer = lambda: pi.sgmcmc(  # noqa: E731
-            target, key=1, num_steps=8000, batch_size=128, progress=False
-        )
-        jax.block_until_ready(longer().draws)
-        start = time.perf_counter()
-        jax.block_until_ready(longer().draws)
-        per_step = max(time.perf_counter() - start - second, 0.0) / 6000
+        # The loop's own cost: the fastest of three 2,000-step and of three 42,000-step calls
+        # (programs compiled), 40,000 steps apart — the fastest of three, because the setup
+        # (mode search, preconditioner, step-size pilot: full-data passes) varies by more than
+        # a few thousand steps cost at 10⁶ rows.
+        def fastest(num_steps):
+            def once():
+                start = time.perf_counter()
+                post = pi.sgmcmc(target, key=1, num_steps=num_steps, batch_size=128, progress=False)
+                jax.block_until_ready(post.draws)
+                return time.perf_counter() - start
+
+            once()
+            return min(once() for _ in range(3))
+
+        short, long = fastest(2000), fastest(42_000)
+        per_step = max(long - short, 0.0) / 40_000
         row["loop_ms_per_step"] = 1e3 * per_step
-        row["setup_s"] = second - 2000 * per_step
+        row["setup_s"] = short - 2000 * per_step
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
+
+
+def _child(runner, n, queue):
+    queue.put(json.dumps(measure(runner, n)))
+
+
+def measure_apart(runner, n):
+    """:func:`measure` in a fresh process (its own peak memory and program caches)."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(runner, n, queue))
+    process.start()
+    row = json.loads(queue.get())
+    process.join()
+    return row
+
+
+TABLE_START, TABLE_END = "<!-- scale_data.py table -->", "<!-- end scale_data.py table -->"
+_LABELS = {
+    "sgmcmc": "`sgmcmc` (2,000 steps)",
+    "mcmc": "`mcmc` (NUTS, 200 transitions)",
+    "mcmc_blocked": "`mcmc` on `block_data(10_000)`",
+    "smc": "`smc` (200 particles)",
+}
+
+
+def table(results):
+    """The README's markdown table of ``results`` (``results/scale_data.json``): per runner and
+    size, compile and run seconds and peak memory, with the compile ratio and the date."""
+    sizes = results["sizes"]
+    head = " | ".join(f"N = {n:,}" for n in sizes)
+    lines = [
+        f"| runner | {head} | compile at {sizes[-1]:,} / {sizes[0]:,} |",
+        "|---" * (len(sizes) + 2) + "|",
+    ]
+    for runner, rows in results["results"].items():
+        cells = []
+        for n in sizes:
+            row = rows[str(n)]
+            cell = f"compile {row['compile_s']:.1f} s, run {row['run_s']:.1f} s"
+            if "peak_rss_mb" in row:
+                cell += f", {row['peak_rss_mb']:,.0f} MB"
+            if "loop_ms_per_step" in row:
+                cell += f", {row['loop_ms_per_step']:.2f} ms/step"
+            if "num_temperatures" in row:
+                cell += f", {row['num_temperatures']} temperatures ({row['reference']})"
+            cells.append(cell)
+        date = rows.get("date", results["date"])
+        label = _LABELS.get(runner, runner)
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {rows['compile_ratio']:.2f} ({date}) |"
+        )
+    return "\n".join(lines)
+
+
+def rewrite_readme(readme, results):
+    """``readme`` with the block between the table markers replaced by :func:`table`."""
+    head, rest = readme.split(TABLE_START)
+    _, tail = rest.split(TABLE_END)
+    return f"{head}{TABLE_START}\n{table(results)}\n{TABLE_END}{tail}"
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--runners", default=",".join(RUNS))
+    parser.add_argument("--readme", action="store_true", help="only rewrite the README's table")
     args = parser.parse_args()
+    if args.readme:
+        readme = Path(__file__).parents[2] / "README.md"
+        results = json.loads((Path(__file__).parent / "results" / "scale_data.json").read_text())
+        readme.write_text(rewrite_readme(readme.read_text(), results))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = {}
+    out = Path(__file__).parent / "results" / "scale_data.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    results = previous.get("results", {}) if previous.get("sizes") == sizes else {}
     for runner in args.runners.split(","):
-        results[runner] = {}
+        results[runner] = {"date": time.strftime("%Y-%m-%d")}
         for n in sizes:
-            row = results[runner][str(n)] = measure(runner, n)
+            row = results[runner][str(n)] = measure_apart(runner, n)
             extra = (
                 f", loop {row['loop_ms_per_step']:.3f} ms/step, setup {row['setup_s']:.2f} s"
                 if "setup_s" in row
                 else ""
             )
             print(
-                f"{runner:7s} N={n:>8d}: compile {row['compile_s']:.1f} s, run "
-                f"{row['run_s']:.2f} s{extra}",
+                f"{runner:12s} N={n:>8d}: compile {row['compile_s']:.1f} s, run "
+                f"{row['run_s']:.2f} s, peak {row['peak_rss_mb']:.0f} MB{extra}",
                 flush=True,
             )
         small, large = results[runner][str(sizes[0])], results[runner][str(sizes[-1])]
@@ -99,7 +214,6 @@ def main():
             f"{results[runner]['compile_ratio']:.2f}",
             flush=True,
         )
-    out = Path(__file__).parent / "results" / "scale_data.json"
     write_json(
         out,
         {

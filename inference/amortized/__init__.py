@@ -1,6 +1,7 @@
 """Amortized inference: pay for training once, then get a posterior for a new data set in one
 forward pass — neural posterior estimation (:func:`npe`) on the model's own simulations, and
-amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum latents.
+amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum latents, and neural
+likelihood estimation (:func:`nle`): a learned likelihood to put inside another model.
 
 >>> import probinfer as pi
 >>> post = pi.npe(model, key=0)                              # doctest: +SKIP
@@ -10,7 +11,8 @@ amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum laten
 
 from probinfer.inference.amortized.aevb import amortized_vi
 from probinfer.inference.amortized.encoder import EncoderPosterior, FittedEncoder
-from probinfer.inference.amortized.job import job_npe
+from probinfer.inference.amortized.job import job_nle, job_npe
+from probinfer.inference.amortized.nle import LearnedLikelihood, LikelihoodEstimator, nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.parameters import parameter_posterior
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
@@ -18,11 +20,15 @@ from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
 from probinfer.runners import register_job
 
 register_job("npe", job_npe(), trains_estimator=True)
+register_job("nle", job_nle(), trains_estimator=True)
 register_job("amortized_vi", amortized_vi)
 
 __all__ = [
     "parameter_posterior",
     "npe",
+    "nle",
+    "LikelihoodEstimator",
+    "LearnedLikelihood",
     "amortized_vi",
     "EncoderPosterior",
     "FittedEncoder",

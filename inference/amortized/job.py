@@ -9,7 +9,10 @@ itself is written to the report folder (``estimator.msgpack``; ``pi.load`` reads
 the model), and a ``[calibrate]`` table checks the trained estimator — one vmapped program over
 the simulations, no retraining.
 
-The family registers both methods with :func:`probinfer.runners.register_job` (the job layer
+``nle`` trains a likelihood estimator the same way and answers with NUTS on the prior times the
+learned likelihood; its ``[calibrate]`` check vmaps that NUTS over the simulations.
+
+The family registers the methods with :func:`probinfer.runners.register_job` (the job layer
 finds them there): ``npe`` returns ``(Posterior, AmortizedPosterior)``; ``amortized_vi`` (AEVB)
 fits per-datum latents and globals on the job's own data and returns a Posterior, but is not a
 runner ``calibrate`` may refit by name (it would retrain for every simulation).
@@ -20,9 +23,10 @@ import inspect
 import jax
 
 from probinfer._utils import as_key
+from probinfer.inference.amortized.nle import nle
 from probinfer.inference.amortized.npe import npe
 
-__all__ = ["npe_job", "job_npe"]
+__all__ = ["npe_job", "job_npe", "nle_job", "job_nle"]
 
 
 def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
@@ -31,6 +35,19 @@ def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **
     train_key, draw_key = jax.random.split(as_key(key))
     estimator = npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
+    return posterior, estimator
+
+
+def nle_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
+    """Train :func:`probinfer.nle` on ``target``'s simulations, then run NUTS on the prior times
+    the learned likelihood of the target's observed data (``num_draws`` pooled draws). Returns
+    ``(Posterior, LikelihoodEstimator)``; a ``[calibrate]`` table checks the estimator with
+    NUTS vmapped over the simulations (no retraining)."""
+    train_key, draw_key = jax.random.split(as_key(key))
+    estimator = nle(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
+    posterior = estimator.posterior(
+        target.observations(), key=draw_key, n=num_draws, progress=progress
+    )
     return posterior, estimator
 
 
@@ -51,3 +68,9 @@ def job_npe():
     """:func:`npe_job` with the real settings of :func:`~probinfer.npe` in its signature."""
     npe_job.__signature__ = _signature(npe_job, npe)
     return npe_job
+
+
+def job_nle():
+    """:func:`nle_job` with the real settings of :func:`~probinfer.nle` in its signature."""
+    nle_job.__signature__ = _signature(nle_job, nle)
+    return nle_job

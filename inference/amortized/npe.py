@@ -84,7 +84,11 @@ def npe(
         key: int seed or PRNG key.
         num_simulations: simulated pairs (θ, x), validation included.
         flow: the conditional flow (``"nsf"``, ``"realnvp"``, ``"maf"``, ``"iaf"``; see
-            :func:`~probinfer.inference.flows.make_flow`).
+            :func:`~probinfer.inference.flows.make_flow`), or ``"flow_matching"`` (FMPE, Dax et
+            al. 2023: a continuous flow trained by conditional flow matching,
+            :mod:`probinfer.nn.flow_matching`; sampling and densities solve an ODE, densities
+            with the exact divergence up to 32 dimensions; its losses in ``diagnostics`` are
+            the regression's, not −log q).
         embedding: ``"mlp"`` (flattened x), ``"set"`` (a DeepSets encoder over the leading
             axis of the observed sites — exchangeable observations along a plate) or a flax
             module mapping standardised flat x ``(b, x_dim)`` to ``(b, features)``.
@@ -134,30 +138,89 @@ def npe(
     loc, scale = z.mean(0), np.where(z.std(0) > 1e-8, z.std(0), 1.0)
     u = ((z - loc) / scale).astype(np.float32)
     features = np.asarray((raw - layout.loc) / layout.scale, np.float32)
-    order = np.asarray(jax.random.permutation(key_split, u.shape[0]))
-    num_val = max(1, int(round(settings["validation_fraction"] * u.shape[0])))
-    val, train = order[:num_val], order[num_val:]
-    batch = min(settings["batch_size"], train.size)
-    custom_optimizer = optimizer is not None
-    decays = _decays(weight_decay, custom_optimizer)
-    steps_per_epoch = train.size // batch
-    patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
-    parts = (flow, target.dim, num_layers, layout.feature_shape, decays, patience)
-    if custom_optimizer or not isinstance(embedding, str):  # not hashable by value: no cache
-        module, flow_, initialise, trainer = _program.__wrapped__(embedding, *parts, optimizer)
-    else:  # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
-        module, flow_, initialise, trainer = _program(embedding, *parts, None)
-    total = settings["num_steps"] or _MAX_STEPS
+    decays = _decays(weight_decay, optimizer is not None)
     record = fingerprint(
         as_key(key),
         target,
         flow=flow,
         embedding=repr(embedding),
         num_layers=num_layers,
-        optimizer="custom" if custom_optimizer else "default",
+        optimizer="default" if optimizer is None else "custom",
         weight_decay=list(decays),
         **settings,
     )
+    module, flow_, params, diagnostics = fit_conditional_flow(
+        u,
+        features,
+        keys=(key_split, key_init, key_train),
+        # −log q of z = −log q of u + Σ log scale (flow matching's loss is a regression's)
+        offset=0.0 if flow == "flow_matching" else float(np.log(scale).sum()),
+        flow=flow,
+        embedding=embedding,
+        num_layers=num_layers,
+        settings=settings,
+        decays=decays,
+        optimizer=optimizer,
+        devices=devices,
+        checkpoint=checkpoint,
+        fingerprint=record,
+        progress=progress,
+    )
+    diagnostics |= {
+        "num_simulations": int(u.shape[0]),
+        "num_dropped": int(dropped),
+        "seconds": time.perf_counter() - start_time,
+    }
+    return AmortizedPosterior(
+        target=target,
+        flow=flow_,
+        embedding=module,
+        layout=layout,
+        params=params,
+        loc=loc.astype(np.float32),
+        scale=scale.astype(np.float32),
+        method="npe",
+        settings={
+            "flow": flow,
+            "embedding": embedding if isinstance(embedding, str) else "custom",
+            "num_layers": getattr(flow_.module, "num_layers", None),
+            **settings,
+        },
+        diagnostics=diagnostics,
+    )
+
+
+def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_layers, settings,
+                         decays, optimizer, devices, checkpoint, fingerprint, progress):  # fmt: skip
+    """Fit q(u | s_ψ(features)) by maximum likelihood with the early-stopping rule of the module
+    docstring — the training NPE and NLE share (their u and conditioning swap places).
+
+    Args:
+        u: ``(n, dim)`` standardised values the flow models; features: ``(n, *feature_shape)``
+            standardised conditioning inputs of the embedding.
+        keys: ``(split, init, train)`` PRNG keys; offset: added to the losses (the log
+            Jacobian of the standardisation, so reported losses are −log q of raw values).
+        settings: :func:`_settings`'s dict; decays: the weight-decay candidates trained side by
+            side (the one with the lowest validation loss is kept).
+
+    Returns:
+        ``(embedding module, flow, params of the kept copy, diagnostics)``: ``train_loss``,
+        ``validation_loss`` per epoch, ``weight_decay``, ``validation_by_decay``,
+        ``best_epoch``, ``num_epochs``, ``num_steps``.
+    """
+    key_split, key_init, key_train = keys
+    order = np.asarray(jax.random.permutation(key_split, u.shape[0]))
+    num_val = max(1, int(round(settings["validation_fraction"] * u.shape[0])))
+    val, train = order[:num_val], order[num_val:]
+    batch = min(settings["batch_size"], train.size)
+    steps_per_epoch = train.size // batch
+    patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
+    parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), decays, patience)
+    if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
+        module, flow_, initialise, trainer = _program.__wrapped__(embedding, *parts, optimizer)
+    else:  # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
+        module, flow_, initialise, trainer = _program(embedding, *parts, None)
+    total = settings["num_steps"] or _MAX_STEPS
     fitted = trainer.fit(
         initialise(key_init),
         key=key_train,
@@ -168,10 +231,9 @@ def npe(
         validate_every=steps_per_epoch,
         devices=devices,
         checkpoint=checkpoint,
-        fingerprint=record,
+        fingerprint=fingerprint,
         progress=progress,
     )
-    offset = float(np.log(scale).sum())  # −log q of z = −log q of u + Σ log scale
     best_loss = np.nanmin(np.asarray(fitted.validation), axis=0)
     chosen = int(np.argmin(best_loss))
     ran = ~np.isnan(np.asarray(fitted.validation)[:, chosen])  # epochs before it finished
@@ -188,27 +250,8 @@ def npe(
         "best_epoch": -(-int(fitted.best_step[chosen]) // steps_per_epoch),
         "num_epochs": num_epochs,
         "num_steps": int(min(total, num_epochs * steps_per_epoch)),
-        "num_simulations": int(u.shape[0]),
-        "num_dropped": int(dropped),
-        "seconds": time.perf_counter() - start_time,
     }
-    return AmortizedPosterior(
-        target=target,
-        flow=flow_,
-        embedding=module,
-        layout=layout,
-        params=jax.tree.map(lambda x: x[chosen], fitted.params),
-        loc=loc.astype(np.float32),
-        scale=scale.astype(np.float32),
-        method="npe",
-        settings={
-            "flow": flow,
-            "embedding": embedding if isinstance(embedding, str) else "custom",
-            "num_layers": flow_.module.num_layers,
-            **settings,
-        },
-        diagnostics=diagnostics,
-    )
+    return module, flow_, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,10 +274,10 @@ def _program(embedding, flow, dim, num_layers, feature_shape, decays, patience, 
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (copies, *jnp.shape(x))), params)
 
     def loss(params, key, batch):
-        """Mean −log q(u | x) over the rows of ``batch``."""
+        """The flow's training loss on ``batch`` (mean −log q(u | x), or flow matching's)."""
         u, features = batch
         context = module.apply(params["embedding"], features)
-        return -jnp.mean(flow_.log_prob(params["flow"], u, context))
+        return flow_.training_loss(params["flow"], key, u, context)
 
     def optimizer_for(decay):
         """One copy's optimizer: the custom one, or Adam with the embedding's decoupled decay."""

@@ -161,13 +161,7 @@ class AmortizedPosterior(estimator_file.Estimator):
         }
 
     def _arrays(self):
-        return {
-            "params": jax.tree.map(np.asarray, self.params),
-            "loc": np.asarray(self.loc),
-            "scale": np.asarray(self.scale),
-            "x_loc": np.asarray(self.layout.loc),
-            "x_scale": np.asarray(self.layout.scale),
-        }
+        return standardised_arrays(self)
 
     def save(self, path):
         """Write the trained estimator to ``path`` atomically in probinfer's one estimator
@@ -261,6 +255,18 @@ def _migrate(payload):
 
 
 estimator_file.register(KIND, _loader, _migrate)
+
+
+def standardised_arrays(estimator):
+    """The arrays an estimator with ``params``, a θ standardisation (``loc``, ``scale``) and an
+    x layout writes: NPE's and NLE's files."""
+    return {
+        "params": jax.tree.map(np.asarray, estimator.params),
+        "loc": np.asarray(estimator.loc),
+        "scale": np.asarray(estimator.scale),
+        "x_loc": np.asarray(estimator.layout.loc),
+        "x_scale": np.asarray(estimator.layout.scale),
+    }
 
 
 def _jsonable(tree):

@@ -42,6 +42,7 @@ __all__ = ["smc", "smc_draws"]
 # effects, 507 dims: 72 vs 100, 46 s vs 117 s, 0.11 / 7 % vs 0.10 / 8 %).
 _TARGET_ACCEPT = {"hmc": 0.65}
 HIGH_DIMENSION = 100
+LARGE_DATA = 10_000
 
 
 def _named_options(name, dim):
@@ -51,7 +52,8 @@ def _named_options(name, dim):
     return {}
 
 
-# reference=None: a Gaussian start above HIGH_DIMENSION (the prior at or below), fitted by
+# reference=None: a Gaussian start above HIGH_DIMENSION or from LARGE_DATA marked rows (the
+# prior otherwise), fitted by
 # mean-field ADVI with these settings. Its scales are not widened: ADVI under-disperses, but the
 # moves at every temperature reach the tails, and widening costs temperatures — on the 501-dim
 # item-response model ×1.5 took 18 temperatures and 424 s, ×1 10 and 251 s, at the same accuracy
@@ -118,8 +120,8 @@ def smc(
             Gaussian fitted by ADVI (:func:`probinfer.meanfield.fit_mean_field`, minibatched
             when the data are marked), and the path
             ``q^(1−λ) (p L)^λ`` (:mod:`~probinfer.inference.smc.tempering`; the evidence is
-            unchanged). None (default): ``"gaussian"`` above 100 dimensions, ``"prior"`` at or
-            below. From the prior the ladder needs about √dim × log(prior-to-posterior
+            unchanged). None (default): ``"gaussian"`` above 100 dimensions or from 10,000
+            marked data rows (``data=`` at compile), ``"prior"`` otherwise. From the prior the ladder needs about √dim × log(prior-to-posterior
             contraction) temperatures — on a 501-dimensional item-response model hundreds, each
             moving 1,000 particles through 30,000 rows — while the Gaussian start needed 10
             (``experiments/bench/scale.py``). The prior stays the default at low dimension,
@@ -162,6 +164,7 @@ def smc(
         block_size=block_size,
         reference=reference,
         dim=target.dim,
+        num_data=target.num_data,
     )
     target.check_continuous()
     target.check_proper()
@@ -307,9 +310,10 @@ def _settings(
     block_size,
     reference,
     dim,
+    num_data=None,
 ):
     """Checked, hashable static settings of a run (the kernel resolved to an object; the
-    reference resolved for a target of ``dim`` dimensions)."""
+    reference resolved for a target of ``dim`` dimensions and ``num_data`` marked rows)."""
     if isinstance(kernel, str) and kernel in kernels.NAMES:
         kernel = kernels.get(kernel, **_named_options(kernel, dim))
     kernel = kernels.get(kernel)
@@ -349,7 +353,8 @@ def _settings(
             f"for N={num_particles}."
         )
     if reference is None:
-        gaussian = int(dim) > HIGH_DIMENSION and annealing == "temperature"
+        large = int(dim) > HIGH_DIMENSION or (num_data or 0) >= LARGE_DATA
+        gaussian = large and annealing == "temperature"
         reference = "gaussian" if gaussian else "prior"
     if reference not in ("prior", "gaussian"):
         raise ProbinferError(f"reference must be 'prior' or 'gaussian', got {reference!r}.")
@@ -532,7 +537,7 @@ def smc_draws(target, key, n, **settings):
     defaults["num_particles"] = max(int(n), 500)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        resolved = _settings(**{**defaults, **settings}, dim=target.dim)
+        resolved = _settings(**{**defaults, **settings}, dim=target.dim, num_data=target.num_data)
     program = _program(target, None, **resolved)  # no bar: show is False
     key_run, key_draw = jax.random.split(key)
     reference = _fit_reference(target, key_run, resolved, traced=True)

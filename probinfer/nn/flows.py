@@ -152,6 +152,11 @@ class Flow(NamedTuple):
         z, log_det = self.inverse(params, jnp.atleast_2d(x), context)
         return _log_normal(z) + log_det
 
+    def training_loss(self, params, key, x, context=None):
+        """Mean −log q(x | context) over the rows of ``x``: maximum likelihood (an amortized
+        estimator's loss; :class:`~probinfer.nn.flow_matching.FlowMatching` regresses a field)."""
+        return -jnp.mean(self.log_prob(params, x, context))
+
     def config(self):
         """The JSON-able settings :func:`flow_from_config` rebuilds this flow from (estimator
         files store them beside the parameters)."""
@@ -182,6 +187,10 @@ def make_flow(
             the final affine layer standardises, so 5 covers ±5 sd).
         context_dim: size of the context vector of a conditional flow (0: unconditional).
     """
+    if flow == "flow_matching" and context_dim:  # a conditional estimator's, not flow_vi's
+        from probinfer.nn.flow_matching import make_flow_matching
+
+        return make_flow_matching(dim, context_dim, hidden=hidden)
     if flow not in FLOWS:
         raise DataError(f"flow must be one of {FLOWS}, got '{flow}'.")
     if context_dim and flow in ("planar", "radial"):
@@ -199,6 +208,15 @@ def make_flow(
 
 def flow_from_config(config, dim):
     """The :class:`Flow` on R^dim that :meth:`Flow.config` describes."""
+    if config["kind"] == "flow_matching":
+        from probinfer.nn.flow_matching import make_flow_matching
+
+        return make_flow_matching(
+            dim,
+            config["context_dim"],
+            hidden=tuple(config["hidden"]),
+            num_ode_steps=config["num_ode_steps"],
+        )
     return make_flow(
         config["kind"],
         dim,

@@ -90,8 +90,8 @@ def test_log_evidence_matches_the_exact_value(example, num_particles, settings):
 
 
 def test_the_reference_is_gaussian_above_a_hundred_dimensions():
-    """The default start: the prior at low dimension, a fitted Gaussian above 100 (fewer
-    temperatures), where HMC also takes 5 leapfrog steps, not 10; data annealing starts at the
+    """The default start: the prior at low dimension and few rows, a fitted Gaussian above 100
+    dimensions or from 10,000 marked rows (fewer temperatures), where HMC also takes 5 leapfrog steps, not 10; data annealing starts at the
     prior and refuses a Gaussian one."""
     from probinfer.inference.smc.runner import HIGH_DIMENSION, _settings
 
@@ -109,6 +109,15 @@ def test_the_reference_is_gaussian_above_a_hundred_dimensions():
         for dim in (HIGH_DIMENSION, HIGH_DIMENSION + 1)
     }  # fmt: skip
     assert steps == {HIGH_DIMENSION: 10, HIGH_DIMENSION + 1: 5}
+    from probinfer.inference.smc.runner import LARGE_DATA
+
+    by_rows = {
+        rows: _settings(**base, annealing="temperature", reference=None, dim=5, num_data=rows)[
+            "reference"
+        ]
+        for rows in (None, LARGE_DATA - 1, LARGE_DATA)
+    }
+    assert by_rows == {None: "prior", LARGE_DATA - 1: "prior", LARGE_DATA: "gaussian"}
     assert _settings(**base, annealing="data", reference=None, dim=500)["reference"] == "prior"
     with pytest.raises(ProbinferError, match="annealing='data'"):
         _settings(**base, annealing="data", reference="gaussian", dim=5)
