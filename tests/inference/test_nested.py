@@ -123,6 +123,7 @@ def test_an_improper_prior_is_refused_before_the_run():
         pi.nested(pi.compile(flat, y=np.float32(0.3)), key=0)
 
 
+@pytest.mark.slow  # seven runners compiled (13 s): the default tier's time is near its limit
 def test_off_a_terminal_a_long_run_logs_a_line_and_a_short_or_silenced_one_does_not(
     capfd, monkeypatch
 ):
