@@ -38,7 +38,11 @@ from probinfer.checkpoint import fingerprint, path_for
 from probinfer.compiler import as_target
 from probinfer.errors import DataError
 from probinfer.inference.amortized.npe import _settings, fit_conditional_flow, simulate_training_set
-from probinfer.inference.amortized.posterior import _jsonable, standardised_arrays
+from probinfer.inference.amortized.posterior import (
+    _jsonable,
+    standardised_arrays,
+    target_and_layout,
+)
 from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import embedding_module
 from probinfer.nn.flows import flow_from_config
@@ -438,17 +442,10 @@ def _single(x, site):
 
 
 def _loader(path, header, arrays, model, *, model_args=(), model_kwargs=None, data=()):
-    if model is None:
-        raise DataError(
-            f"'{path}' holds an NLE estimator: pass the simulator it was trained on, "
-            "pi.load(path, model)."
-        )
     meta = header["meta"]
-    target = as_target(model, model_args, model_kwargs, data)
-    estimator_file.check_sites(path, header, target)
     kind = "set" if meta["settings"].get("iid") else "flat"
-    layout = ObservationLayout.from_target(target, kind)._replace(
-        loc=np.asarray(arrays["x_loc"]), scale=np.asarray(arrays["x_scale"])
+    target, layout = target_and_layout(
+        path, header, arrays, kind, (model, model_args, model_kwargs, data), "an NLE"
     )
     module = embedding_module("mlp", (target.dim,), layout.feature_shape[-1]).clone(
         features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])

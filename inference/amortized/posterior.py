@@ -200,18 +200,11 @@ def load(path, model, *, embedding=None, model_args=(), model_kwargs=None, data=
 
 def _loader(path, header, arrays, model, *, embedding=None, model_args=(), model_kwargs=None,
             data=()):  # fmt: skip
-    if model is None:
-        raise DataError(
-            f"'{path}' holds an NPE estimator: pass the model it was trained on, "
-            "pi.load(path, model)."
-        )
     meta = header["meta"]
-    target = as_target(model, model_args, model_kwargs, data)
-    estimator_file.check_sites(path, header, target)
     settings = meta["settings"]
     kind = "set" if settings["embedding"] == "set" else "flat"
-    layout = ObservationLayout.from_target(target, kind)._replace(
-        loc=np.asarray(arrays["x_loc"]), scale=np.asarray(arrays["x_scale"])
+    target, layout = target_and_layout(
+        path, header, arrays, kind, (model, model_args, model_kwargs, data), "an NPE"
     )
     if meta["embedding"] is None:
         if embedding is None:
@@ -255,6 +248,25 @@ def _migrate(payload):
 
 
 estimator_file.register(KIND, _loader, _migrate)
+
+
+def target_and_layout(path, header, arrays, kind, model, what):
+    """The Target a saved estimator's ``model`` (``(model, model_args, model_kwargs, data)``)
+    compiles to, checked against the file's sites, and its observation layout of ``kind`` with
+    the saved standardisation — what NPE's and NLE's loaders share; ``what`` names the kind in
+    the sentence for a missing model."""
+    model, model_args, model_kwargs, data = model
+    if model is None:
+        raise DataError(
+            f"'{path}' holds {what} estimator: pass the model it was trained on, "
+            "pi.load(path, model)."
+        )
+    target = as_target(model, model_args, model_kwargs, data)
+    estimator_file.check_sites(path, header, target)
+    layout = ObservationLayout.from_target(target, kind)._replace(
+        loc=np.asarray(arrays["x_loc"]), scale=np.asarray(arrays["x_scale"])
+    )
+    return target, layout
 
 
 def standardised_arrays(estimator):

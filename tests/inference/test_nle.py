@@ -104,7 +104,7 @@ def test_save_and_load_give_the_same_likelihood(tmp_path, tiny):
         np.testing.assert_array_equal(
             np.asarray(loaded.log_likelihood(theta, x)), np.asarray(tiny.log_likelihood(theta, x))
         )
-    with pytest.raises(DataError, match="pass the simulator"):
+    with pytest.raises(DataError, match="pass the model it was trained on"):
         pi.load(path)
 
 
