@@ -51,6 +51,7 @@ _JOBS = {}
 _LAZY_JOBS = {
     "npe": "probinfer.inference.amortized",
     "nle": "probinfer.inference.amortized",
+    "nre": "probinfer.inference.amortized",
     "amortized_vi": "probinfer.inference.amortized",
 }
 

@@ -793,9 +793,9 @@ NLE_JOB = """
     seed = 3
     out = "out"
     [method]
-    name = "nle"
+    name = "{name}"
     num_draws = 2000
-    iid = true
+    {option}
     [calibrate]
     num_sims = 20
     num_draws = 200
@@ -805,19 +805,25 @@ NLE_JOB = """
 
 
 @pytest.mark.slow
-def test_nle_job_trains_a_likelihood_and_answers_with_nuts_on_the_jobs_data(tmp_path):
+@pytest.mark.parametrize(
+    "name, option, kind",
+    [("nle", "iid = true", "LikelihoodEstimator"), ("nre", 'embedding = "set"', "RatioEstimator")],
+)
+def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, name, option, kind):
     """NLE as a job: one observation's q(y_i | μ) learned from the model's simulations
     (``iid``: the 20 observations are i.i.d. trials), NUTS on the prior times the summed learned
     likelihood at the job's data (against the exact posterior, with NPE's approximation bounds:
-    0.3 sd / 25 %; a flat 20-dim q(y | μ) was 0.45 sd off), the estimator saved, and [calibrate] running NUTS on the learned likelihood vmapped
-    over simulated data sets without retraining."""
-    result = pi.run(write_job(tmp_path, NLE_JOB), progress=False)
+    0.3 sd / 25 %; a flat 20-dim q(y | μ) was 0.45 sd off), the estimator saved, and [calibrate]
+    running NUTS on the learned likelihood vmapped over simulated data sets without retraining.
+    NRE the same, its ratio r(μ, y) reading the 20 observations as a set."""
+    job = NLE_JOB.replace("{name}", name).replace("{option}", option)
+    result = pi.run(write_job(tmp_path, job), progress=False)
     exact = pi.models.get("normal_normal").exact
     mu = result.posterior.draws["mu"].ravel()
-    assert result.posterior.method == "nle" and mu.size == 2000
+    assert result.posterior.method == name and mu.size == 2000
     assert abs(mu.mean() - exact["mu_mean"]) < 0.3 * exact["mu_sd"]
     assert abs(mu.std() / exact["mu_sd"] - 1) < 0.25
     target = pi.models.get("normal_normal").compile()
     saved = pi.load(tmp_path / "out" / "estimator.msgpack", target)
-    assert isinstance(saved, pi.LikelihoodEstimator) and saved.settings["iid"]
-    assert result.calibration.theta.shape == (20, 1) and result.calibration.method == "nle"
+    assert isinstance(saved, getattr(pi, kind))
+    assert result.calibration.theta.shape == (20, 1) and result.calibration.method == name

@@ -1,7 +1,8 @@
 """Amortized inference: pay for training once, then get a posterior for a new data set in one
 forward pass — neural posterior estimation (:func:`npe`) on the model's own simulations, and
-amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum latents, and neural
-likelihood estimation (:func:`nle`): a learned likelihood to put inside another model.
+amortized variational inference (:func:`amortized_vi`, AEVB) for per-datum latents, neural
+likelihood estimation (:func:`nle`) and contrastive ratio estimation (:func:`nre`): a learned
+likelihood (or likelihood ratio) to put inside another model.
 
 >>> import probinfer as pi
 >>> post = pi.npe(model, key=0)                              # doctest: +SKIP
@@ -11,9 +12,10 @@ likelihood estimation (:func:`nle`): a learned likelihood to put inside another 
 
 from probinfer.inference.amortized.aevb import amortized_vi
 from probinfer.inference.amortized.encoder import EncoderPosterior, FittedEncoder
-from probinfer.inference.amortized.job import job_nle, job_npe
+from probinfer.inference.amortized.job import job_nle, job_npe, job_nre
 from probinfer.inference.amortized.nle import LearnedLikelihood, LikelihoodEstimator, nle
 from probinfer.inference.amortized.npe import npe
+from probinfer.inference.amortized.nre import RatioEstimator, nre
 from probinfer.inference.amortized.parameters import parameter_posterior
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
 from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
@@ -21,6 +23,7 @@ from probinfer.runners import register_job
 
 register_job("npe", job_npe(), trains_estimator=True)
 register_job("nle", job_nle(), trains_estimator=True)
+register_job("nre", job_nre(), trains_estimator=True)
 register_job("amortized_vi", amortized_vi)
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "nle",
     "LikelihoodEstimator",
     "LearnedLikelihood",
+    "nre",
+    "RatioEstimator",
     "amortized_vi",
     "EncoderPosterior",
     "FittedEncoder",

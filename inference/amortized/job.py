@@ -9,8 +9,9 @@ itself is written to the report folder (``estimator.msgpack``; ``pi.load`` reads
 the model), and a ``[calibrate]`` table checks the trained estimator — one vmapped program over
 the simulations, no retraining.
 
-``nle`` trains a likelihood estimator the same way and answers with NUTS on the prior times the
-learned likelihood; its ``[calibrate]`` check vmaps that NUTS over the simulations.
+``nle`` (``nre``) trains a likelihood (likelihood-ratio) estimator the same way and answers with
+NUTS on the prior times the learned likelihood; its ``[calibrate]`` check vmaps that NUTS over
+the simulations.
 
 The family registers the methods with :func:`probinfer.runners.register_job` (the job layer
 finds them there): ``npe`` returns ``(Posterior, AmortizedPosterior)``; ``amortized_vi`` (AEVB)
@@ -25,8 +26,9 @@ import jax
 from probinfer._utils import as_key
 from probinfer.inference.amortized.nle import nle
 from probinfer.inference.amortized.npe import npe
+from probinfer.inference.amortized.nre import nre
 
-__all__ = ["npe_job", "job_npe", "nle_job", "job_nle"]
+__all__ = ["npe_job", "job_npe", "nle_job", "job_nle", "nre_job", "job_nre"]
 
 
 def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
@@ -43,8 +45,18 @@ def nle_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **
     the learned likelihood of the target's observed data (``num_draws`` pooled draws). Returns
     ``(Posterior, LikelihoodEstimator)``; a ``[calibrate]`` table checks the estimator with
     NUTS vmapped over the simulations (no retraining)."""
+    return _learned_site_job(nle, target, key, num_draws, progress, checkpoint, settings)
+
+
+def nre_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
+    """:func:`nle_job` with :func:`probinfer.nre`'s learned likelihood ratio: NUTS on the prior
+    times r(θ, x) at the target's observed data. Returns ``(Posterior, RatioEstimator)``."""
+    return _learned_site_job(nre, target, key, num_draws, progress, checkpoint, settings)
+
+
+def _learned_site_job(train, target, key, num_draws, progress, checkpoint, settings):
     train_key, draw_key = jax.random.split(as_key(key))
-    estimator = nle(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
+    estimator = train(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(
         target.observations(), key=draw_key, n=num_draws, progress=progress
     )
@@ -74,3 +86,9 @@ def job_nle():
     """:func:`nle_job` with the real settings of :func:`~probinfer.nle` in its signature."""
     nle_job.__signature__ = _signature(nle_job, nle)
     return nle_job
+
+
+def job_nre():
+    """:func:`nre_job` with the real settings of :func:`~probinfer.nre` in its signature."""
+    nre_job.__signature__ = _signature(nre_job, nre)
+    return nre_job

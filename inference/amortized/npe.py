@@ -166,11 +166,7 @@ def npe(
         fingerprint=record,
         progress=progress,
     )
-    diagnostics |= {
-        "num_simulations": int(u.shape[0]),
-        "num_dropped": int(dropped),
-        "seconds": time.perf_counter() - start_time,
-    }
+    diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
     return AmortizedPosterior(
         target=target,
         flow=flow_,
@@ -204,9 +200,31 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
             side (the one with the lowest validation loss is kept).
 
     Returns:
-        ``(embedding module, flow, params of the kept copy, diagnostics)``: ``train_loss``,
-        ``validation_loss`` per epoch, ``weight_decay``, ``validation_by_decay``,
-        ``best_epoch``, ``num_epochs``, ``num_steps``.
+        ``(embedding module, flow, params of the kept copy, diagnostics)`` (:func:`fit_network`).
+    """
+
+    def build(patience):
+        parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), decays, patience)
+        if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
+            return _program.__wrapped__(embedding, *parts, optimizer)
+        # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
+        return _program(embedding, *parts, None)
+
+    return fit_network(build, u, features, keys=keys, offset=offset, settings=settings,
+                       decays=decays, devices=devices, checkpoint=checkpoint,
+                       fingerprint=fingerprint, progress=progress)  # fmt: skip
+
+
+def fit_network(build, u, features, *, keys, offset, settings, decays, devices, checkpoint,
+                fingerprint, progress):  # fmt: skip
+    """Train the network ``build(patience)`` returns — ``(embedding module, network, initialise,
+    Trainer)`` whose loss reads minibatches ``(u, features)`` — on a held-out split with the
+    module docstring's early stopping: what NPE's, NLE's and NRE's training share.
+
+    Returns:
+        ``(embedding module, network, params of the kept copy, diagnostics)``: ``train_loss``,
+        ``validation_loss`` per epoch (plus ``offset``), ``weight_decay``,
+        ``validation_by_decay``, ``best_epoch``, ``num_epochs``, ``num_steps``.
     """
     key_split, key_init, key_train = keys
     order = np.asarray(jax.random.permutation(key_split, u.shape[0]))
@@ -215,11 +233,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
     batch = min(settings["batch_size"], train.size)
     steps_per_epoch = train.size // batch
     patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
-    parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), decays, patience)
-    if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
-        module, flow_, initialise, trainer = _program.__wrapped__(embedding, *parts, optimizer)
-    else:  # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
-        module, flow_, initialise, trainer = _program(embedding, *parts, None)
+    module, network, initialise, trainer = build(patience)
     total = settings["num_steps"] or _MAX_STEPS
     fitted = trainer.fit(
         initialise(key_init),
@@ -251,7 +265,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
         "num_epochs": num_epochs,
         "num_steps": int(min(total, num_epochs * steps_per_epoch)),
     }
-    return module, flow_, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
+    return module, network, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
 
 
 @functools.lru_cache(maxsize=8)
@@ -349,6 +363,16 @@ def simulate_training_set(target, layout, key, num_simulations, block_size):
     return z[finite], x[finite], dropped
 
 
+def simulation_counts(num_used, dropped, start_time):
+    """The diagnostics every simulation-trained estimator adds to its training's: simulations
+    used, dropped (non-finite), and seconds since ``start_time`` (``time.perf_counter``)."""
+    return {
+        "num_simulations": int(num_used),
+        "num_dropped": int(dropped),
+        "seconds": time.perf_counter() - start_time,
+    }
+
+
 def _decays(weight_decay, custom_optimizer):
     """The weight-decay candidates trained side by side."""
     if isinstance(weight_decay, str) and weight_decay == "auto":
@@ -375,9 +399,10 @@ def _default_optimizer(decay):
 
 
 def _embedding_only(params):
+    """Decay masks: the embedding network's weights only (the flow's or classifier's stay)."""
     return {
-        "embedding": jax.tree.map(lambda _: True, params["embedding"]),
-        "flow": jax.tree.map(lambda _: False, params["flow"]),
+        part: jax.tree.map(lambda _, keep=part == "embedding": keep, p)
+        for part, p in params.items()
     }
 
 

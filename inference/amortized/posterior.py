@@ -147,16 +147,12 @@ class AmortizedPosterior(estimator_file.Estimator):
     # -- files ------------------------------------------------------------------------------------
 
     def _meta(self):
-        if self.settings.get("embedding") == "custom":
-            embedding = None
-        else:
-            embedding = {"features": self.embedding.features, "hidden": list(self.embedding.hidden)}
         return {
             "method": self.method,
             "target": self.target.name,
             "settings": self.settings,
             "flow": self.flow.config(),
-            "embedding": embedding,
+            "embedding": embedding_config(self),
             "diagnostics": _jsonable(self.diagnostics),
         }
 
@@ -202,21 +198,9 @@ def _loader(path, header, arrays, model, *, embedding=None, model_args=(), model
             data=()):  # fmt: skip
     meta = header["meta"]
     settings = meta["settings"]
-    kind = "set" if settings["embedding"] == "set" else "flat"
-    target, layout = target_and_layout(
-        path, header, arrays, kind, (model, model_args, model_kwargs, data), "an NPE"
+    target, layout, module = embedded_parts(
+        path, header, arrays, (model, model_args, model_kwargs, data), embedding, "an NPE"
     )
-    if meta["embedding"] is None:
-        if embedding is None:
-            raise DataError(
-                f"'{path}' was trained with a custom embedding module; pass it as embedding=."
-            )
-        module = embedding
-    else:
-        module = embedding_module(settings["embedding"], layout.feature_shape, target.dim)
-        module = module.clone(
-            features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
-        )
     flow = flow_from_config(meta["flow"], target.dim)
     return AmortizedPosterior(
         target=target,
@@ -267,6 +251,34 @@ def target_and_layout(path, header, arrays, kind, model, what):
         loc=np.asarray(arrays["x_loc"]), scale=np.asarray(arrays["x_scale"])
     )
     return target, layout
+
+
+def embedding_config(estimator):
+    """What a file keeps of an estimator's embedding of x: its size, or None for a custom module
+    (code, given again when the file is read)."""
+    if estimator.settings.get("embedding") == "custom":
+        return None
+    return {"features": estimator.embedding.features, "hidden": list(estimator.embedding.hidden)}
+
+
+def embedded_parts(path, header, arrays, model, embedding, what):
+    """``(target, layout, embedding module)`` of a saved estimator that embeds x (NPE, NRE):
+    :func:`target_and_layout` with the layout its ``settings["embedding"]`` reads, and the module
+    rebuilt from :func:`embedding_config` (or ``embedding``, for a custom one)."""
+    meta = header["meta"]
+    name = meta["settings"]["embedding"]
+    kind = "set" if name == "set" else "flat"
+    target, layout = target_and_layout(path, header, arrays, kind, model, what)
+    if meta["embedding"] is None:
+        if embedding is None:
+            raise DataError(
+                f"'{path}' was trained with a custom embedding module; pass it as embedding=."
+            )
+        return target, layout, embedding
+    module = embedding_module(name, layout.feature_shape, target.dim).clone(
+        features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
+    )
+    return target, layout, module
 
 
 def standardised_arrays(estimator):

@@ -1,4 +1,5 @@
-"""Neural likelihood estimation: the learned likelihood as a site of another model.
+"""Learned likelihoods (NLE's q(x | θ)) and likelihood ratios (NRE-C's r(θ, x)) as sites of
+another model.
 
 The accuracy check (slow tier) is the issue's: a hierarchical model whose per-group likelihood is
 known in closed form, NUTS with the likelihood learned from the per-group simulator alone against
@@ -15,7 +16,8 @@ import pytest
 
 import probinfer as pi
 from probinfer import DataError, dist
-from probinfer.inference.amortized import LearnedLikelihood, LikelihoodEstimator
+from probinfer.inference.amortized import LearnedLikelihood, LikelihoodEstimator, RatioEstimator
+from probinfer.inference.amortized.nre import contrastive_loss
 
 LOADINGS = jnp.array([1.0, 0.5])
 NOISE = 0.5
@@ -65,6 +67,22 @@ def groups(num_groups=8, seed=0):
     return jnp.asarray(x, jnp.float32)
 
 
+def check_inside_a_model(estimator):
+    """In a compiled hierarchical model the log density is the prior plus the learned log
+    likelihood of every group; returns the Target."""
+    x_groups = groups(4)
+    target = pi.compile(hierarchical, x_groups, likelihood=estimator)
+    z = target.init(jax.random.PRNGKey(1), 1)[0]
+    values = target.constrain(z)
+    expected = (
+        dist.Normal(0.0, 1.0).log_prob(values["mu"])
+        + dist.Normal(values["mu"], 0.5).log_prob(values["theta"]).sum()
+        + estimator.log_likelihood(values["theta"], x_groups).sum()
+    )
+    np.testing.assert_allclose(target.log_prior(z) + target.log_likelihood(z), expected, rtol=1e-5)
+    return target
+
+
 def test_the_learned_likelihood_is_a_site_with_batch_and_event_shapes(tiny):
     theta = jnp.linspace(-1.0, 1.0, 5)
     likelihood = tiny.likelihood(theta)
@@ -77,17 +95,7 @@ def test_the_learned_likelihood_is_a_site_with_batch_and_event_shapes(tiny):
     np.testing.assert_allclose(log_q, np.asarray(one_by_one), rtol=1e-5, atol=1e-5)
     assert likelihood.sample(jax.random.PRNGKey(0), (3,)).shape == (3, 5, 2)
     assert tiny.simulate(1, 0.3, n=4)["x"].shape == (4, 2)
-    # In a compiled model: the log density is the prior plus the learned log likelihood.
-    x_groups = groups(4)
-    target = pi.compile(hierarchical, x_groups, likelihood=tiny)
-    z = target.init(jax.random.PRNGKey(1), 1)[0]
-    values = target.constrain(z)
-    expected = (
-        dist.Normal(0.0, 1.0).log_prob(values["mu"])
-        + dist.Normal(values["mu"], 0.5).log_prob(values["theta"]).sum()
-        + tiny.log_likelihood(values["theta"], x_groups).sum()
-    )
-    np.testing.assert_allclose(target.log_prior(z) + target.log_likelihood(z), expected, rtol=1e-5)
+    target = check_inside_a_model(tiny)
     # The simulator's own sites stay inside: the model sees only its own.
     assert set(target.latent_sites) == {"mu", "theta"}
     assert target.simulate(jax.random.PRNGKey(2), 3)[1]["x"].shape == (3, 4, 2)
@@ -149,12 +157,11 @@ def _mean_and_se(post, site):
     return flat.reshape(-1, flat.shape[-1]).mean(0), sd, sd / np.sqrt(ess)
 
 
-@pytest.mark.slow
-def test_nuts_with_the_learned_likelihood_matches_nuts_with_the_true_one():
-    """The learned per-group likelihood, trained on the simulator alone (default settings),
-    inside a hierarchical model: every posterior mean within 0.1 posterior sd (plus Monte Carlo
-    error) of NUTS with the true likelihood, every sd within 15 %."""
-    est = pi.nle(trial, key=0, progress=False, model_kwargs=TRIAL_KWARGS)
+def check_against_the_true_likelihood(est, conservative=False):
+    """NUTS on 8 groups with the learned site against NUTS with the true likelihood: means within
+    0.1 posterior sd plus 3 standard errors of the difference, sds within 15 %; ``conservative``:
+    no sd narrower than the true one by more than 3 standard errors of the ratio (an sd's
+    relative Monte Carlo error is about 1/sqrt(2 ESS))."""
     x = groups()
     learned = pi.mcmc(pi.compile(hierarchical, x, likelihood=est), key=1, progress=False)
     exact = pi.mcmc(pi.compile(hierarchical, x), key=2, progress=False)
@@ -164,6 +171,18 @@ def test_nuts_with_the_learned_likelihood_matches_nuts_with_the_true_one():
         bound = 0.1 * sd_e + 3 * np.hypot(se_l, se_e)
         assert np.all(np.abs(mean_l - mean_e) <= bound), (site, mean_l, mean_e, bound)
         assert np.all(np.abs(sd_l / sd_e - 1) <= 0.15), (site, sd_l, sd_e)
+        if conservative:
+            relative = np.hypot(se_l / sd_l, se_e / sd_e) / np.sqrt(2)
+            assert np.all(sd_l / sd_e >= 1 - 3 * relative), (site, sd_l, sd_e)
+
+
+@pytest.mark.slow
+def test_nuts_with_the_learned_likelihood_matches_nuts_with_the_true_one():
+    """The learned per-group likelihood, trained on the simulator alone (default settings),
+    inside a hierarchical model: every posterior mean within 0.1 posterior sd (plus Monte Carlo
+    error) of NUTS with the true likelihood, every sd within 15 %."""
+    est = pi.nle(trial, key=0, progress=False, model_kwargs=TRIAL_KWARGS)
+    check_against_the_true_likelihood(est)
 
 
 @pytest.mark.slow
@@ -204,3 +223,99 @@ def test_iid_trials_share_one_learned_trial_likelihood():
     np.testing.assert_allclose(est.log_likelihood(0.3, y), one_trial.sum(), rtol=1e-5)
     assert est.simulate(1, jnp.zeros(4))["y"].shape == (4, 6)
     assert est.likelihood(jnp.zeros(3)).log_prob(jnp.zeros((3, 6))).shape == (3,)
+
+
+# -- NRE-C ------------------------------------------------------------------------------------------
+
+
+def exact_log_ratio(theta, x):
+    """log p(x | θ) − log p(x) of :func:`trial`: x ~ N(0, 4 a aᵀ + 0.25 I) marginally."""
+    a = np.asarray(LOADINGS)
+    cov = 4.0 * np.outer(a, a) + NOISE**2 * np.eye(2)
+    log_lik = dist.Normal(theta[:, None] * LOADINGS, NOISE).to_event(1).log_prob(x)
+    return log_lik - dist.MultivariateNormal(jnp.zeros(2), jnp.asarray(cov)).log_prob(x)
+
+
+def joint_draws(n, seed):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    theta = 2.0 * jax.random.normal(k1, (n,))
+    return theta, theta[:, None] * LOADINGS + NOISE * jax.random.normal(k2, (n, 2))
+
+
+def test_contrastive_loss_with_one_contrast_is_nre_a_cross_entropy():
+    """K = 1, γ = 1 is the binary classifier of NRE-A: −½ log σ(d_joint) − ½ log(1 − σ(d_marg))."""
+    u, s = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 1))
+
+    def logit(theta, features):
+        return jnp.sum(theta * features + 0.3 * theta, -1)
+
+    got = contrastive_loss(logit, u, s, num_contrastive=1, gamma=1.0)
+    d_joint, d_marginal = logit(u, s), logit(jnp.roll(u, -1, 0), s)
+    expected = -0.5 * jnp.mean(jax.nn.log_sigmoid(d_joint) + jnp.log1p(-jax.nn.sigmoid(d_marginal)))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_contrastive, gamma", [(1, 1.0), (10, 1.0), (5, 3.0)])
+def test_contrastive_loss_is_least_at_the_normalised_log_ratio(num_contrastive, gamma):
+    """NRE-C's loss is minimised by d = log r itself, not log r + c: the exact log ratio of the
+    Gaussian simulator, shifted by c, has its least loss at c = 0 (the same 50,000 joint draws
+    for every c, so the comparison is paired; the loss's curvature in c is ~0.1, its paired
+    Monte Carlo error at |c| = 0.25 under 10⁻³)."""
+    theta, x = joint_draws(50_000, seed=1)
+    shifts = jnp.array([-0.25, 0.0, 0.25])
+
+    def loss(c):
+        def logit(t, xs):
+            return exact_log_ratio(t.reshape(-1), xs.reshape(-1, 2)).reshape(t.shape[:2]) + c
+
+        return contrastive_loss(logit, theta[:, None], x, num_contrastive, gamma)
+
+    losses = np.array([float(loss(c)) for c in shifts])
+    assert np.argmin(losses) == 1, losses
+
+
+@pytest.fixture(scope="module")
+def tiny_ratio():
+    """A barely trained ratio estimator for the structural tests."""
+    return pi.nre(
+        trial,
+        key=0,
+        num_simulations=300,
+        num_steps=30,
+        batch_size=50,
+        weight_decay=0.0,
+        progress=False,
+        model_kwargs=TRIAL_KWARGS,
+    )
+
+
+def test_the_learned_ratio_is_a_site_and_saves(tmp_path, tiny_ratio):
+    """log r in a compiled hierarchical model (prior + Σ_g log r(θ_g, x_g)), the same numbers
+    after a save and load, and one sentence for what a ratio cannot do (simulate data)."""
+    assert isinstance(tiny_ratio, RatioEstimator)
+    theta, x = jnp.linspace(-1.0, 1.0, 4), jnp.ones((4, 2))
+    log_r = tiny_ratio.log_ratio(theta, x)
+    assert log_r.shape == (4,)
+    check_inside_a_model(tiny_ratio)
+    loaded = pi.load(tiny_ratio.save(tmp_path / "nre.msgpack"), trial, model_kwargs=TRIAL_KWARGS)
+    assert isinstance(loaded, RatioEstimator)
+    np.testing.assert_array_equal(np.asarray(loaded.log_ratio(theta, x)), np.asarray(log_r))
+    with pytest.raises(DataError, match="cannot simulate data"):
+        tiny_ratio.likelihood(0.0).sample(jax.random.PRNGKey(0))
+    with pytest.raises(DataError, match="below batch_size"):
+        pi.nre(trial, key=0, num_contrastive=256, model_kwargs=TRIAL_KWARGS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("balance", [0.0, 100.0])
+def test_nuts_with_the_learned_ratio_matches_nuts_with_the_true_likelihood(balance):
+    """The issue's hierarchical check for NRE-C (default settings) and balanced NRE (λ = 100):
+    every posterior mean within 0.1 posterior sd (plus Monte Carlo error) of NUTS with the true
+    likelihood; sds within 15 % — and the balanced one's not narrower (its claim: conservative).
+    The learned log ratio is normalised: at joint draws its mean error against the exact log r
+    is within 0.15 nats (a ratio learned up to a function of x would be off by far more)."""
+    est = pi.nre(trial, key=0, balance=balance, progress=False, model_kwargs=TRIAL_KWARGS)
+    theta, x_joint = joint_draws(2000, seed=5)
+    error = np.asarray(est.log_ratio(theta, x_joint) - exact_log_ratio(theta, x_joint))
+    assert abs(error.mean()) < 0.15, error.mean()
+    check_against_the_true_likelihood(est, conservative=bool(balance))
