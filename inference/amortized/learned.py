@@ -145,6 +145,12 @@ class LearnedSiteEstimator(estimator_file.Estimator):
             self._learned = pi.compile(self.model(self.target.observations()))
         return self._learned
 
+    def _padded(self, x, site):
+        """The site's values of data set ``x`` at the compiled shape: a short set padded with
+        NaN (an estimator trained with ``num_observations``), NaN refused unless it was
+        trained with ``missing_rate``."""
+        return self.layout.padded(site, _single(x, site))
+
     def _check_one_site(self):
         if len(self.layout.sites) != 1:
             raise DataError(
@@ -161,7 +167,7 @@ class LearnedSiteEstimator(estimator_file.Estimator):
         from probinfer.mcmc import mcmc_draws
 
         site = self.layout.sites[0]
-        target = self.learned_target().condition({site: _single(x, site)})
+        target = self.learned_target().condition({site: self._padded(x, site)})
         return mcmc_draws(target, as_key(key), int(n), **mcmc)
 
     def posterior(self, x, *, key, n=1000, **mcmc):
@@ -172,7 +178,7 @@ class LearnedSiteEstimator(estimator_file.Estimator):
 
         if len(self.layout.sites) == 1:
             site = self.layout.sites[0]
-            target = self.learned_target().condition({site: _single(x, site)})
+            target = self.learned_target().condition({site: self._padded(x, site)})
         else:
             target = pi.compile(self.model(x))
         num_chains = int(mcmc.pop("num_chains", 4))

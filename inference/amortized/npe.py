@@ -42,7 +42,7 @@ from probinfer.errors import DataError, NonFiniteError
 from probinfer.inference.amortized.posterior import AmortizedPosterior
 from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
 from probinfer.nn.flows import make_flow
-from probinfer.nn.layout import ObservationLayout
+from probinfer.nn.layout import ObservationLayout, mask_features
 from probinfer.nn.training import Trainer
 
 __all__ = ["npe", "simulate_training_set"]
@@ -62,6 +62,8 @@ def npe(
     num_simulations=10_000,
     flow="nsf",
     embedding="mlp",
+    num_observations=None,
+    missing_rate=0.0,
     num_layers=None,
     num_steps=None,
     batch_size=256,
@@ -92,6 +94,13 @@ def npe(
         embedding: ``"mlp"`` (flattened x), ``"set"`` (a DeepSets encoder over the leading
             axis of the observed sites — exchangeable observations along a plate) or a flax
             module mapping standardised flat x ``(b, x_dim)`` to ``(b, features)``.
+        num_observations: with ``embedding="set"``, the data-set sizes the estimator answers
+            for: ``(lo, hi)``, or an int lo (hi: the compiled size). Simulations are drawn at the
+            compiled size and cut to a size log-uniform on [lo, hi] afresh at every step; a data
+            set of n observations is given as is (padded inside). None: the compiled size only.
+        missing_rate: train with this share of x's entries blanked at random, so NaN entries of
+            a data set are read as missing (missing at random) instead of refused; 0: NaN is an
+            error.
         num_layers: flow layers (None: the flow's default).
         num_steps: at most this many optimiser steps (None: 50,000); early stopping may end
             training sooner.
@@ -127,7 +136,9 @@ def npe(
     start_time = time.perf_counter()
     target = as_target(model, model_args, model_kwargs, data)
     target.check_continuous()
-    layout = ObservationLayout.from_target(target, layout_kind(embedding))
+    layout = ObservationLayout.from_target(target, layout_kind(embedding)).with_absences(
+        num_observations, missing_rate
+    )
     settings = _settings(num_simulations, batch_size, validation_fraction, num_steps)
     checkpoint = path_for(checkpoint, "npe")  # its folder proven writable before simulating
     key_sim, key_split, key_init, key_train = jax.random.split(as_key(key), 4)
@@ -147,6 +158,7 @@ def npe(
         num_layers=num_layers,
         optimizer="default" if optimizer is None else "custom",
         weight_decay=list(decays),
+        **absence_settings(layout),
         **settings,
     )
     module, flow_, params, diagnostics = fit_conditional_flow(
@@ -157,6 +169,7 @@ def npe(
         offset=0.0 if flow == "flow_matching" else float(np.log(scale).sum()),
         flow=flow,
         embedding=embedding,
+        absences=(layout.sizes, layout.missing_rate),
         num_layers=num_layers,
         settings=settings,
         decays=decays,
@@ -180,6 +193,7 @@ def npe(
             "flow": flow,
             "embedding": embedding if isinstance(embedding, str) else "custom",
             "num_layers": getattr(flow_.module, "num_layers", None),
+            **absence_settings(layout),
             **settings,
         },
         diagnostics=diagnostics,
@@ -187,7 +201,8 @@ def npe(
 
 
 def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_layers, settings,
-                         decays, optimizer, devices, checkpoint, fingerprint, progress):  # fmt: skip
+                         decays, optimizer, devices, checkpoint, fingerprint, progress,
+                         absences=(None, 0.0)):  # fmt: skip
     """Fit q(u | s_ψ(features)) by maximum likelihood with the early-stopping rule of the module
     docstring — the training NPE and NLE share (their u and conditioning swap places).
 
@@ -198,13 +213,16 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
             Jacobian of the standardisation, so reported losses are −log q of raw values).
         settings: :func:`_settings`'s dict; decays: the weight-decay candidates trained side by
             side (the one with the lowest validation loss is kept).
+        absences: ``(sizes, missing_rate)`` of the layout: blanked at random in every
+            minibatch (:func:`~probinfer.nn.layout.mask_features`) for a masked embedding.
 
     Returns:
         ``(embedding module, flow, params of the kept copy, diagnostics)`` (:func:`fit_network`).
     """
 
     def build(patience):
-        parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), decays, patience)
+        parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), absences, decays,
+                 patience)  # fmt: skip
         if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
             return _program.__wrapped__(embedding, *parts, optimizer)
         # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
@@ -269,11 +287,12 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
 
 
 @functools.lru_cache(maxsize=8)
-def _program(embedding, flow, dim, num_layers, feature_shape, decays, patience, optimizer):
+def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, patience,
+             optimizer):  # fmt: skip
     """``(embedding module, flow, initialise, Trainer)`` for one network and training rule.
     Cached by value for the default optimizer and a named embedding, so the trainer's chunk and
     the initialiser compile once per shape in a process (calibration, seeds, benchmarks)."""
-    module = embedding_module(embedding, feature_shape, dim)
+    module = embedding_module(embedding, feature_shape, dim, masked=absences != (None, 0.0))
     flow_ = make_flow(
         flow, dim, num_layers=num_layers, context_dim=output_size(module, feature_shape)
     )
@@ -290,7 +309,8 @@ def _program(embedding, flow, dim, num_layers, feature_shape, decays, patience, 
     def loss(params, key, batch):
         """The flow's training loss on ``batch`` (mean −log q(u | x), or flow matching's)."""
         u, features = batch
-        context = module.apply(params["embedding"], features)
+        key, key_mask = jax.random.split(key)
+        context = module.apply(params["embedding"], mask_features(key_mask, features, *absences))
         return flow_.training_loss(params["flow"], key, u, context)
 
     def optimizer_for(decay):
@@ -361,6 +381,15 @@ def simulate_training_set(target, layout, key, num_simulations, block_size):
             stacklevel=3,
         )
     return z[finite], x[finite], dropped
+
+
+def absence_settings(layout):
+    """What an estimator records of the absences its layout takes (saved, and read back by
+    :func:`~.posterior.embedded_parts`)."""
+    return {
+        "num_observations": None if layout.sizes is None else list(layout.sizes),
+        "missing_rate": layout.missing_rate,
+    }
 
 
 def simulation_counts(num_used, dropped, start_time):

@@ -47,6 +47,7 @@ from probinfer.inference.amortized.npe import (
     _decays,
     _default_optimizer,
     _settings,
+    absence_settings,
     fit_network,
     simulate_training_set,
     simulation_counts,
@@ -59,7 +60,7 @@ from probinfer.inference.amortized.posterior import (
 )
 from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import default_width, embedding_module, layout_kind, output_size
-from probinfer.nn.layout import ObservationLayout
+from probinfer.nn.layout import ObservationLayout, mask_features
 from probinfer.nn.training import Trainer
 
 __all__ = ["nre", "RatioEstimator", "RatioClassifier", "contrastive_loss"]
@@ -73,6 +74,8 @@ def nre(
     key,
     num_simulations=10_000,
     embedding="mlp",
+    num_observations=None,
+    missing_rate=0.0,
     num_contrastive=10,
     gamma=1.0,
     balance=0.0,
@@ -98,6 +101,8 @@ def nre(
         num_simulations: simulated pairs (θ, x), validation included.
         embedding: ``"mlp"`` (flattened x), ``"set"`` (DeepSets over the observed sites' leading
             axis: exchangeable observations) or a flax module ``(b, x_dim) → (b, features)``.
+        num_observations, missing_rate: data sets of several sizes and with missing entries, as
+            :func:`~probinfer.inference.amortized.npe` takes them.
         num_contrastive: K, the parameter points each x is classified against (the other
             simulations of its minibatch); more sharpens the ratio at a little cost.
         gamma: γ, the odds of "one θ_k is x's" against "none is" (1: the paper's default).
@@ -133,7 +138,9 @@ def nre(
     start_time = time.perf_counter()
     target = as_target(model, model_args, model_kwargs, data)
     target.check_continuous()
-    layout = ObservationLayout.from_target(target, layout_kind(embedding))
+    layout = ObservationLayout.from_target(target, layout_kind(embedding)).with_absences(
+        num_observations, missing_rate
+    )
     settings = _settings(num_simulations, batch_size, validation_fraction, num_steps)
     contrast = _contrast_settings(num_contrastive, gamma, balance, settings["batch_size"])
     checkpoint = path_for(checkpoint, KIND)
@@ -153,13 +160,16 @@ def nre(
         embedding=repr(embedding),
         optimizer="default" if optimizer is None else "custom",
         weight_decay=list(decays),
+        **absence_settings(layout),
         **contrast,
         **settings,
     )
     hidden = _hidden(u.shape[1])
 
     def build(patience):
-        parts = (u.shape[1], tuple(features.shape[1:]), hidden, *contrast.values(), decays)
+        absences = (layout.sizes, layout.missing_rate)
+        parts = (u.shape[1], tuple(features.shape[1:]), absences, hidden, *contrast.values())
+        parts = (*parts, decays)
         if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
             return _program.__wrapped__(embedding, *parts, patience, optimizer)
         return _program(embedding, *parts, patience, None)
@@ -189,6 +199,7 @@ def nre(
         settings={
             "embedding": embedding if isinstance(embedding, str) else "custom",
             "hidden": list(hidden),
+            **absence_settings(layout),
             **contrast,
             **settings,
         },
@@ -268,10 +279,10 @@ def contrastive_loss(logit, u, s, num_contrastive, gamma, balance=0.0):
 
 
 @functools.lru_cache(maxsize=8)
-def _program(embedding, dim, feature_shape, hidden, num_contrastive, gamma, balance, decays,
-             patience, optimizer):  # fmt: skip
+def _program(embedding, dim, feature_shape, absences, hidden, num_contrastive, gamma, balance,
+             decays, patience, optimizer):  # fmt: skip
     """``(embedding module, classifier, initialise, Trainer)`` (cached as NPE's ``_program``)."""
-    module = embedding_module(embedding, feature_shape, dim)
+    module = embedding_module(embedding, feature_shape, dim, masked=absences != (None, 0.0))
     head = RatioClassifier(tuple(hidden))
     width = output_size(module, feature_shape)
 
@@ -287,7 +298,7 @@ def _program(embedding, dim, feature_shape, hidden, num_contrastive, gamma, bala
 
     def loss(params, key, batch):
         u, features = batch
-        s = module.apply(params["embedding"], features)
+        s = module.apply(params["embedding"], mask_features(key, features, *absences))
         logit = functools.partial(head.apply, params["head"])
         return contrastive_loss(logit, u, s, num_contrastive, gamma, balance)
 

@@ -258,7 +258,8 @@ def embedding_config(estimator):
     (code, given again when the file is read)."""
     if estimator.settings.get("embedding") == "custom":
         return None
-    return {"features": estimator.embedding.features, "hidden": list(estimator.embedding.hidden)}
+    module = estimator.embedding
+    return {"features": module.features, "hidden": list(module.hidden), "masked": module.masked}
 
 
 def embedded_parts(path, header, arrays, model, embedding, what):
@@ -266,9 +267,15 @@ def embedded_parts(path, header, arrays, model, embedding, what):
     :func:`target_and_layout` with the layout its ``settings["embedding"]`` reads, and the module
     rebuilt from :func:`embedding_config` (or ``embedding``, for a custom one)."""
     meta = header["meta"]
-    name = meta["settings"]["embedding"]
+    settings = meta["settings"]
+    name = settings["embedding"]
     kind = "set" if name == "set" else "flat"
     target, layout = target_and_layout(path, header, arrays, kind, model, what)
+    sizes = settings.get("num_observations")  # files before these settings: neither
+    layout = layout._replace(
+        sizes=None if sizes is None else tuple(sizes),
+        missing_rate=float(settings.get("missing_rate", 0.0)),
+    )
     if meta["embedding"] is None:
         if embedding is None:
             raise DataError(
@@ -276,7 +283,9 @@ def embedded_parts(path, header, arrays, model, embedding, what):
             )
         return target, layout, embedding
     module = embedding_module(name, layout.feature_shape, target.dim).clone(
-        features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
+        features=meta["embedding"]["features"],
+        hidden=tuple(meta["embedding"]["hidden"]),
+        masked=bool(meta["embedding"].get("masked", False)),
     )
     return target, layout, module
 

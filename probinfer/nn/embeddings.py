@@ -6,6 +6,12 @@ flow (ALGORITHMS §10).
   s(x) = ρ(mean_i φ(x_i)) over the m elements of ``(b, m, e)``; the mean makes it invariant to the
   order of exchangeable observations (exactly, up to the float order of the sum).
 
+With ``masked=True`` both read absent values (NaN: padding past a set's size, missing entries;
+:mod:`probinfer.nn.layout`): each entry becomes (value or 0, absent indicator), so a missing
+value is told apart from a zero, and the set embedding pools over the elements present only and
+appends log(count) — the number of observations, which a posterior's width depends on and a
+mean forgets: s(x) = ρ(mean over present i of φ(x_i), log n).
+
 Any flax module mapping ``(b, *feature_shape) → (b, features)`` can stand in for them.
 
 >>> net = SetEmbedding(features=16)
@@ -40,27 +46,46 @@ def _gelu_layers(x, widths):
     return x
 
 
+def _with_indicators(x):
+    """NaN entries as (0, 1), present ones as (value, 0): ``(…, e) → (…, 2e)``."""
+    absent = jnp.isnan(x)
+    return jnp.concatenate([jnp.where(absent, 0.0, x), absent.astype(x.dtype)], axis=-1)
+
+
 class MLPEmbedding(nn.Module):
-    """``features`` outputs after ``hidden`` GELU layers."""
+    """``features`` outputs after ``hidden`` GELU layers; ``masked``: NaN entries are missing."""
 
     features: int = 32
     hidden: tuple = (64, 64)
+    masked: bool = False
 
     @nn.compact
     def __call__(self, x):
+        x = _with_indicators(x) if self.masked else x
         return nn.Dense(self.features)(_gelu_layers(x, self.hidden))
 
 
 class SetEmbedding(nn.Module):
-    """ρ(mean over elements of φ(x_i)); φ and ρ are MLPs of ``hidden`` GELU layers."""
+    """ρ(mean over elements of φ(x_i)); φ and ρ are MLPs of ``hidden`` GELU layers. ``masked``:
+    the mean runs over the elements with a value (an all-NaN element is absent), entries are read
+    with missingness indicators, and ρ also gets log(number present)."""
 
     features: int = 32
     hidden: tuple = (64, 64)
+    masked: bool = False
 
     @nn.compact
     def __call__(self, x):
-        pooled = jnp.mean(_gelu_layers(x, self.hidden), axis=-2)
-        return MLPEmbedding(self.features, self.hidden)(pooled)
+        if not self.masked:
+            pooled = jnp.mean(_gelu_layers(x, self.hidden), axis=-2)
+            return MLPEmbedding(self.features, self.hidden)(pooled)
+        present = ~jnp.all(jnp.isnan(x), axis=-1, keepdims=True)  # (b, m, 1)
+        count = jnp.maximum(jnp.sum(present, axis=-2), 1).astype(x.dtype)  # (b, 1)
+        h = _gelu_layers(_with_indicators(x), self.hidden)
+        pooled = jnp.sum(jnp.where(present, h, 0.0), axis=-2) / count
+        return MLPEmbedding(self.features, self.hidden)(
+            jnp.concatenate([pooled, jnp.log(count)], axis=-1)
+        )
 
 
 def layout_kind(embedding):
@@ -76,15 +101,16 @@ def layout_kind(embedding):
     )
 
 
-def embedding_module(embedding, feature_shape, theta_dim):
+def embedding_module(embedding, feature_shape, theta_dim, masked=False):
     """The flax module for ``embedding`` (``"mlp"``, ``"set"`` or a module, returned as is),
-    sized from the features' shape and the number of parameters."""
+    sized from the features' shape and the number of parameters; ``masked``: it reads NaN as
+    absent (a layout with sizes or missing entries)."""
     if isinstance(embedding, nn.Module):
         return embedding
     features = default_features(theta_dim)
     width = default_width(feature_shape[-1] * (4 if embedding == "set" else 1))
     cls = SetEmbedding if embedding == "set" else MLPEmbedding
-    return cls(features, (width, width))
+    return cls(features, (width, width), masked)
 
 
 def output_size(module, feature_shape):
