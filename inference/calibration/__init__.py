@@ -1,8 +1,10 @@
-"""Calibration checks: TARP expected coverage and simulation-based calibration (SBC).
+"""Calibration checks: TARP expected coverage, simulation-based calibration (SBC) and, for
+estimators with a density, the expected coverage of highest-density regions.
 
 >>> from probinfer.inference.calibration import tarp, sbc, calibrate
 """
 
+from probinfer.inference.calibration.hpd import HPDCoverage, hpd_levels
 from probinfer.inference.calibration.pipeline import Calibration, calibrate
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, point_estimate_references, tarp
@@ -15,4 +17,6 @@ __all__ = [
     "SBCResult",
     "calibrate",
     "Calibration",
+    "HPDCoverage",
+    "hpd_levels",
 ]

@@ -29,6 +29,7 @@ from probinfer._utils import as_key, lbfgs_minimise, renamed_keywords
 from probinfer.compiler import as_target
 from probinfer.devices import devices_used, shard_leading, to_host
 from probinfer.errors import NonFiniteError, ProbinferError
+from probinfer.inference.calibration.hpd import HPDCoverage, hpd_levels
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
 from probinfer.progress import host_bar, should_show
@@ -48,6 +49,8 @@ class Calibration:
         theta: ``(num_sims, dim)`` true parameters; samples: ``(num_samples, num_sims, dim)``.
         observations: ``{observed site: (num_sims, *shape)}`` the simulated data sets.
         method: the method's name; settings: what it was run with; seconds: wall time of the runs.
+        hpd: expected coverage of q's highest-density regions (:mod:`.hpd`) when the method is
+            an estimator with ``log_prob`` (NPE, FMPE); None otherwise.
     """
 
     tarp: Coverage
@@ -60,28 +63,39 @@ class Calibration:
     method: str = ""
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
+    hpd: HPDCoverage | None = None
+
+    @property
+    def _num_checks(self):
+        return 3 if self.hpd is None else 4
 
     def is_calibrated(self, level=0.05):
-        """True when both TARP checks and SBC find nothing (each at ``level / 3``)."""
+        """True when both TARP checks, SBC and (for a density estimator) the HPD coverage find
+        nothing, each at ``level`` divided by the number of checks (Bonferroni)."""
+        each = level / self._num_checks
         return (
-            self.tarp.diagnosis(level / 3)[0] == "calibrated"
-            and self.tarp_random.diagnosis(level / 3)[0] == "calibrated"
-            and self.sbc.is_uniform(level / 3)
+            self.tarp.diagnosis(each)[0] == "calibrated"
+            and self.tarp_random.diagnosis(each)[0] == "calibrated"
+            and self.sbc.is_uniform(each)
+            and (self.hpd is None or self.hpd.diagnosis(each) == "calibrated")
         )
 
     def verdict(self, level=0.05):
-        """A short paragraph: the overall call, then one sentence per check (each at level / 3)."""
+        """A short paragraph: the overall call, then one sentence per check (each at level
+        divided by the number of checks)."""
         head = "calibrated" if self.is_calibrated(level) else "NOT calibrated"
         n, dim = self.theta.shape
-        return "\n".join(
-            [
-                f"{self.method} on {n} simulated data sets ({dim} parameters, "
-                f"{self.samples.shape[0]} draws each): {head} at level {level}.",
-                "x-dependent references — " + self.tarp.verdict(level / 3),
-                "random references — " + self.tarp_random.verdict(level / 3),
-                self.sbc.verdict(level / 3, names=self.names),
-            ]
-        )
+        each = level / self._num_checks
+        lines = [
+            f"{self.method} on {n} simulated data sets ({dim} parameters, "
+            f"{self.samples.shape[0]} draws each): {head} at level {level}.",
+            "x-dependent references — " + self.tarp.verdict(each),
+            "random references — " + self.tarp_random.verdict(each),
+            self.sbc.verdict(each, names=self.names),
+        ]
+        if self.hpd is not None:
+            lines.append(self.hpd.verdict(each))
+        return "\n".join(lines)
 
     def plot(self):
         """One figure: both TARP curves and the SBC rank histograms. Returns the Figure."""
@@ -286,6 +300,11 @@ def calibrate(
     key_a, key_b = jax.random.split(key_tarp)
     coverage = tarp(samples, theta, key=key_a, references=references, bootstrap=bootstrap)
     coverage_random = tarp(samples, theta, key=key_b, bootstrap=bootstrap)
+    hpd = None
+    if amortized is not None and callable(getattr(amortized, "log_prob", None)):
+        hpd = _hpd_coverage(
+            amortized, target, key_run, params, observations, num_samples, batch_size, devices
+        )
     return Calibration(
         tarp=_relabel(coverage, "MAP(x) + prior-scale noise (x-dependent)"),
         tarp_random=coverage_random,
@@ -302,7 +321,31 @@ def calibrate(
             "devices": devices_used(batch_size, devices),
         },
         seconds=seconds,
+        hpd=hpd,
     )
+
+
+_HPD_DRAWS = 200  # α* in steps of 1/200: enough for the KS test, and FMPE's log q is an ODE
+
+
+def _hpd_coverage(estimator, target, key, params, observations, num_draws, batch_size, devices):
+    """α* of every simulation (:mod:`.hpd`): fresh draws of q at each x and their log q, vmapped
+    in blocks like the draws, against log q(θ* | x) of the whole batch at once."""
+    n = min(int(num_draws), _HPD_DRAWS)
+
+    def denser(t, k, o):
+        draws = estimator.sample(k, o, n)
+        return estimator.log_prob(draws, o)[:, None]
+
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(jax.tree.leaves(params)[0]))
+    try:
+        bar = host_bar(keys.shape[0], "HPD coverage", False)
+        log_q_draws = _vmapped(denser, target, keys, observations, batch_size, bar, devices)
+        truth = {k: params[k] for k in target.latent_sites}
+        log_q_truth = estimator.log_prob(truth, observations)
+    except jax.errors.JAXTypeError:  # log_prob or sample not traceable: no HPD check
+        return None
+    return HPDCoverage(hpd_levels(np.asarray(log_q_draws)[..., 0], np.asarray(log_q_truth)))
 
 
 def _relabel(coverage, label):

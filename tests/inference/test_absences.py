@@ -127,6 +127,9 @@ def test_one_estimator_answers_for_any_size_with_holes_and_saves(tmp_path, targe
     )
     with pytest.raises(DataError, match="holds 2 observations"):
         tiny.sample(1, jnp.ones(2), 10)
+    # calibrate vmaps it over full-size simulations, with the HPD check its density allows
+    result = pi.calibrate(target, tiny, key=2, num_sims=20, num_draws=50, progress=False)
+    assert result.hpd.levels.shape == (20,) and "HPD regions" in result.verdict()
 
 
 def _exact(y):

@@ -192,6 +192,8 @@ def test_calibrate_passes_a_trained_npe_and_fails_an_untrained_one(normal_target
     kwargs = dict(key=4, num_sims=200, num_draws=200, progress=False)
     good = pi.calibrate(normal_target, trained_default, **kwargs)
     assert good.is_calibrated(), good.verdict()
+    assert good.hpd is not None and good.hpd.levels.shape == (200,)  # a density: HPD checked
+    assert "HPD regions (200 simulations): calibrated" in good.verdict()
     barely = pi.npe(
         normal_target,
         key=0,

@@ -5,6 +5,7 @@ import pytest
 
 from probinfer import DataError
 from probinfer.inference.calibration import point_estimate_references, sbc, tarp
+from probinfer.inference.calibration.hpd import HPDCoverage, hpd_levels
 
 NUM_SIMS, NUM_SAMPLES, DIM = 400, 150, 3
 PRIOR_SD = 2.0
@@ -238,3 +239,28 @@ def test_a_missing_key_is_an_error_where_randomness_is_used(toy):
         tarp(samples, theta, bootstrap=10)
     with pytest.raises(TypeError, match="pass key="):
         sbc(samples, theta)
+
+
+def _gaussian_hpd(width, seed=0, num_sims=2000, num_draws=200):
+    """α* of q = N(x/2, width² / 2) for θ* ~ N(0, 1), x ~ N(θ*, 1), whose exact posterior is
+    N(x/2, 1/2): width 1 is exact, below 1 overconfident, above underconfident."""
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=num_sims)
+    x = theta + rng.normal(size=num_sims)
+    mean, sd = x / 2, width * np.sqrt(0.5)
+    draws = mean[:, None] + sd * rng.normal(size=(num_sims, num_draws))
+    log_q = -0.5 * ((draws - mean[:, None]) / sd) ** 2  # log q up to a constant per x
+    return HPDCoverage(hpd_levels(log_q, -0.5 * ((theta - mean) / sd) ** 2))
+
+
+def test_hpd_coverage_tells_exact_narrow_and_wide_posteriors_apart():
+    """The exact posterior's α* are uniform (its 50 % region holds the truth within 4 binomial
+    standard errors of half the time); a q half as wide is overconfident, twice as wide
+    underconfident — each said in the verdict."""
+    exact = _gaussian_hpd(1.0)
+    assert exact.diagnosis() == "calibrated", exact.verdict()
+    _, (half,) = exact.ecp([0.5])
+    assert abs(half - 0.5) < 4 * np.sqrt(0.25 / 2000)
+    assert _gaussian_hpd(0.5).diagnosis() == "overconfident"
+    assert _gaussian_hpd(2.0).diagnosis() == "underconfident"
+    assert "overconfident" in _gaussian_hpd(0.5).verdict()
