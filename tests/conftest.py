@@ -33,6 +33,34 @@ def pytest_configure(config):
         os.environ["XLA_FLAGS"] = f"{flags} {_FAST_COMPILE}".strip()
 
 
+# Every compiled XLA:CPU program holds about three memory mappings until JAX's caches drop it, and
+# a process may hold vm.max_map_count (65,530 by default) of them: a slow-tier worker compiles
+# ~20,000 programs in half an hour and crossed it — XLA then segfaults inside a compile (seen
+# twice, in CI and here, in the same late test; that test passes alone). Between tests, a worker
+# past half the budget drops the compiled programs (they recompile on demand).
+_MAP_BUDGET = 32_000
+
+
+def _mapped_regions():
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux: no such limit to watch
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _within_the_map_budget():
+    yield
+    if _mapped_regions() > _MAP_BUDGET:
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()
+
+
 @pytest.fixture
 def on_cpu_devices():
     """``run(script, devices, *args) -> dict``: run ``script`` in a fresh Python with ``devices``

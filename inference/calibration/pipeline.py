@@ -32,6 +32,7 @@ from probinfer.errors import NonFiniteError, ProbinferError
 from probinfer.inference.calibration.hpd import HPDCoverage, hpd_levels
 from probinfer.inference.calibration.sbc import SBCResult, sbc
 from probinfer.inference.calibration.tarp import Coverage, tarp
+from probinfer.nn.estimator import Estimator
 from probinfer.progress import host_bar, should_show
 
 __all__ = ["calibrate", "Calibration"]
@@ -301,7 +302,7 @@ def calibrate(
     coverage = tarp(samples, theta, key=key_a, references=references, bootstrap=bootstrap)
     coverage_random = tarp(samples, theta, key=key_b, bootstrap=bootstrap)
     hpd = None
-    if amortized is not None and callable(getattr(amortized, "log_prob", None)):
+    if _has_density(amortized):
         hpd = _hpd_coverage(
             amortized, target, key_run, params, observations, num_samples, batch_size, devices
         )
@@ -323,6 +324,14 @@ def calibrate(
         seconds=seconds,
         hpd=hpd,
     )
+
+
+def _has_density(method):
+    """Whether ``method`` is an estimator whose class gives ``log_prob`` (NPE, FMPE), not only
+    the base class's refusal (NLE, NRE: posteriors by MCMC, no log q)."""
+    if method is None or not callable(getattr(method, "log_prob", None)):
+        return False
+    return getattr(type(method), "log_prob", None) is not Estimator.log_prob
 
 
 _HPD_DRAWS = 200  # α* in steps of 1/200: enough for the KS test, and FMPE's log q is an ODE
@@ -361,6 +370,12 @@ def _resolve(method):
         return method, draws_fn, (None if draws_fn else runner), None
     if hasattr(method, "sample") and callable(method.sample):
         name = getattr(method, "method", None)  # an AmortizedPosterior's "npe"
+        if "observed" in (getattr(method, "settings", None) or {}):
+            raise ProbinferError(
+                f"this {name} estimator was trained for one data set (settings['observed']), "
+                "so its coverage over the prior predictive means nothing: calibrate the "
+                "amortized pi.npe estimator instead."
+            )
         return (name if isinstance(name, str) else type(method).__name__), None, None, method
     if callable(method):
         return getattr(method, "__name__", "runner"), None, method, None
