@@ -35,6 +35,9 @@ PARETO_K_LIMIT = 0.7
 # Particle methods: warn when the Stein estimate of the particles' sd is under 80 % of the
 # posterior's (its noise with 100 particles is a few per cent on the median of d coordinates).
 SPREAD_SHORTFALL = 0.2
+# An amortized estimator's misspecification check (MMD in its embedding space) below this p-value
+# means the job's data are unlike the model's simulations.
+MISSPECIFICATION_LEVEL = 0.01
 #: A chain whose adapted step is below this fraction of the median chain's adapted to nothing.
 COLLAPSED_STEP = 0.01
 
@@ -79,6 +82,15 @@ def e_bfmi(energy):
         return numerator / denominator
 
 
+def misspecified(p_value, level=MISSPECIFICATION_LEVEL):
+    """The sentence for data an amortized estimator's misspecification check rejected."""
+    return (
+        f"the observed data lie outside what the model simulates (misspecification MMD "
+        f"p = {p_value:.3g} < {level:g}): the amortized posterior there is extrapolation — "
+        "check the model (priors, noise, units) before trusting it."
+    )
+
+
 def check(posterior, table=None):
     """The sentences for ``posterior`` (a list, empty on a healthy run). ``table`` is its
     :meth:`~probinfer.Posterior.summary` when the caller has it already."""
@@ -99,6 +111,9 @@ def check(posterior, table=None):
             "gradient noise, not the posterior, sets it and the chains mix slowly; raise "
             "batch_size, num_steps or pass control_variates=True."
         )
+    p_mis = d.get("misspecification_p")
+    if p_mis is not None and float(p_mis) < MISSPECIFICATION_LEVEL:
+        found.append(misspecified(float(p_mis)))
     spread = d.get("spread_ratio")
     if spread is not None and np.isfinite(spread) and not 1 - SPREAD_SHORTFALL < spread:
         found.append(

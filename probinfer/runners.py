@@ -52,6 +52,7 @@ _LAZY_JOBS = {
     "npe": "probinfer.inference.amortized",
     "nle": "probinfer.inference.amortized",
     "nre": "probinfer.inference.amortized",
+    "tsnpe": "probinfer.inference.amortized",
     "amortized_vi": "probinfer.inference.amortized",
 }
 

@@ -779,6 +779,12 @@ def test_npe_job_trains_once_answers_for_the_jobs_data_and_calibrates_the_estima
     # one for a random prior data set about 1 sd on average.
     assert abs(mu.mean() - exact["mu_mean"]) < 0.3 * exact["mu_sd"]
     assert abs(mu.std() / exact["mu_sd"] - 1) < 0.25
+    # The job's data came from the model: its misspecification check ran and passed silently.
+    assert result.posterior.diagnostics["misspecification_p"] > 0.01
+    assert (
+        "warning: the observed data lie outside"
+        not in (tmp_path / "out" / "diagnostics.txt").read_text()
+    )
     target = pi.models.get("normal_normal").compile()
     saved = pi.AmortizedPosterior.load(tmp_path / "out" / "estimator.msgpack", target)
     again = saved.sample(1, target.observations(), 4000)["mu"]
@@ -826,4 +832,6 @@ def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, nam
     target = pi.models.get("normal_normal").compile()
     saved = pi.load(tmp_path / "out" / "estimator.msgpack", target)
     assert isinstance(saved, getattr(pi, kind))
+    if name == "nre":  # an estimator with an embedding of x checks the job's data
+        assert result.posterior.diagnostics["misspecification_p"] > 0.01
     assert result.calibration.theta.shape == (20, 1) and result.calibration.method == name

@@ -12,18 +12,20 @@ likelihood (or likelihood ratio) to put inside another model.
 
 from probinfer.inference.amortized.aevb import amortized_vi
 from probinfer.inference.amortized.encoder import EncoderPosterior, FittedEncoder
-from probinfer.inference.amortized.job import job_nle, job_npe, job_nre
+from probinfer.inference.amortized.job import job_nle, job_npe, job_nre, job_tsnpe
 from probinfer.inference.amortized.nle import LearnedLikelihood, LikelihoodEstimator, nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.nre import RatioEstimator, nre
 from probinfer.inference.amortized.parameters import parameter_posterior
 from probinfer.inference.amortized.posterior import AmortizedPosterior, load
+from probinfer.inference.amortized.tsnpe import truncated_prior, tsnpe
 from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
 from probinfer.runners import register_job
 
 register_job("npe", job_npe(), trains_estimator=True)
 register_job("nle", job_nle(), trains_estimator=True)
 register_job("nre", job_nre(), trains_estimator=True)
+register_job("tsnpe", job_tsnpe())
 register_job("amortized_vi", amortized_vi)
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "LearnedLikelihood",
     "nre",
     "RatioEstimator",
+    "tsnpe",
+    "truncated_prior",
     "amortized_vi",
     "EncoderPosterior",
     "FittedEncoder",

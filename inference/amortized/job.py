@@ -9,6 +9,9 @@ itself is written to the report folder (``estimator.msgpack``; ``pi.load`` reads
 the model), and a ``[calibrate]`` table checks the trained estimator — one vmapped program over
 the simulations, no retraining.
 
+``tsnpe`` trains in rounds focused on the job's data and returns a Posterior only (its estimator
+answers for that one data set: nothing to save or calibrate without retraining).
+
 ``nle`` (``nre``) trains a likelihood (likelihood-ratio) estimator the same way and answers with
 NUTS on the prior times the learned likelihood; its ``[calibrate]`` check vmaps that NUTS over
 the simulations.
@@ -27,8 +30,11 @@ from probinfer._utils import as_key
 from probinfer.inference.amortized.nle import nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.nre import nre
+from probinfer.inference.amortized.tsnpe import tsnpe
 
-__all__ = ["npe_job", "job_npe", "nle_job", "job_nle", "nre_job", "job_nre"]
+__all__ = [
+    "npe_job", "job_npe", "nle_job", "job_nle", "nre_job", "job_nre", "tsnpe_job", "job_tsnpe"
+]  # fmt: skip
 
 
 def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
@@ -37,7 +43,7 @@ def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **
     train_key, draw_key = jax.random.split(as_key(key))
     estimator = npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
-    return posterior, estimator
+    return _checked(posterior, estimator, target, draw_key), estimator
 
 
 def nle_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
@@ -54,13 +60,34 @@ def nre_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **
     return _learned_site_job(nre, target, key, num_draws, progress, checkpoint, settings)
 
 
+def tsnpe_job(target, *, key, num_draws=4000, progress="auto", **settings):
+    """Train :func:`probinfer.tsnpe` in rounds focused on the target's observed data and draw
+    ``num_draws`` from its q(θ | x). Returns a Posterior: the estimator is valid at this data set
+    only, so there is nothing amortized to save or to calibrate without retraining."""
+    train_key, draw_key = jax.random.split(as_key(key))
+    observed = target.observations()
+    estimator = tsnpe(target, observed, key=train_key, progress=progress, **settings)
+    return _checked(estimator.posterior(observed, key=draw_key, n=num_draws), estimator, target,
+                    draw_key)  # fmt: skip
+
+
 def _learned_site_job(train, target, key, num_draws, progress, checkpoint, settings):
     train_key, draw_key = jax.random.split(as_key(key))
     estimator = train(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(
         target.observations(), key=draw_key, n=num_draws, progress=progress
     )
+    if hasattr(estimator, "misspecification"):
+        posterior = _checked(posterior, estimator, target, draw_key)
     return posterior, estimator
+
+
+def _checked(posterior, estimator, target, key):
+    """The posterior with the misspecification check of the job's data in its diagnostics
+    (the report warns when it rejects: :mod:`probinfer.health`)."""
+    check = estimator.misspecification(target.observations(), key=jax.random.fold_in(key, 7))
+    posterior.diagnostics["misspecification_p"] = check.p_value
+    return posterior
 
 
 def _signature(wrapper, trained):
@@ -71,7 +98,7 @@ def _signature(wrapper, trained):
     extra = [
         p.replace(kind=p.KEYWORD_ONLY)
         for name, p in inspect.signature(trained).parameters.items()
-        if name not in names and name not in ("model", "model_args", "model_kwargs", "data")
+        if name not in names and name not in ("model", "x", "model_args", "model_kwargs", "data")
     ]
     return inspect.Signature(own + extra)
 
@@ -92,3 +119,9 @@ def job_nre():
     """:func:`nre_job` with the real settings of :func:`~probinfer.nre` in its signature."""
     nre_job.__signature__ = _signature(nre_job, nre)
     return nre_job
+
+
+def job_tsnpe():
+    """:func:`tsnpe_job` with the real settings of :func:`~probinfer.tsnpe` in its signature."""
+    tsnpe_job.__signature__ = _signature(tsnpe_job, tsnpe)
+    return tsnpe_job

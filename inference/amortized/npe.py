@@ -202,7 +202,7 @@ def npe(
 
 def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_layers, settings,
                          decays, optimizer, devices, checkpoint, fingerprint, progress,
-                         absences=(None, 0.0)):  # fmt: skip
+                         absences=(None, 0.0), **warm):  # fmt: skip
     """Fit q(u | s_ψ(features)) by maximum likelihood with the early-stopping rule of the module
     docstring — the training NPE and NLE share (their u and conditioning swap places).
 
@@ -215,6 +215,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
             side (the one with the lowest validation loss is kept).
         absences: ``(sizes, missing_rate)`` of the layout: blanked at random in every
             minibatch (:func:`~probinfer.nn.layout.mask_features`) for a masked embedding.
+        warm: ``start=``, ``patience=`` of :func:`fit_network` (sequential rounds).
 
     Returns:
         ``(embedding module, flow, params of the kept copy, diagnostics)`` (:func:`fit_network`).
@@ -230,14 +231,18 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
 
     return fit_network(build, u, features, keys=keys, offset=offset, settings=settings,
                        decays=decays, devices=devices, checkpoint=checkpoint,
-                       fingerprint=fingerprint, progress=progress)  # fmt: skip
+                       fingerprint=fingerprint, progress=progress, **warm)  # fmt: skip
 
 
 def fit_network(build, u, features, *, keys, offset, settings, decays, devices, checkpoint,
-                fingerprint, progress):  # fmt: skip
+                fingerprint, progress, start=None, patience=(_PATIENCE_EPOCHS, _PATIENCE_STEPS)):  # fmt: skip
     """Train the network ``build(patience)`` returns — ``(embedding module, network, initialise,
     Trainer)`` whose loss reads minibatches ``(u, features)`` — on a held-out split with the
     module docstring's early stopping: what NPE's, NLE's and NRE's training share.
+
+    ``start``: one copy's parameters to start every copy from (a warm start; None: the
+    initialiser's); ``patience``: ``(epochs, steps)`` without improvement before a step decay
+    (the larger of the two, in epochs).
 
     Returns:
         ``(embedding module, network, params of the kept copy, diagnostics)``: ``train_loss``,
@@ -250,11 +255,15 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     val, train = order[:num_val], order[num_val:]
     batch = min(settings["batch_size"], train.size)
     steps_per_epoch = train.size // batch
-    patience = max(_PATIENCE_EPOCHS, -(-_PATIENCE_STEPS // steps_per_epoch))
+    patience = max(patience[0], -(-patience[1] // steps_per_epoch))
     module, network, initialise, trainer = build(patience)
     total = settings["num_steps"] or _MAX_STEPS
+    if start is None:
+        params = initialise(key_init)
+    else:
+        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(decays), *jnp.shape(x))), start)
     fitted = trainer.fit(
-        initialise(key_init),
+        params,
         key=key_train,
         num_steps=total,
         data=(jnp.asarray(u[train]), jnp.asarray(features[train])),

@@ -349,6 +349,14 @@ class RatioEstimator(LearnedSiteEstimator):
         shape B."""
         return self.log_likelihood(theta, x)
 
+    def misspecification(self, x, *, key, num_simulations=2000):
+        """Whether data set ``x`` looks like the model's simulations in this estimator's
+        embedding space (MMD against fresh simulations; :mod:`.misspecification`): a
+        :class:`~.misspecification.Misspecification` with ``p_value`` and ``verdict()``."""
+        from probinfer.inference.amortized.misspecification import misspecification
+
+        return misspecification(self, x, key=key, num_simulations=num_simulations)
+
     def __repr__(self):
         return (
             f"RatioEstimator(nre on '{self.target.name}': K={self.settings['num_contrastive']}, "

@@ -13,6 +13,7 @@ to constrained values by the Target, and densities carry the Jacobians of both m
 """
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ import numpy as np
 from probinfer._utils import as_key
 from probinfer.compiler import as_target
 from probinfer.errors import DataError
+from probinfer.health import ProbinferWarning
 from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import embedding_module
 from probinfer.nn.flows import flow_from_config
@@ -59,6 +61,25 @@ class AmortizedPosterior(estimator_file.Estimator):
         self.method, self.settings, self.diagnostics = method, dict(settings), dict(diagnostics)
         self._draw_z = jax.jit(self._draw_z_impl, static_argnums=(3,))
         self._log_q = jax.jit(self._log_q_impl)
+        observed = self.settings.get("observed")  # a sequential estimator's one data set
+        self._focus = None
+        if observed is not None:
+            focus = {k: np.asarray(v, np.float32) for k, v in observed.items()}
+            self._focus = np.asarray(self.layout.features(focus)[0])
+
+    def _check_focus(self, features):
+        """Warn when an estimator trained for one data set (TSNPE) is asked about another."""
+        if self._focus is None or isinstance(features, jax.core.Tracer):
+            return
+        rows = np.asarray(features).reshape(-1, *self._focus.shape[1:])
+        if not np.allclose(rows, self._focus, rtol=1e-5, atol=1e-5, equal_nan=True):
+            warnings.warn(
+                f"this {self.method} estimator was trained for one data set (settings"
+                "['observed']); its later rounds never saw data far from it, so q(θ | x) at "
+                "another x is not a posterior to trust: train pi.npe for an amortized one.",
+                ProbinferWarning,
+                stacklevel=3,
+            )
 
     # -- the density ------------------------------------------------------------------------------
 
@@ -85,6 +106,7 @@ class AmortizedPosterior(estimator_file.Estimator):
         """``n`` draws of z on the unconstrained space: ``(n, dim)`` for one data set x,
         ``(b, n, dim)`` for a batch."""
         features, batched = self.layout.features(x)
+        self._check_focus(features)
         z = self._draw_z(self.params, as_key(key), features, int(n))
         return z if batched else z[0]
 
@@ -98,6 +120,7 @@ class AmortizedPosterior(estimator_file.Estimator):
 
     def _sample(self, key, x, n):
         features, batched = self.layout.features(x)
+        self._check_focus(features)
         z = self._draw_z(self.params, as_key(key), features, int(n))
         values = jax.vmap(self.target.constrain)(z.reshape(-1, z.shape[-1]))
         return {k: v.reshape(z.shape[:2] + v.shape[1:]) for k, v in values.items()}, batched
@@ -112,6 +135,7 @@ class AmortizedPosterior(estimator_file.Estimator):
             self.target.unconstrain({k: jnp.asarray(theta[k]) for k in self.target.latent_sites})
         )
         features, batched = self.layout.features(x)
+        self._check_focus(features)
         if batched and features.shape[0] not in (1, z.shape[0]):
             raise DataError(
                 f"log_prob got {z.shape[0]} parameter points and a batch of "
@@ -136,6 +160,14 @@ class AmortizedPosterior(estimator_file.Estimator):
         if not batched:
             return one(0)
         return [one(i) for i in range(next(iter(draws.values())).shape[0])]
+
+    def misspecification(self, x, *, key, num_simulations=2000):
+        """Whether data set ``x`` looks like the model's simulations in this estimator's
+        embedding space (MMD against fresh simulations; :mod:`.misspecification`): a
+        :class:`~.misspecification.Misspecification` with ``p_value`` and ``verdict()``."""
+        from probinfer.inference.amortized.misspecification import misspecification
+
+        return misspecification(self, x, key=key, num_simulations=num_simulations)
 
     def __repr__(self):
         epochs = self.diagnostics.get("num_epochs")
