@@ -835,3 +835,32 @@ def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, nam
     if name == "nre":  # an estimator with an embedding of x checks the job's data
         assert result.posterior.diagnostics["misspecification_p"] > 0.01
     assert result.calibration.theta.shape == (20, 1) and result.calibration.method == name
+
+
+TSNPE_JOB = """
+    model = "normal_normal"
+    seed = 2
+    out = "out"
+    [method]
+    name = "tsnpe"
+    num_rounds = 2
+    num_simulations = 4000
+    embedding = "set"
+    [report]
+    plots = false
+"""
+
+
+@pytest.mark.slow
+def test_tsnpe_job_answers_for_the_jobs_data(tmp_path):
+    """TSNPE as a job: two rounds focused on the data the model was compiled with, against the
+    exact posterior with NPE's approximation bounds (0.3 sd / 25 %), the data checked for
+    misspecification, and no estimator file (it answers for this data set only)."""
+    result = pi.run(write_job(tmp_path, TSNPE_JOB), progress=False)
+    exact = pi.models.get("normal_normal").exact
+    mu = result.posterior.draws["mu"].ravel()
+    assert result.posterior.method == "tsnpe" and mu.size == 4000
+    assert abs(mu.mean() - exact["mu_mean"]) < 0.3 * exact["mu_sd"]
+    assert abs(mu.std() / exact["mu_sd"] - 1) < 0.25
+    assert result.posterior.diagnostics["misspecification_p"] > 0.01
+    assert not (tmp_path / "out" / "estimator.msgpack").exists()
