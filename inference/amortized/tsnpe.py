@@ -216,9 +216,9 @@ def truncated_prior(post, x, key, n, epsilon=1e-4):
             break
     if count < n:
         raise DataError(
-            f"the 1 − {epsilon:g} highest-density region of round's q(θ | x) holds "
+            f"the 1 − {epsilon:g} highest-density region of the last round's q(θ | x) holds "
             f"{count / drawn:.2g} of the prior ({count} of {drawn} draws): too small to sample "
-            "by rejection; raise epsilon, or simulate more in the first round."
+            "by rejection; lower epsilon (a wider region), or simulate more in the first round."
         )
     return np.concatenate(kept)[:n], count / drawn
 
