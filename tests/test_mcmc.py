@@ -251,6 +251,7 @@ def test_mams_checkpoint_resume_gives_the_uninterrupted_draws(tmp_path, killed_a
         np.testing.assert_array_equal(resumed.diagnostics[name], whole.diagnostics[name])
 
 
+@pytest.mark.slow  # a subprocess compiling for four devices: 16 s
 def test_chains_sharded_over_devices_match_one_device(on_cpu_devices):
     """Four chains on four simulated CPU devices and on one, same key: the same start; after float
     rounding flips an accept/reject decision the chains are independent runs, so the posterior

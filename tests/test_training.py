@@ -200,6 +200,30 @@ def test_copies_train_independently_with_their_own_hyperparameters():
     assert result.losses.shape == (50, 3)
 
 
+def test_streams_give_each_group_of_copies_its_own_minibatches_and_keys():
+    data = _regression(64)
+    params = {"w": jnp.zeros((4, 3))}
+    common = dict(key=jax.random.key(8), num_steps=30, data=data, batch_size=16, progress=False)
+
+    def noisy(params, key, batch):  # the key matters too
+        return _mse(params, key, batch) + 0.1 * jnp.sum(jax.random.normal(key, (3,)) * params["w"])
+
+    result = fit(noisy, params, optimizer=lambda r: optax.sgd(r), hyper=jnp.full(4, 1e-2),
+                 copies=4, streams=2, **common)  # fmt: skip
+    w = np.asarray(result.params["w"])
+    np.testing.assert_allclose(w[0], w[1], rtol=1e-6)  # one group: the same batches and keys
+    np.testing.assert_allclose(w[2], w[3], rtol=1e-6)
+    assert np.abs(w[0] - w[2]).max() > 1e-3  # another group: other batches
+    shared = fit(noisy, params, optimizer=lambda r: optax.sgd(r), hyper=jnp.full(4, 1e-2),
+                 copies=4, **common)  # fmt: skip
+    same = np.asarray(shared.params["w"])  # without streams every copy sees the same
+    np.testing.assert_allclose(same[3], same[0], rtol=1e-6)
+    np.testing.assert_allclose(same[0], w[0], rtol=1e-6)  # and group 0 keeps the shared stream
+    with pytest.raises(DataError, match="divide"):
+        fit(noisy, params, optimizer=lambda r: optax.sgd(r), hyper=jnp.full(4, 1e-2),
+            copies=4, streams=3, **common)  # fmt: skip
+
+
 def test_train_steps_is_traceable_and_equals_fit():
     data = _regression(64)
     kwargs = dict(num_steps=40, optimizer=optax.adam(1e-2), data=data, batch_size=16)

@@ -13,6 +13,7 @@ likelihood (or likelihood ratio) to put inside another model.
 from probinfer.inference.amortized.aevb import amortized_vi
 from probinfer.inference.amortized.encoder import EncoderPosterior, FittedEncoder
 from probinfer.inference.amortized.job import job_nle, job_npe, job_nre, job_tsnpe
+from probinfer.inference.amortized.lc2st import LocalC2ST, local_c2st
 from probinfer.inference.amortized.nle import LearnedLikelihood, LikelihoodEstimator, nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.nre import RatioEstimator, nre
@@ -38,6 +39,8 @@ __all__ = [
     "RatioEstimator",
     "tsnpe",
     "truncated_prior",
+    "local_c2st",
+    "LocalC2ST",
     "amortized_vi",
     "EncoderPosterior",
     "FittedEncoder",

@@ -71,7 +71,10 @@ def misspecification(estimator, x, *, key, num_simulations=2000):
         raise DataError("misspecification() checks one data set; got a batch.")
     _, observations = estimator.target.simulate(as_key(key), int(num_simulations))
     simulated, _ = estimator.layout.features(observations)
-    embed = jax.jit(lambda f: estimator.embedding.apply(estimator.params["embedding"], f))
+    params = estimator.params["embedding"]
+    if getattr(estimator, "num_estimators", 1) > 1:  # an ensemble: its first member's embedding
+        params = jax.tree.map(lambda leaf: leaf[0], params)
+    embed = jax.jit(lambda f: estimator.embedding.apply(params, f))
     s_o = np.asarray(embed(features), np.float64)
     s = np.asarray(embed(simulated), np.float64)
     s = s[np.all(np.isfinite(s), axis=1)]

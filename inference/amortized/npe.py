@@ -43,7 +43,7 @@ from probinfer.inference.amortized.posterior import AmortizedPosterior
 from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
 from probinfer.nn.flows import make_flow
 from probinfer.nn.layout import ObservationLayout, mask_features
-from probinfer.nn.training import Trainer
+from probinfer.nn.training import Trainer, stream_keys
 
 __all__ = ["npe", "simulate_training_set"]
 
@@ -70,6 +70,7 @@ def npe(
     validation_fraction=0.1,
     optimizer=None,
     weight_decay="auto",
+    num_estimators=1,
     block_size=10_000,
     devices=None,
     checkpoint=None,
@@ -111,6 +112,12 @@ def npe(
             default optimizer: ``"auto"`` (train with 0 and with 1 side by side, keep the one with
             the lower validation loss) or a number (that one only). A custom ``optimizer``
             carries its own (``optax.adamw``); then only ``"auto"`` or 0 are accepted.
+        num_estimators: train this many estimators side by side in one program (a deep
+            ensemble, Lakshminarayanan et al. 2017: each its own initialisation, minibatch
+            order and weight-decay choice; the same simulations and validation split) and
+            answer with their equal mixture, q(θ | x) = (1/M) Σ_m q_m(θ | x) — wider where the
+            members disagree, i.e. where the simulations said little. Costs M times the
+            training arithmetic (one program: on a GPU, little more wall time).
         block_size: simulations drawn per compiled block (memory bound).
         devices: devices each minibatch's rows are split over (data-parallel, the same fit up to
             float reduction order; :mod:`probinfer.devices`: None for every device).
@@ -140,6 +147,7 @@ def npe(
         num_observations, missing_rate
     )
     settings = _settings(num_simulations, batch_size, validation_fraction, num_steps)
+    members = _members(num_estimators)
     checkpoint = path_for(checkpoint, "npe")  # its folder proven writable before simulating
     key_sim, key_split, key_init, key_train = jax.random.split(as_key(key), 4)
     z, raw, dropped = simulate_training_set(
@@ -158,6 +166,7 @@ def npe(
         num_layers=num_layers,
         optimizer="default" if optimizer is None else "custom",
         weight_decay=list(decays),
+        **({"num_estimators": members} if members > 1 else {}),
         **absence_settings(layout),
         **settings,
     )
@@ -178,6 +187,7 @@ def npe(
         checkpoint=checkpoint,
         fingerprint=record,
         progress=progress,
+        members=members,
     )
     diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
     return AmortizedPosterior(
@@ -193,6 +203,7 @@ def npe(
             "flow": flow,
             "embedding": embedding if isinstance(embedding, str) else "custom",
             "num_layers": getattr(flow_.module, "num_layers", None),
+            "num_estimators": members,
             **absence_settings(layout),
             **settings,
         },
@@ -202,7 +213,7 @@ def npe(
 
 def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_layers, settings,
                          decays, optimizer, devices, checkpoint, fingerprint, progress,
-                         absences=(None, 0.0), **warm):  # fmt: skip
+                         absences=(None, 0.0), members=1, **warm):  # fmt: skip
     """Fit q(u | s_ψ(features)) by maximum likelihood with the early-stopping rule of the module
     docstring — the training NPE and NLE share (their u and conditioning swap places).
 
@@ -215,6 +226,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
             side (the one with the lowest validation loss is kept).
         absences: ``(sizes, missing_rate)`` of the layout: blanked at random in every
             minibatch (:func:`~probinfer.nn.layout.mask_features`) for a masked embedding.
+        members: estimators trained side by side (an ensemble; :func:`fit_network`).
         warm: ``start=``, ``patience=`` of :func:`fit_network` (sequential rounds).
 
     Returns:
@@ -223,7 +235,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
 
     def build(patience):
         parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), absences, decays,
-                 patience)  # fmt: skip
+                 members, patience)  # fmt: skip
         if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
             return _program.__wrapped__(embedding, *parts, optimizer)
         # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
@@ -231,23 +243,29 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
 
     return fit_network(build, u, features, keys=keys, offset=offset, settings=settings,
                        decays=decays, devices=devices, checkpoint=checkpoint,
-                       fingerprint=fingerprint, progress=progress, **warm)  # fmt: skip
+                       fingerprint=fingerprint, progress=progress, members=members,
+                       **warm)  # fmt: skip
 
 
 def fit_network(build, u, features, *, keys, offset, settings, decays, devices, checkpoint,
-                fingerprint, progress, start=None, patience=(_PATIENCE_EPOCHS, _PATIENCE_STEPS)):  # fmt: skip
+                fingerprint, progress, start=None, patience=(_PATIENCE_EPOCHS, _PATIENCE_STEPS),
+                members=1):  # fmt: skip
     """Train the network ``build(patience)`` returns — ``(embedding module, network, initialise,
     Trainer)`` whose loss reads minibatches ``(u, features)`` — on a held-out split with the
     module docstring's early stopping: what NPE's, NLE's and NRE's training share.
 
     ``start``: one copy's parameters to start every copy from (a warm start; None: the
     initialiser's); ``patience``: ``(epochs, steps)`` without improvement before a step decay
-    (the larger of the two, in epochs).
+    (the larger of the two, in epochs); ``members``: M > 1 trains M groups of the decay
+    candidates (copy m·D + d: member m, decay d), each group its own minibatch order and keys,
+    and keeps each member's best candidate.
 
     Returns:
         ``(embedding module, network, params of the kept copy, diagnostics)``: ``train_loss``,
         ``validation_loss`` per epoch (plus ``offset``), ``weight_decay``,
-        ``validation_by_decay``, ``best_epoch``, ``num_epochs``, ``num_steps``.
+        ``validation_by_decay``, ``best_epoch``, ``num_epochs``, ``num_steps`` (of the first
+        member); with members, params carry a leading member axis and diagnostics add
+        ``members`` (each member's weight decay, best validation loss and best epoch).
     """
     key_split, key_init, key_train = keys
     order = np.asarray(jax.random.permutation(key_split, u.shape[0]))
@@ -261,7 +279,9 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     if start is None:
         params = initialise(key_init)
     else:
-        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(decays), *jnp.shape(x))), start)
+        params = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (members * len(decays), *jnp.shape(x))), start
+        )
     fitted = trainer.fit(
         params,
         key=key_train,
@@ -275,29 +295,38 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
         fingerprint=fingerprint,
         progress=progress,
     )
-    best_loss = np.nanmin(np.asarray(fitted.validation), axis=0)
-    chosen = int(np.argmin(best_loss))
+    best_loss = np.nanmin(np.asarray(fitted.validation), axis=0).reshape(members, len(decays))
+    kept = np.argmin(best_loss, axis=1) + len(decays) * np.arange(members)  # each member's best
+    chosen = int(kept[0])
     ran = ~np.isnan(np.asarray(fitted.validation)[:, chosen])  # epochs before it finished
     val_loss = np.asarray(fitted.validation)[ran, chosen]
     num_epochs = int(len(val_loss))
     train_loss = _epoch_means(np.asarray(fitted.losses)[:, chosen], steps_per_epoch, num_epochs)
+    best_epoch = -(-np.asarray(fitted.best_step) // steps_per_epoch)
     diagnostics = {
         "train_loss": train_loss + offset,
         "validation_loss": val_loss + offset,
         "weight_decay": float(decays[chosen]),
         "validation_by_decay": {
-            float(d): float(v) + offset for d, v in zip(decays, best_loss, strict=True)
+            float(d): float(v) + offset for d, v in zip(decays, best_loss[0], strict=True)
         },
-        "best_epoch": -(-int(fitted.best_step[chosen]) // steps_per_epoch),
+        "best_epoch": int(best_epoch[chosen]),
         "num_epochs": num_epochs,
         "num_steps": int(min(total, num_epochs * steps_per_epoch)),
     }
-    return module, network, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
+    if members == 1:
+        return module, network, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
+    diagnostics["members"] = [
+        {"weight_decay": float(decays[c % len(decays)]), "best_epoch": int(best_epoch[c]),
+         "validation_loss": float(np.min(best_loss[m])) + offset}
+        for m, c in enumerate(kept)
+    ]  # fmt: skip
+    return module, network, jax.tree.map(lambda x: x[kept], fitted.params), diagnostics
 
 
 @functools.lru_cache(maxsize=8)
-def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, patience,
-             optimizer):  # fmt: skip
+def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, members,
+             patience, optimizer):  # fmt: skip
     """``(embedding module, flow, initialise, Trainer)`` for one network and training rule.
     Cached by value for the default optimizer and a named embedding, so the trainer's chunk and
     the initialiser compile once per shape in a process (calibration, seeds, benchmarks)."""
@@ -306,14 +335,20 @@ def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, 
         flow, dim, num_layers=num_layers, context_dim=output_size(module, feature_shape)
     )
 
-    @jax.jit
-    def initialise(key):
-        params = {
+    def one(key):
+        return {
             "embedding": module.init(key, jnp.zeros((1, *feature_shape))),
             "flow": flow_.init(jax.random.fold_in(key, 1)),
         }
-        copies = len(decays)  # every candidate starts from the same weights
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (copies, *jnp.shape(x))), params)
+
+    @jax.jit
+    def initialise(key):
+        # a member's decay candidates start from the same weights, members from their own (the
+        # first from the plain run's)
+        params = one(key) if members == 1 else jax.vmap(one)(stream_keys(key, members))
+        if members == 1:
+            return jax.tree.map(lambda x: jnp.broadcast_to(x, (len(decays), *x.shape)), params)
+        return jax.tree.map(lambda x: jnp.repeat(x, len(decays), axis=0), params)
 
     def loss(params, key, batch):
         """The flow's training loss on ``batch`` (mean −log q(u | x), or flow matching's)."""
@@ -330,8 +365,9 @@ def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, 
         loss,
         optimizer_for,
         early_stopping={"patience": patience, "decays": _STEP_DECAYS, "factor": 0.1},
-        copies=len(decays),
-        hyper=jnp.asarray(decays, jnp.float32),
+        copies=members * len(decays),
+        hyper=jnp.tile(jnp.asarray(decays, jnp.float32), members),
+        streams=members,
         desc="npe",
     )
     return module, flow_, initialise, trainer
@@ -409,6 +445,16 @@ def simulation_counts(num_used, dropped, start_time):
         "num_dropped": int(dropped),
         "seconds": time.perf_counter() - start_time,
     }
+
+
+def _members(num_estimators):
+    if (
+        isinstance(num_estimators, bool)
+        or int(num_estimators) != num_estimators
+        or num_estimators < 1
+    ):
+        raise DataError(f"num_estimators must be a positive integer, got {num_estimators!r}.")
+    return int(num_estimators)
 
 
 def _decays(weight_decay, custom_optimizer):

@@ -41,7 +41,10 @@ class AmortizedPosterior(estimator_file.Estimator):
     Attributes:
         target: the compiled model (its latent sites are θ; its observed sites are x).
         flow, embedding: the conditional :class:`~probinfer.nn.flows.Flow` and the flax
-            embedding module; ``params``: ``{"flow": …, "embedding": …}``.
+            embedding module; ``params``: ``{"flow": …, "embedding": …}`` (each leaf with a
+            leading member axis for an ensemble).
+        num_estimators: members of an ensemble (``settings["num_estimators"]``; 1: one
+            estimator); q is their equal mixture.
         layout: how x becomes features (:class:`ObservationLayout`, with its standardisation).
         loc, scale: ``(dim,)`` standardisation of the unconstrained θ.
         method: ``"npe"``; settings: what it was trained with; diagnostics: training and
@@ -59,6 +62,7 @@ class AmortizedPosterior(estimator_file.Estimator):
         self.params = params
         self.loc, self.scale = jnp.asarray(loc), jnp.asarray(scale)
         self.method, self.settings, self.diagnostics = method, dict(settings), dict(diagnostics)
+        self.num_estimators = int(self.settings.get("num_estimators") or 1)
         self._draw_z = jax.jit(self._draw_z_impl, static_argnums=(3,))
         self._log_q = jax.jit(self._log_q_impl)
         observed = self.settings.get("observed")  # a sequential estimator's one data set
@@ -87,12 +91,32 @@ class AmortizedPosterior(estimator_file.Estimator):
         return self.embedding.apply(params["embedding"], features)
 
     def _draw_z_impl(self, params, key, features, n):
+        if self.num_estimators > 1:  # the equal mixture: ⌈n/M⌉ from each member, shuffled, n kept
+            m = self.num_estimators
+            keys = jax.random.split(key, m + 1)
+            each = jax.vmap(lambda p, k: self._draw_one(p, k, features, -(-n // m)))(
+                params, keys[:m]
+            )  # (M, b, ⌈n/M⌉, dim)
+            z = jnp.moveaxis(each, 0, 1).reshape(each.shape[1], -1, each.shape[-1])
+            order = jax.vmap(lambda k: jax.random.permutation(k, z.shape[1]))(
+                jax.random.split(keys[m], z.shape[0])
+            )
+            return jnp.take_along_axis(z, order[..., None], axis=1)[:, :n]
+        return self._draw_one(params, key, features, n)
+
+    def _draw_one(self, params, key, features, n):
         context = self._context(params, features)
         keys = jax.random.split(key, context.shape[0])
         u = jax.vmap(lambda k, c: self.flow.sample(params["flow"], k, n, c))(keys, context)
         return self.loc + self.scale * u
 
     def _log_q_impl(self, params, z, features):
+        if self.num_estimators > 1:  # log (1/M) Σ_m q_m
+            each = jax.vmap(lambda p: self._log_q_one(p, z, features))(params)
+            return jax.nn.logsumexp(each, axis=0) - jnp.log(self.num_estimators)
+        return self._log_q_one(params, z, features)
+
+    def _log_q_one(self, params, z, features):
         context = jnp.broadcast_to(
             self._context(params, features), (z.shape[0], self.flow.context_dim)
         )

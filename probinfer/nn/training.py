@@ -24,7 +24,11 @@ search): :func:`fit` minimises ``loss(params, key, batch)`` with an optax transf
 * **Copies.** ``copies=k`` trains k independent copies side by side in one program (an
   ensemble, or the candidates of a hyperparameter): ``params`` leaves carry a leading axis k,
   all copies see the same minibatches and keys, and with ``hyper`` (k, …) the optimizer is a
-  function ``hyper_i -> GradientTransformation`` (for instance one weight decay per copy).
+  function ``hyper_i -> GradientTransformation`` (for instance one weight decay per copy);
+  ``with_hyper=True`` hands the copy's ``hyper`` row to the loss too.
+  ``streams=s`` (s dividing k) gives s groups of k / s consecutive copies their own minibatch
+  order and step keys (a deep ensemble's members, Lakshminarayanan et al. 2017: different
+  initialisations and data orders); copies within a group still share them.
 
 The module is longer than our ~400-line rule on purpose: it is one loop, and every feature above
 lives in the one compiled chunk program; split over files, the loop could not be read at once.
@@ -40,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from probinfer import devices as _devices
 from probinfer._utils import positive_number
@@ -47,7 +52,16 @@ from probinfer.checkpoint import boundaries, run_chunks
 from probinfer.errors import DataError
 from probinfer.progress import ProgressBar, should_show
 
-__all__ = ["fit", "train_steps", "Trainer", "Fit", "default_optimizer", "warmup_for", "chunk_size"]
+__all__ = [
+    "fit",
+    "train_steps",
+    "Trainer",
+    "Fit",
+    "default_optimizer",
+    "warmup_for",
+    "chunk_size",
+    "stream_keys",
+]
 
 
 class Fit(NamedTuple):
@@ -107,6 +121,8 @@ def fit(
     early_stopping=None,
     copies=None,
     hyper=None,
+    streams=None,
+    with_hyper=False,
     devices=None,
     checkpoint=None,
     fingerprint=None,
@@ -137,6 +153,10 @@ def fit(
             docstring); needs ``validation``.
         copies: None, or k copies trained side by side.
         hyper: (k, …) per-copy hyperparameters handed to ``optimizer``.
+        with_hyper: ``loss`` takes the copy's ``hyper`` row as its last argument (a
+            per-copy loss: a regulariser's weight, which label column a copy fits).
+        streams: None, or s groups of k / s consecutive copies with their own minibatch
+            orders and step keys (group 0's are the shared ones, group g's ``fold_in(·, g)``).
         devices: devices the batch's rows are split over (:mod:`probinfer.devices`).
         checkpoint: None or the checkpoint file (see :func:`probinfer.checkpoint.path_for`);
             ``fingerprint`` the run's record it must match (:func:`probinfer.checkpoint.fingerprint`).
@@ -148,7 +168,7 @@ def fit(
     """
     trainer = Trainer(
         loss, optimizer, has_aux=has_aux, with_step=with_step, early_stopping=early_stopping,
-        copies=copies, hyper=hyper, desc=desc,
+        copies=copies, hyper=hyper, streams=streams, with_hyper=with_hyper, desc=desc,
     )  # fmt: skip
     return trainer.fit(
         params, key=key, num_steps=num_steps, data=data, batch_size=batch_size,
@@ -187,9 +207,12 @@ class Trainer:
     """
 
     def __init__(self, loss, optimizer, *, has_aux=False, with_step=False, early_stopping=None,
-                 copies=None, hyper=None, desc="fit"):  # fmt: skip
-        self.loss = loss if with_step else (lambda params, key, batch, t: loss(params, key, batch))
+                 copies=None, hyper=None, streams=None, with_hyper=False, desc="fit"):  # fmt: skip
+        self.loss = _loss_of(loss, with_step, with_hyper)
         self.optimizer, self.has_aux, self.copies = optimizer, has_aux, copies
+        if streams is not None and (copies is None or copies % int(streams)):
+            raise DataError(f"streams={streams} must divide the {copies} copies.")
+        self.streams = None if streams is None or int(streams) == 1 else int(streams)
         self.hyper = None if hyper is None else jnp.asarray(hyper)
         self.stopping = None if early_stopping is None else {
             "patience": int(early_stopping["patience"]),
@@ -210,12 +233,14 @@ class Trainer:
             raise DataError("early_stopping needs validation rows to watch.")
         per_epoch = _steps_per_epoch(data, batch_size)
         period = _period(num_steps, per_epoch, validation, validate_every, checkpoint,
-                         checkpoint_every, None if data is None else _rows(data))  # fmt: skip
+                         checkpoint_every, None if data is None else _rows(data) * (self.streams or 1))  # fmt: skip
         shown = should_show(progress, num_steps)
         # Off a terminal ("auto"): heartbeat lines a minute once training passes a minute.
         show = shown or progress == "auto"
         self.bar.restart(show, total=num_steps, log_only=not shown)
         sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
+        if sharding is not None and self.streams:  # batches (streams, rows, …): split the rows
+            sharding = jax.sharding.NamedSharding(sharding.mesh, P(None, *sharding.spec))
         run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show)
         key_loss, key_data = key, _data_key(key)
         arrays = (key_loss, key_data, data, validation)
@@ -226,7 +251,7 @@ class Trainer:
             orders = None
             if data is not None:  # one small program, compiled once per process and shape
                 count = _epochs(period, per_epoch)
-                orders = _epoch_orders(key_data, start // per_epoch, _rows(data), count)
+                orders = self._orders(key_data, start // per_epoch, _rows(data), count)
             state, outputs = self._chunk(*arrays, state, positions, run=run, orders=orders)
             held_out = np.asarray(outputs[-1])[None]
             outputs = [np.asarray(x)[: stop - start] for x in outputs[:-1]] + [held_out]
@@ -254,6 +279,13 @@ class Trainer:
         state = self.init(params, False)
         state, _ = self.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps), run)
         return state["params"]
+
+    def _orders(self, key_data, first_epoch, rows, count):
+        """(count, rows) epoch permutations, or (streams, count, rows) with streams."""
+        if not self.streams:
+            return _epoch_orders(key_data, first_epoch, rows, count)
+        keys = stream_keys(key_data, self.streams)
+        return jax.vmap(lambda k: _epoch_orders(k, first_epoch, rows, count))(keys)
 
     def _optimizer(self, hyper):
         return self.optimizer if self.hyper is None else self.optimizer(hyper)
@@ -289,7 +321,7 @@ class Trainer:
     def _step(self, key, batch, t, params, opt_state, step_scale, hyper):
         """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
         value_and_grad = jax.value_and_grad(self._value, has_aux=True)
-        (value, aux), grads = value_and_grad(params, key, batch, t)
+        (value, aux), grads = value_and_grad(params, key, batch, t, hyper)
         finite = jnp.isfinite(value)
         for leaf in jax.tree.leaves(grads):
             finite &= jnp.all(jnp.isfinite(leaf))
@@ -303,8 +335,8 @@ class Trainer:
         params, opt_state = jax.lax.cond(finite, apply, lambda args: args, (params, opt_state))
         return params, opt_state, jnp.where(finite, value, jnp.nan), aux, ~finite
 
-    def _value(self, params, key, batch, t=0):
-        out = self.loss(params, key, batch, t)
+    def _value(self, params, key, batch, t=0, hyper=None):
+        out = self.loss(params, key, batch, t, hyper)
         return out if self.has_aux else (out, None)
 
     def chunk(self, key_loss, key_data, data, validation, state, positions, run, orders=None):
@@ -314,26 +346,37 @@ class Trainer:
         first = jnp.maximum(positions[0], 0)
 
         if data is not None and orders is None:  # traced use: the permutations in-line
-            orders = _epoch_orders(key_data, first // run.per_epoch, _rows(data), _epochs(
+            orders = self._orders(key_data, first // run.per_epoch, _rows(data), _epochs(
                 positions.shape[0], run.per_epoch))  # fmt: skip
 
-        def batch_at(t):
-            if data is None:
-                return None
-            epoch = jnp.clip(t // run.per_epoch - first // run.per_epoch, 0, orders.shape[0] - 1)
+        def batch_at(t, order):
+            epoch = jnp.clip(t // run.per_epoch - first // run.per_epoch, 0, order.shape[0] - 1)
             start = (t % run.per_epoch) * run.batch_size
-            index = jax.lax.dynamic_slice(orders[epoch], (start,), (run.batch_size,))
-            batch = jax.tree.map(lambda x: jnp.asarray(x)[index], data)
-            return _devices.constrain_leading(batch, run.sharding)
+            index = jax.lax.dynamic_slice(order[epoch], (start,), (run.batch_size,))
+            return jax.tree.map(lambda x: jnp.asarray(x)[index], data)
 
         frozen = state.get("stopped", self._fill(False, bool))
 
         def body(state, t):
             step = jnp.maximum(t, 0)
-            params, opt_state, value, aux, skipped = self._map(
-                partial(self._step, jax.random.fold_in(key_loss, step), batch_at(step), step),
-                state["params"], state["opt_state"], state["step_scale"],
-            )  # fmt: skip
+            key = jax.random.fold_in(key_loss, step)
+            args = (state["params"], state["opt_state"], state["step_scale"])
+            if self.streams:  # each group of copies its own batch and key
+                per = self.copies // self.streams
+                keys = stream_keys(key, self.streams)
+                batches = None
+                if data is not None:
+                    batches = jax.vmap(lambda o: batch_at(step, o))(orders)
+                    batches = _devices.constrain_leading(batches, run.sharding)
+                keys, batches = jax.tree.map(lambda x: jnp.repeat(x, per, axis=0), (keys, batches))
+                step_of = lambda k, b, *rest: self._step(k, b, step, *rest)  # noqa: E731
+                out = self._map(step_of, keys, batches, *args)
+            else:
+                batch = None
+                if data is not None:
+                    batch = _devices.constrain_leading(batch_at(step, orders), run.sharding)
+                out = self._map(partial(self._step, key, batch, step), *args)
+            params, opt_state, value, aux, skipped = out
             keep = (t >= 0) & ~frozen
             new = dict(state, params=params, opt_state=opt_state)
             state = jax.tree.map(lambda a, b: jnp.where(_expand(keep, a), a, b), new, state)
@@ -352,7 +395,9 @@ class Trainer:
     def _validate(self, key_loss, rows, state, step, frozen):
         """Held-out loss; best parameters kept; the plateau rule (module docstring)."""
         key = jax.random.fold_in(key_loss, jnp.uint32(2**32 - 1))
-        value = self._map(lambda p, h: _mean_loss(self._value, p, key, rows), state["params"])
+        value = self._map(
+            lambda p, h: _mean_loss(partial(self._value, hyper=h), p, key, rows), state["params"]
+        )
         value = jnp.where(jnp.isfinite(value), value, jnp.inf)
         better = value < state["best_loss"]
         best = jax.tree.map(
@@ -385,6 +430,23 @@ class Trainer:
         return Fit(
             state["best"], state["opt_state"], values, aux, skipped, outputs[-1], best_step, ran
         )
+
+
+def _loss_of(loss, with_step, with_hyper):
+    """``loss`` as ``(params, key, batch, t, hyper)``."""
+    if with_step and with_hyper:
+        return loss
+    if with_step:
+        return lambda params, key, batch, t, hyper: loss(params, key, batch, t)
+    if with_hyper:
+        return lambda params, key, batch, t, hyper: loss(params, key, batch, hyper)
+    return lambda params, key, batch, t, hyper: loss(params, key, batch)
+
+
+def stream_keys(key, streams):
+    """(streams,) keys: ``key`` itself for group 0 (an ensemble of one is the plain run), then
+    ``fold_in(key, g)``."""
+    return jax.vmap(lambda g: jax.random.fold_in(key, g))(jnp.arange(streams)).at[0].set(key)
 
 
 def _data_key(key):

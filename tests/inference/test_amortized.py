@@ -185,6 +185,53 @@ def test_misspecification_check_accepts_simulations_and_rejects_data_unlike_them
     assert any("misspecification" in w for w in health_check(post))
 
 
+@pytest.fixture(scope="module")
+def ensemble(normal_target):
+    """``trained``'s settings with three members."""
+    return pi.npe(normal_target, key=0, num_simulations=600, flow="realnvp", num_layers=1,
+                  embedding="set", num_steps=60, batch_size=100, num_estimators=3,
+                  progress=False)  # fmt: skip
+
+
+def test_an_ensemble_is_the_equal_mixture_of_its_members(tmp_path, normal_target, ensemble):
+    assert ensemble.num_estimators == 3 and len(ensemble.diagnostics["members"]) == 3
+    flow_leaf = jax.tree.leaves(ensemble.params["flow"])[0]
+    assert flow_leaf.shape[0] == 3 and not np.allclose(flow_leaf[0], flow_leaf[1])
+    members = [
+        AmortizedPosterior(
+            target=ensemble.target, flow=ensemble.flow, embedding=ensemble.embedding,
+            layout=ensemble.layout, params=jax.tree.map(lambda a, m=m: a[m], ensemble.params),
+            loc=ensemble.loc, scale=ensemble.scale, method="npe",
+            settings=dict(ensemble.settings, num_estimators=1), diagnostics={},
+        )
+        for m in range(3)
+    ]  # fmt: skip
+    x = {"y": jnp.linspace(-1.0, 2.0, NUM_DATA)}
+    theta = {"mu": jnp.linspace(-1.0, 2.0, 7)}
+    each = np.stack([np.asarray(member.log_prob(theta, x)) for member in members])
+    np.testing.assert_allclose(
+        np.asarray(ensemble.log_prob(theta, x)),
+        np.log(np.mean(np.exp(each), axis=0)), rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+    # Its draws: the mixture's mean (the members' average) within four standard errors.
+    n = 30_000
+    draws = np.asarray(ensemble.sample(1, x, n)["mu"])
+    parts = [np.asarray(member.sample(2 + m, x, n)["mu"]) for m, member in enumerate(members)]
+    mixture_mean = np.mean([p.mean() for p in parts])
+    se = np.sqrt(draws.var() / n + np.mean([p.var() for p in parts]) / (9 * n))
+    assert abs(draws.mean() - mixture_mean) < 4 * se, (draws.mean(), mixture_mean, se)
+    assert draws.var() >= min(p.var() for p in parts)  # a mixture is no narrower than its members
+    path = ensemble.save(tmp_path / "ensemble.msgpack")
+    loaded = pi.load(path, normal_model, model_kwargs={"y": jnp.zeros(NUM_DATA)})
+    assert loaded.num_estimators == 3
+    np.testing.assert_array_equal(
+        np.asarray(loaded.sample(3, x, 64)["mu"]), np.asarray(ensemble.sample(3, x, 64)["mu"])
+    )
+    assert 0.0 < ensemble.misspecification(x, key=4, num_simulations=200).p_value <= 1.0
+    with pytest.raises(DataError, match="num_estimators"):
+        pi.npe(normal_target, key=0, num_estimators=0)
+
+
 def test_save_and_load_give_identical_draws(tmp_path, normal_target, trained):
     path = trained.save(tmp_path / "npe.msgpack")
     loaded = pi.AmortizedPosterior.load(path, normal_model, model_kwargs={"y": jnp.zeros(NUM_DATA)})

@@ -62,7 +62,12 @@ def _replicates(target, num_runs, **kwargs):
         (conjugate.normal_normal_example(), 400, {}),
         (conjugate.linear_regression_example(), 600, {}),
         (conjugate.linear_regression_example(), 600, {"waste_free": 20}),
-        (conjugate.linear_regression_example(), 600, {"annealing": "data"}),
+        pytest.param(  # 15 s: the default tier's largest item
+            conjugate.linear_regression_example(),
+            600,
+            {"annealing": "data"},
+            marks=pytest.mark.slow,
+        ),
         (conjugate.linear_regression_example(), 600, {"reference": "gaussian"}),
     ],
 )

@@ -1,0 +1,81 @@
+"""L-C2ST (probinfer.local_c2st) on the normal mean, where the exact posterior is known: the exact
+posterior passes at data sets it was not trained on, a posterior shifted by one posterior sd is
+rejected at every one, and bad settings get one sentence before any training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import probinfer as pi
+from probinfer import DataError, dist
+from probinfer.models.conjugate import normal_normal_posterior
+
+NUM_DATA = 5
+SETTINGS = dict(num_simulations=2000, num_null=50, num_steps=1000)
+
+
+def normal_model(y=None):
+    mu = pi.sample("mu", dist.Normal(0.0, 1.0))
+    with pi.plate("data", NUM_DATA):
+        pi.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+class Conjugate:
+    """The exact posterior of ``normal_model`` with its mean moved by ``shift`` posterior sds:
+    an estimator with a batched ``sample`` like NPE's."""
+
+    def __init__(self, target, shift=0.0):
+        self.target, self.shift, self.settings = target, shift, {}
+
+    def sample(self, key, x, n):
+        y = np.asarray(x["y"])
+        mean, sd = normal_normal_posterior(np.atleast_2d(y))
+        mean = np.broadcast_to(mean, (np.atleast_2d(y).shape[0],))
+        noise = np.asarray(jax.random.normal(key, (mean.size, n)))
+        mu = (mean + self.shift * sd)[:, None] + sd * noise
+        return {"mu": mu if y.ndim == 2 else mu[0]}
+
+
+@pytest.fixture(scope="module")
+def target():
+    return pi.compile(normal_model, y=jnp.zeros(NUM_DATA))
+
+
+@pytest.fixture(scope="module")
+def observations(target):
+    return target.simulate(jax.random.key(5), 5)[1]["y"]
+
+
+@pytest.mark.slow
+def test_the_exact_posterior_passes_at_new_data(target, observations):
+    # Five independent checks (their own classifiers), one data set each: under the null each
+    # p-value is uniform on {1/51, …, 1}, so Fisher's −2 Σ log p is at most a χ²₁₀ (discrete
+    # p-values only make it smaller); its 0.999 quantile bounds it.
+    p = [
+        pi.local_c2st(Conjugate(target), key=seed, **SETTINGS)
+        .test({"y": observations[seed]}, key=seed).p_value
+        for seed in range(5)
+    ]  # fmt: skip
+    assert -2 * np.sum(np.log(p)) < stats.chi2(10).ppf(0.999), p
+
+
+@pytest.mark.slow
+def test_a_posterior_one_sd_off_is_rejected_at_every_data_set(target, observations):
+    check = pi.local_c2st(Conjugate(target, shift=1.0), key=0, **SETTINGS)
+    results = [check.test({"y": y}, key=i) for i, y in enumerate(observations)]
+    assert all(r.rejected() for r in results), [r.p_value for r in results]
+    assert "differs from the posterior" in results[0].verdict()
+    assert results[0].probabilities.shape == (1000,) and results[0].null.shape == (50,)
+    with pytest.raises(DataError, match="trained on 5"):
+        check.test({"y": jnp.zeros(3)}, key=0)
+
+
+def test_bad_settings_are_refused_before_training(target):
+    with pytest.raises(DataError, match="num_simulations ≥ 100"):
+        pi.local_c2st(Conjugate(target), key=0, num_simulations=10)
+    focused = Conjugate(target)
+    focused.settings = {"observed": {"y": np.zeros(NUM_DATA)}}
+    with pytest.raises(DataError, match="one data set"):
+        pi.local_c2st(focused, key=0)
