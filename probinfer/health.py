@@ -38,6 +38,8 @@ SPREAD_SHORTFALL = 0.2
 # An amortized estimator's misspecification check (MMD in its embedding space) below this p-value
 # means the job's data are unlike the model's simulations.
 MISSPECIFICATION_LEVEL = 0.01
+# An amortized posterior's local C2ST at the job's data below this p-value: q differs there.
+LOCAL_C2ST_LEVEL = 0.05
 #: A chain whose adapted step is below this fraction of the median chain's adapted to nothing.
 COLLAPSED_STEP = 0.01
 
@@ -114,6 +116,13 @@ def check(posterior, table=None):
     p_mis = d.get("misspecification_p")
     if p_mis is not None and float(p_mis) < MISSPECIFICATION_LEVEL:
         found.append(misspecified(float(p_mis)))
+    p_local = d.get("local_c2st_p")
+    if p_local is not None and float(p_local) < LOCAL_C2ST_LEVEL:
+        found.append(
+            f"the local C2ST tells the amortized posterior from the true one at this data set "
+            f"(L-C2ST p = {float(p_local):.3g} < {LOCAL_C2ST_LEVEL:g}): train with more "
+            "simulations or num_estimators=5, or run mcmc or smc on this data set."
+        )
     spread = d.get("spread_ratio")
     if spread is not None and np.isfinite(spread) and not 1 - SPREAD_SHORTFALL < spread:
         found.append(

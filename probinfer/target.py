@@ -191,7 +191,8 @@ class Target:
         compiled ones. Traceable.
 
         >>> tr = target.trace(target.unravel(z), data={"x": x_test})   # doctest: +SKIP
-        >>> tr["y"]["fn"].mean                                          # doctest: +SKIP
+        >>> site = tr["y"]                                              # doctest: +SKIP
+        >>> site["fn"].mean                                             # doctest: +SKIP
         """
         free = dict(free or {})
 

@@ -756,6 +756,7 @@ NPE_JOB = """
     out = "out"
     [method]
     name = "npe"
+    local_c2st = true
     [calibrate]
     num_sims = 100
     [report]
@@ -781,6 +782,7 @@ def test_npe_job_trains_once_answers_for_the_jobs_data_and_calibrates_the_estima
     assert abs(mu.std() / exact["mu_sd"] - 1) < 0.25
     # The job's data came from the model: its misspecification check ran and passed silently.
     assert result.posterior.diagnostics["misspecification_p"] > 0.01
+    assert 0.0 < result.posterior.diagnostics["local_c2st_p"] <= 1.0  # asked for: it ran
     assert (
         "warning: the observed data lie outside"
         not in (tmp_path / "out" / "diagnostics.txt").read_text()

@@ -27,6 +27,7 @@ import inspect
 import jax
 
 from probinfer._utils import as_key
+from probinfer.inference.amortized.lc2st import local_c2st as _local_c2st
 from probinfer.inference.amortized.nle import nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.nre import nre
@@ -37,12 +38,20 @@ __all__ = [
 ]  # fmt: skip
 
 
-def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
+def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, local_c2st=False,
+            **settings):  # fmt: skip
     """Train :func:`probinfer.npe` on ``target``'s simulations and draw ``num_draws`` from q(θ | x)
-    at the target's observed data. Returns ``(Posterior, AmortizedPosterior)``."""
+    at the target's observed data. ``local_c2st=True`` also runs :func:`probinfer.local_c2st`
+    (its defaults; a minute or two on a CPU) at the job's data: ``local_c2st_p`` in the
+    posterior's diagnostics, and the report warns when it rejects. Returns
+    ``(Posterior, AmortizedPosterior)``."""
     train_key, draw_key = jax.random.split(as_key(key))
     estimator = npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
+    if local_c2st:
+        check = _local_c2st(estimator, key=jax.random.fold_in(draw_key, 11))
+        result = check.test(target.observations(), key=jax.random.fold_in(draw_key, 12))
+        posterior.diagnostics["local_c2st_p"] = result.p_value
     return _checked(posterior, estimator, target, draw_key), estimator
 
 

@@ -183,6 +183,8 @@ def test_misspecification_check_accepts_simulations_and_rejects_data_unlike_them
     post = trained.posterior(jnp.full(NUM_DATA, 40.0), key=1, n=100)
     post.diagnostics["misspecification_p"] = far.p_value
     assert any("misspecification" in w for w in health_check(post))
+    post.diagnostics |= {"misspecification_p": 0.5, "local_c2st_p": 0.01}
+    assert any("local C2ST" in w for w in health_check(post))
 
 
 @pytest.fixture(scope="module")
