@@ -21,3 +21,42 @@ def on_startup(**kwargs):
             (package / entry.name).symlink_to(entry)
     for name in ("inference", "models"):
         (package / name).symlink_to(ROOT / name)
+
+
+def on_page_markdown(markdown, page, **kwargs):
+    """``<!-- job-reference -->`` becomes the job file's reference, generated from the schemas
+    the job reader checks (``probinfer.jobs.spec``) and the registered methods' signatures, so it
+    cannot drift from what ``probinfer run`` accepts."""
+    marker = "<!-- job-reference -->"
+    if marker not in markdown:
+        return markdown
+    return markdown.replace(marker, job_reference())
+
+
+def job_reference():
+    import inspect
+
+    from probinfer import runners
+    from probinfer.jobs import spec
+
+    def table(schema):
+        rows = ["| key | type | meaning |", "|---|---|---|"]
+        for key, (types, meaning) in schema.items():
+            kinds = " or ".join({"str": "string", "dict": "table", "list": "array"}.get(
+                t.__name__, t.__name__) for t in types)  # fmt: skip
+            rows.append(f"| `{key}` | {kinds} | {meaning} |")
+        return "\n".join(rows)
+
+    parts = ["**Top-level keys**", "", table(spec.SCHEMA)]
+    for name, schema in [("model", spec.MODEL_SCHEMA), ("data", spec.DATA_SCHEMA),
+                         ("calibrate", spec.CALIBRATE_SCHEMA), ("compare", spec.COMPARE_SCHEMA),
+                         ("distributed", spec.DISTRIBUTED_SCHEMA), ("report", spec.REPORT_SCHEMA)]:  # fmt: skip
+        parts += ["", f"**`[{name}]`**", "", table(schema)]
+    rows = ["| `name` | its settings (keyword arguments; defaults in the API reference) |", "|---|---|"]
+    for method in runners.job_names():
+        runner = runners.job_method(method)[0]
+        settings = [p for p in inspect.signature(runner).parameters.values()
+                    if p.kind == p.KEYWORD_ONLY and p.name not in spec.RESERVED_SETTINGS]  # fmt: skip
+        rows.append(f"| `{method}` | " + ", ".join(f"`{p.name}`" for p in settings) + " |")
+    parts += ["", "**`[method]`**: `name` and the method's own settings", "", "\n".join(rows)]
+    return "\n".join(parts)

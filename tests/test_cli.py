@@ -2,6 +2,7 @@
 
 import os
 
+from probinfer import cli
 from probinfer.cli import main
 
 
@@ -81,3 +82,15 @@ def test_bad_method_and_settings_get_one_sentence(capsys):
     assert "has no setting 'method.num_chain'" in capsys.readouterr().err
     assert main(["run", "normal_normal", "--method", "smc", "--chains", "2"]) == 2
     assert "--chains does not apply" in capsys.readouterr().err
+
+
+def test_the_demo_takes_the_setting_its_divergence_warning_recommends():
+    # `probinfer` alone: eight schools with NUTS at target_accept 0.95 (clean on seeds 0-9);
+    # any other model, or a user's own target_accept, keeps what the user asked for.
+    parser = cli._parser()
+    demo = cli._job_from_flags(parser.parse_args(["run"]))
+    assert demo["method"] == {"name": "mcmc", "target_accept": 0.95}
+    other = cli._job_from_flags(parser.parse_args(["run", "normal_normal"]))
+    assert other["method"] == {"name": "mcmc"}
+    own = cli._job_from_flags(parser.parse_args(["run", "--set", "target_accept=0.9"]))
+    assert own["method"]["target_accept"] == 0.9
