@@ -52,7 +52,10 @@ def job_reference():
                          ("calibrate", spec.CALIBRATE_SCHEMA), ("compare", spec.COMPARE_SCHEMA),
                          ("distributed", spec.DISTRIBUTED_SCHEMA), ("report", spec.REPORT_SCHEMA)]:  # fmt: skip
         parts += ["", f"**`[{name}]`**", "", table(schema)]
-    rows = ["| `name` | its settings (keyword arguments; defaults in the API reference) |", "|---|---|"]
+    rows = [
+        "| `name` | its settings (keyword arguments; defaults in the API reference) |",
+        "|---|---|",
+    ]
     for method in runners.job_names():
         runner = runners.job_method(method)[0]
         settings = [p for p in inspect.signature(runner).parameters.values()
