@@ -265,7 +265,7 @@ def test_every_draws_twin_takes_its_runners_defaults():
 
 
 def test_the_readme_scale_table_is_generated_from_its_results():
-    """The README's 500-dimension table is ``scale.py``'s table of ``results/scale.json``: a new
+    """The benchmarks page's 500-dimension table is ``scale.py``'s table of ``results/scale.json``: a new
     result or a hand edit without ``scale.py --readme`` fails here, so the numbers cannot drift."""
     import importlib.util
     import json
@@ -275,13 +275,13 @@ def test_the_readme_scale_table_is_generated_from_its_results():
     spec = importlib.util.spec_from_file_location("scale", root / "experiments/bench/scale.py")
     scale = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scale)
-    readme = (root / "README.md").read_text()
+    readme = (root / "docs" / "benchmarks.md").read_text()
     results = json.loads((root / "experiments/bench/results/scale.json").read_text())
     assert scale.rewrite_readme(readme, results) == readme
 
 
 def test_the_readme_data_sweep_table_is_generated_from_its_results():
-    """The README's 10³ → 10⁶-row table is ``scale_data.py``'s table of
+    """The benchmarks page's 10³ → 10⁶-row table is ``scale_data.py``'s table of
     ``results/scale_data.json`` (rerun ``scale_data.py --readme`` after a new sweep)."""
     import importlib.util
     import json
@@ -292,6 +292,6 @@ def test_the_readme_data_sweep_table_is_generated_from_its_results():
     spec = importlib.util.spec_from_file_location("scale_data", path)
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
-    readme = (root / "README.md").read_text()
+    readme = (root / "docs" / "benchmarks.md").read_text()
     results = json.loads((root / "experiments/bench/results/scale_data.json").read_text())
     assert sweep.rewrite_readme(readme, results) == readme

@@ -467,7 +467,7 @@ def check_report_folder(folder):
 
 
 class KnownLimitation(Exception):
-    """An example's answer misses its reference in a way the README states (a strict xfail that
+    """An example's answer misses its reference in a way the docs state (a strict xfail that
     only this exception satisfies: a failed run or report still fails the test)."""
 
 
@@ -483,7 +483,7 @@ EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "experiments", "jobs")
             marks=pytest.mark.xfail(
                 strict=True,
                 raises=KnownLimitation,
-                reason="known limitation (README, flow VI): on the 10-D funnel the defaults put "
+                reason="known limitation (docs/guide/flows.md): on the 10-D funnel the defaults put "
                 "v's mean 0.37 sd low and its sd 36 % low while PSIS k̂ reads 0.65 (no warning)",
             ),
         )

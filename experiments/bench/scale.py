@@ -13,9 +13,10 @@ The 10³ → 10⁶-row data sweep is ``experiments/bench/scale_data.py`` (its ow
 
     python experiments/bench/scale.py [--models item_response,random_effects_logistic]
         [--runners mcmc,sgmcmc,flow_vi,coin_svgd,smc] [--timeout 900]
-    python experiments/bench/scale.py --readme    # rewrite the README's table from the results
+    python experiments/bench/scale.py --readme    # rewrite the table in docs/benchmarks.md
 
-The README's table is :func:`table` of ``results/scale.json`` (a test holds them equal).
+The benchmarks page's table (docs/benchmarks.md) is :func:`table` of ``results/scale.json`` (a
+test holds them equal).
 """
 
 import argparse
@@ -120,7 +121,7 @@ def _cell(row, nuts_seconds):
 
 
 def table(results):
-    """The README's markdown table of ``results`` (``results/scale.json``): per runner and model
+    """The benchmarks page's markdown table of ``results`` (``results/scale.json``): per runner and model
     the worst errors, seconds and the ratio to NUTS's seconds in the same results, each dated."""
     rows = {(r["model"], r["runner"]): r for r in results["rows"]}
     models = [m for m in MODELS if any(key[0] == m for key in rows)]
@@ -158,10 +159,12 @@ def main():
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--key", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
-    parser.add_argument("--readme", action="store_true", help="only rewrite the README's table")
+    parser.add_argument(
+        "--readme", action="store_true", help="only rewrite the table in docs/benchmarks.md"
+    )
     args = parser.parse_args()
     if args.readme:
-        readme = Path(__file__).parents[2] / "README.md"
+        readme = Path(__file__).parents[2] / "docs" / "benchmarks.md"
         results = json.loads(Path(args.out).read_text())
         readme.write_text(rewrite_readme(readme.read_text(), results))
         return

@@ -20,11 +20,11 @@ programs and XLA's buffers) is that cell's alone.
 
     python experiments/bench/scale_data.py [--sizes 1000,100000,1000000]
         [--runners sgmcmc,mcmc,mcmc_blocked,smc]
-    python experiments/bench/scale_data.py --readme   # rewrite the README's table
+    python experiments/bench/scale_data.py --readme   # rewrite docs/benchmarks.md's table
 
 A partial rerun (``--runners smc``) replaces those runners' rows and keeps the others (each
-runner's rows carry their date). The README's table is :func:`table` of
-``results/scale_data.json`` (a test holds them equal).
+runner's rows carry their date). The benchmarks page's table (docs/benchmarks.md) is
+:func:`table` of ``results/scale_data.json`` (a test holds them equal).
 """
 
 import argparse
@@ -143,7 +143,7 @@ _LABELS = {
 
 
 def table(results):
-    """The README's markdown table of ``results`` (``results/scale_data.json``): per runner and
+    """The benchmarks page's markdown table of ``results`` (``results/scale_data.json``): per runner and
     size, compile and run seconds and peak memory, with the compile ratio and the date."""
     sizes = results["sizes"]
     head = " | ".join(f"N = {n:,}" for n in sizes)
@@ -182,10 +182,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--runners", default=",".join(RUNS))
-    parser.add_argument("--readme", action="store_true", help="only rewrite the README's table")
+    parser.add_argument(
+        "--readme", action="store_true", help="only rewrite the table in docs/benchmarks.md"
+    )
     args = parser.parse_args()
     if args.readme:
-        readme = Path(__file__).parents[2] / "README.md"
+        readme = Path(__file__).parents[2] / "docs" / "benchmarks.md"
         results = json.loads((Path(__file__).parent / "results" / "scale_data.json").read_text())
         readme.write_text(rewrite_readme(readme.read_text(), results))
         return

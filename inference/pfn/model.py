@@ -181,7 +181,7 @@ class PFN(estimator_file.Estimator):
 
 def load(name_or_path, *, prior=None):
     """Load a PFN saved with :meth:`PFN.save`, or a shipped one by name (``"gp-rbf-1d"``: a
-    1-D GP-regression PFN, see the README for its training command and evaluation).
+    1-D GP-regression PFN, see docs/guide/pfn-dt.md for its training command and evaluation).
 
     ``prior``: the prior it was trained on, needed only for a ``ModelPrior`` (code is not saved).
     Files of the format before :mod:`probinfer.nn.estimator` keep loading.

@@ -225,7 +225,7 @@ def test_calibrate_runs_coin_svgd_as_one_vmapped_program():
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,  # the gap is 6 standard errors and more: a pass would mean the method changed
-    reason="known limitation (README, coin sampling): at 2,000 steps Coin SVGD's KSD is 7–8 % "
+    reason="known limitation (docs/guide/particles.md): at 2,000 steps Coin SVGD's KSD is 7–8 % "
     "above Adam-SVGD's at its best rate (Gaussian 0.0231 vs 0.0213, banana 0.0312 vs 0.0293, "
     "4 seeds, se ≈ 0.0003)",
 )
