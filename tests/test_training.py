@@ -224,6 +224,15 @@ def test_streams_give_each_group_of_copies_its_own_minibatches_and_keys():
             copies=4, streams=3, **common)  # fmt: skip
 
 
+def test_with_hyper_gives_each_copy_its_own_loss():
+    # Copy i fits the constant hyper[i]: with one shared loss, only its hyper row tells them apart.
+    targets = jnp.array([-1.0, 0.5, 2.0])
+    result = fit(lambda p, key, batch, h: (p["c"] - h) ** 2, {"c": jnp.zeros(3)},
+                 key=jax.random.key(9), num_steps=300, optimizer=lambda h: optax.adam(0.05),
+                 hyper=targets, copies=3, with_hyper=True, progress=False)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(result.params["c"]), np.asarray(targets), atol=1e-2)
+
+
 def test_train_steps_is_traceable_and_equals_fit():
     data = _regression(64)
     kwargs = dict(num_steps=40, optimizer=optax.adam(1e-2), data=data, batch_size=16)

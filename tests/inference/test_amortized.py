@@ -222,7 +222,9 @@ def test_an_ensemble_is_the_equal_mixture_of_its_members(tmp_path, normal_target
     mixture_mean = np.mean([p.mean() for p in parts])
     se = np.sqrt(draws.var() / n + np.mean([p.var() for p in parts]) / (9 * n))
     assert abs(draws.mean() - mixture_mean) < 4 * se, (draws.mean(), mixture_mean, se)
-    assert draws.var() >= min(p.var() for p in parts)  # a mixture is no narrower than its members
+    # A mixture's variance is its members' mean variance plus that of their means: at least the
+    # former, up to four standard errors of a variance estimate (relative sd √(2/n)).
+    assert draws.var() >= np.mean([p.var() for p in parts]) * (1 - 4 * np.sqrt(2 / n))
     path = ensemble.save(tmp_path / "ensemble.msgpack")
     loaded = pi.load(path, normal_model, model_kwargs={"y": jnp.zeros(NUM_DATA)})
     assert loaded.num_estimators == 3
