@@ -262,36 +262,3 @@ def test_every_draws_twin_takes_its_runners_defaults():
 
     with pytest.raises(pi.ProbinferError, match=r"unknown mcmc setting\(s\) \['num_draws'\]"):
         mcmc_draws(None, None, 10, num_draws=5)
-
-
-def test_the_readme_scale_table_is_generated_from_its_results():
-    """The benchmarks page's 500-dimension table is ``scale.py``'s table of ``results/scale.json``: a new
-    result or a hand edit without ``scale.py --readme`` fails here, so the numbers cannot drift."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    root = Path(__file__).parents[1]
-    spec = importlib.util.spec_from_file_location("scale", root / "experiments/bench/scale.py")
-    scale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale)
-    readme = (root / "docs" / "benchmarks.md").read_text()
-    results = json.loads((root / "experiments/bench/results/scale.json").read_text())
-    assert scale.rewrite_readme(readme, results) == readme
-
-
-def test_the_readme_data_sweep_table_is_generated_from_its_results():
-    """The benchmarks page's 10³ → 10⁶-row table is ``scale_data.py``'s table of
-    ``results/scale_data.json`` (rerun ``scale_data.py --readme`` after a new sweep)."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    root = Path(__file__).parents[1]
-    path = root / "experiments/bench/scale_data.py"
-    spec = importlib.util.spec_from_file_location("scale_data", path)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    readme = (root / "docs" / "benchmarks.md").read_text()
-    results = json.loads((root / "experiments/bench/results/scale_data.json").read_text())
-    assert sweep.rewrite_readme(readme, results) == readme

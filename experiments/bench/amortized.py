@@ -101,6 +101,7 @@ def main():
     parser.add_argument("--tasks", default=",".join(TASKS))
     args = parser.parse_args()
     results = {
+        "date": time.strftime("%Y-%m-%d"),
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),
         "num_datasets": args.num_datasets,

@@ -116,6 +116,7 @@ def main():
         case("banana_1000", get("banana").compile(), 1000, args.steps // 4, args.repeats),
     ]
     results = {
+        "date": time.strftime("%Y-%m-%d"),
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),

@@ -75,7 +75,8 @@ def main(num_sims=5):
         )
     out = Path(__file__).parent / "results" / "conditioned.json"
     meta = {"machine": "2-core CPU", "jax": jax.__version__, "num_sims": num_sims}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    record = {"date": time.strftime("%Y-%m-%d"), "meta": meta, "results": results}
+    out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ def main():
         write_json(
             args.out,
             {
+                "date": time.strftime("%Y-%m-%d"),
                 "steps": args.steps,
                 "seeds": args.seeds,
                 "particles": args.particles,

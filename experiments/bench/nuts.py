@@ -84,7 +84,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "nuts.json"))
     args = parser.parse_args()
-    results = {"machine": platform.processor() or platform.machine(), "devices": str(jax.devices())}
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "devices": str(jax.devices()),
+    }
     for name in MODELS:
         example = get(name)
         target = example.compile()

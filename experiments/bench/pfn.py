@@ -215,7 +215,11 @@ def main():
     parser.add_argument("--parts", default="gp,bnn")
     args = parser.parse_args()
     numpyro.enable_validation(False)
-    results = {"device": str(jax.devices()[0]), "machine": platform.processor() or "?"}
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": str(jax.devices()[0]),
+        "machine": platform.processor() or "?",
+    }
     if "gp" in args.parts:
         results["gp"] = gp_part()
         print("gp", results["gp"], flush=True)

@@ -15,8 +15,8 @@ The 10³ → 10⁶-row data sweep is ``experiments/bench/scale_data.py`` (its ow
         [--runners mcmc,sgmcmc,flow_vi,coin_svgd,smc] [--timeout 900]
     python experiments/bench/scale.py --readme    # rewrite the table in docs/benchmarks.md
 
-The benchmarks page's table (docs/benchmarks.md) is :func:`table` of ``results/scale.json`` (a
-test holds them equal).
+The benchmarks page's table (docs/benchmarks.md) is ``tables.py``'s ``scale`` of
+``results/scale.json`` (``python experiments/bench/tables.py scale``; a test holds them equal).
 """
 
 import argparse
@@ -100,58 +100,6 @@ def _reference(model):
     return reference
 
 
-TABLE_START, TABLE_END = "<!-- scale.py table -->", "<!-- end scale.py table -->"
-_LABELS = {
-    "mcmc": "`mcmc` (NUTS)",
-    "sgmcmc": "`sgmcmc`",
-    "flow_vi": "`flow_vi`",
-    "coin_svgd": "`coin_svgd`",
-    "smc": "`smc`",
-}
-
-
-def _cell(row, nuts_seconds):
-    if not row.get("finished"):
-        return f"**not finished in {row['limit_s']:.0f} s** ({row['date']})"
-    mean, sd = row["worst_mean_error_sd"], row["worst_sd_error"]
-    accuracy = f"{mean:.2f} sd / {100 * sd:.0f} %" if mean < 10 else f"**fails**: {mean:,.0f} sd"
-    ratio = "" if row["runner"] == "mcmc" else f" ({row['seconds'] / nuts_seconds:.1f}× NUTS)"
-    warned = " (warned)" if row.get("health") and row["runner"] != "mcmc" else ""
-    return f"{accuracy}{warned}, {row['seconds']:.0f} s{ratio} ({row['date']})"
-
-
-def table(results):
-    """The benchmarks page's markdown table of ``results`` (``results/scale.json``): per runner and model
-    the worst errors, seconds and the ratio to NUTS's seconds in the same results, each dated."""
-    rows = {(r["model"], r["runner"]): r for r in results["rows"]}
-    models = [m for m in MODELS if any(key[0] == m for key in rows)]
-    lines = [
-        "| runner | " + " | ".join(_TITLES[m] for m in models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for runner in RUNNERS:
-        cells = []
-        for model in models:
-            row = rows.get((model, runner))
-            nuts = rows.get((model, "mcmc"), {}).get("seconds", float("nan"))
-            cells.append("—" if row is None else _cell(row, nuts))
-        lines.append(f"| {_LABELS[runner]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-_TITLES = {
-    "item_response": "item response (501 dims, 30,000 answers)",
-    "random_effects_logistic": "random effects (507 dims, 20,000 rows)",
-}
-
-
-def rewrite_readme(readme, results):
-    """``readme`` text with the block between the table markers replaced by :func:`table`."""
-    head, rest = readme.split(TABLE_START)
-    _, tail = rest.split(TABLE_END)
-    return f"{head}{TABLE_START}\n{table(results)}\n{TABLE_END}{tail}"
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(MODELS))
@@ -160,13 +108,15 @@ def main():
     parser.add_argument("--key", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
     parser.add_argument(
-        "--readme", action="store_true", help="only rewrite the table in docs/benchmarks.md"
+        "--readme",
+        action="store_true",
+        help="only rewrite docs/benchmarks.md's table from results/scale.json (tables.py scale)",
     )
     args = parser.parse_args()
     if args.readme:
-        readme = Path(__file__).parents[2] / "docs" / "benchmarks.md"
-        results = json.loads(Path(args.out).read_text())
-        readme.write_text(rewrite_readme(readme.read_text(), results))
+        from tables import update  # experiments/bench/tables.py, beside this script
+
+        update(["scale"])
         return
     rows = []
     for model in args.models.split(","):

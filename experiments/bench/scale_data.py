@@ -24,7 +24,7 @@ programs and XLA's buffers) is that cell's alone.
 
 A partial rerun (``--runners smc``) replaces those runners' rows and keeps the others (each
 runner's rows carry their date). The benchmarks page's table (docs/benchmarks.md) is
-:func:`table` of ``results/scale_data.json`` (a test holds them equal).
+``tables.py``'s ``scale_data`` of ``results/scale_data.json`` (a test holds them equal).
 """
 
 import argparse
@@ -133,63 +133,20 @@ def measure_apart(runner, n):
     return row
 
 
-TABLE_START, TABLE_END = "<!-- scale_data.py table -->", "<!-- end scale_data.py table -->"
-_LABELS = {
-    "sgmcmc": "`sgmcmc` (2,000 steps)",
-    "mcmc": "`mcmc` (NUTS, 200 transitions)",
-    "mcmc_blocked": "`mcmc` on `block_data(10_000)`",
-    "smc": "`smc` (200 particles)",
-}
-
-
-def table(results):
-    """The benchmarks page's markdown table of ``results`` (``results/scale_data.json``): per runner and
-    size, compile and run seconds and peak memory, with the compile ratio and the date."""
-    sizes = results["sizes"]
-    head = " | ".join(f"N = {n:,}" for n in sizes)
-    lines = [
-        f"| runner | {head} | compile at {sizes[-1]:,} / {sizes[0]:,} |",
-        "|---" * (len(sizes) + 2) + "|",
-    ]
-    for runner, rows in results["results"].items():
-        cells = []
-        for n in sizes:
-            row = rows[str(n)]
-            cell = f"compile {row['compile_s']:.1f} s, run {row['run_s']:.1f} s"
-            if "peak_rss_mb" in row:
-                cell += f", {row['peak_rss_mb']:,.0f} MB"
-            if "loop_ms_per_step" in row:
-                cell += f", {row['loop_ms_per_step']:.2f} ms/step"
-            if "num_temperatures" in row:
-                cell += f", {row['num_temperatures']} temperatures ({row['reference']})"
-            cells.append(cell)
-        date = rows.get("date", results["date"])
-        label = _LABELS.get(runner, runner)
-        lines.append(
-            f"| {label} | " + " | ".join(cells) + f" | {rows['compile_ratio']:.2f} ({date}) |"
-        )
-    return "\n".join(lines)
-
-
-def rewrite_readme(readme, results):
-    """``readme`` with the block between the table markers replaced by :func:`table`."""
-    head, rest = readme.split(TABLE_START)
-    _, tail = rest.split(TABLE_END)
-    return f"{head}{TABLE_START}\n{table(results)}\n{TABLE_END}{tail}"
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--runners", default=",".join(RUNS))
     parser.add_argument(
-        "--readme", action="store_true", help="only rewrite the table in docs/benchmarks.md"
+        "--readme",
+        action="store_true",
+        help="only rewrite docs/benchmarks.md's table (tables.py scale_data)",
     )
     args = parser.parse_args()
     if args.readme:
-        readme = Path(__file__).parents[2] / "docs" / "benchmarks.md"
-        results = json.loads((Path(__file__).parent / "results" / "scale_data.json").read_text())
-        readme.write_text(rewrite_readme(readme.read_text(), results))
+        from tables import update  # experiments/bench/tables.py, beside this script
+
+        update(["scale_data"])
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(__file__).parent / "results" / "scale_data.json"

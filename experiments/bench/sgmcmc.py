@@ -241,6 +241,7 @@ def main():
             "time_over_floor_with_noise": floor_noise / ours,
         }
     results = {
+        "date": time.strftime("%Y-%m-%d"),
         "device": jax.devices()[0].device_kind,
         "platform": platform.platform(),
         "jax": jax.__version__,

@@ -230,6 +230,7 @@ def main():
     z0 = target.init(0, n)
     floor_s, _ = _timed(lambda: floor(z0), args.repeats)
     results = {
+        "date": time.strftime("%Y-%m-%d"),
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
         "machine": platform.processor() or platform.machine(),

@@ -96,6 +96,7 @@ def main():
         and np.allclose(cov.ecp, ecp_package, atol=1e-6)
     )
     results = {
+        "date": time.strftime("%Y-%m-%d"),
         "size": {
             "samples": args.samples,
             "sims": args.sims,
