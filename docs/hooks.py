@@ -23,6 +23,19 @@ def on_startup(**kwargs):
         (package / name).symlink_to(ROOT / name)
 
 
+def on_files(files, config, **kwargs):
+    """The experiments' figures (``experiments/<family>/figures|results/*.png``) join the site
+    as ``figures/<family>/<name>.png``, so pages show the figures the scripts make — no copy
+    in ``docs/`` to go stale, and ``--strict`` fails on a link to a figure that is gone."""
+    from mkdocs.structure.files import File
+
+    for path in sorted((ROOT / "experiments").glob("*/*/*.png")):
+        if path.parent.name in ("figures", "results"):
+            uri = f"figures/{path.parent.parent.name}/{path.name}"
+            files.append(File.generated(config, uri, abs_src_path=str(path)))
+    return files
+
+
 def on_page_markdown(markdown, page, **kwargs):
     """``<!-- job-reference -->`` becomes the job file's reference, generated from the schemas
     the job reader checks (``probinfer.jobs.spec``) and the registered methods' signatures, so it

@@ -51,3 +51,20 @@ def test_the_api_reference_names_every_public_name():
                   "inference", "health", "pfn", "dt"}  # fmt: skip
     missing = set(pi.__all__) - numpyro - documented - namespaces
     assert not missing, f"docs/api.md lacks {sorted(missing)}"
+
+
+def test_docstring_examples_and_roles_become_markdown():
+    """The API reference's griffe extension fences doctest runs (Markdown would read ``>>>`` as
+    nested quotes) and turns Sphinx roles into code spans."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "griffe_docstrings", ROOT / "docs" / "griffe_docstrings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "See :class:`~probinfer.Target` and :func:`pi.mcmc`.\n\n    >>> x = 1  # doctest: +SKIP\n    >>> f(\n    ...     x)\n    2\n\nAfter."
+    assert module.to_markdown(text) == (
+        "See `Target` and `pi.mcmc`.\n\n    ```python\n    x = 1\n    f(\n        x)\n    # 2\n"
+        "    ```\n\nAfter."
+    )
