@@ -13,6 +13,7 @@
 import importlib
 
 from probinfer import devices, diagnostics, health, kernels, report, runners
+from probinfer.caching import enable_compilation_cache
 from probinfer.comparison import compare, loo
 from probinfer.compiler import compile
 from probinfer.errors import (
@@ -82,6 +83,7 @@ __all__ = [
     "dt",
     "run",
     "load",
+    "enable_compilation_cache",
     "jobs",
     "models",
     "inference",

@@ -214,6 +214,10 @@ def main(argv=None):
     from probinfer.errors import ProbinferError
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    from probinfer import caching
+
+    if caching.enabled_by_environment():
+        caching.enable_compilation_cache()  # a rerun skips XLA compilation
     wants_help = argv[:1] == ["run"] and ("-h" in argv or "--help" in argv)
     args = _parser(with_methods=wants_help).parse_args(argv)
     try:

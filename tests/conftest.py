@@ -10,6 +10,9 @@ import pytest
 # The suite runs in two worker processes (pyproject's addopts): on a GPU each would otherwise
 # reserve 75 % of the device's memory at start-up.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# The CLI tests call main() in this process: keep its on-disk compilation cache off, so the
+# suite compiles what it tests and writes nothing under $HOME (tests/test_caching.py covers it).
+os.environ.setdefault("PROBINFER_COMPILATION_CACHE", "0")
 
 # The default tier is compile-bound: two thirds of its time is XLA compiling small programs once
 # (profiled on test_target.py: 71 of 112 s in backend_compile). LLVM's optimisation passes and
