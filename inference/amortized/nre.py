@@ -80,7 +80,7 @@ def nre(
     gamma=1.0,
     balance=0.0,
     num_steps=None,
-    batch_size=256,
+    batch_size=None,
     validation_fraction=0.1,
     optimizer=None,
     weight_decay="auto",
@@ -110,7 +110,8 @@ def nre(
             trades sharpness for posteriors that are conservative rather than overconfident.
         num_steps: at most this many optimiser steps (None: 50,000); early stopping may end
             training sooner.
-        batch_size: simulations per step (at least K + 1).
+        batch_size: simulations per step (at least K + 1; None: NPE's, ``num_simulations /
+            16`` between 64 and 256).
         validation_fraction: share held out for early stopping, in (0, 0.5].
         optimizer: an optax GradientTransformation (None: Adam 5e-4, clipping at norm 5).
         weight_decay: the embedding's decoupled weight decay with the default optimizer:
