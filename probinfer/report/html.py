@@ -167,7 +167,11 @@ def render(
         parts.append('<div class="ok">No warnings from the diagnostics below.</div>')
     parts += ["<h2>Posterior summary</h2>", _table(table)]
     if calibration is not None:
-        parts += ["<h2>Calibration</h2>", f"<pre>{esc(calibration)}</pre>"]
+        # sentences, not a table: wrapped, so the evidence is readable without scrolling
+        parts += [
+            "<h2>Calibration</h2>",
+            f'<pre style="white-space: pre-wrap">{esc(calibration)}</pre>',
+        ]
     if model_checks:
         parts += [
             "<h2>Model checks: leave-one-out cross-validation</h2>",
