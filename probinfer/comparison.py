@@ -124,7 +124,9 @@ def loo(post, target, *, key=None, num_draws=None):
 def compare(fits, *, key=None):
     """ArviZ's LOO comparison table (elpd, differences, their se, stacking weights) of
     ``fits = {name: (Posterior, Target)}``; every Target must have the same data points."""
-    data = {name: _inference_data(post, target, key) for name, (post, target) in fits.items()}
+    # Our loo per fit: its k̂ warning names the model, the points and the fixes, where ArviZ's
+    # compare would re-run loo and emit its own (or, under an error filter, drop the model).
+    data = {name: loo(post, target, key=key) for name, (post, target) in fits.items()}
     with warnings.catch_warnings():
         # ArviZ 0.23 sorts with pandas' deprecated ``inplace=``: not the user's to act on.
         warnings.filterwarnings("ignore", message=".*inplace keyword", module="pandas")

@@ -86,6 +86,11 @@ def test_the_report_shows_loo_a_predictive_check_and_warns_of_influential_points
     post = pi.mcmc(target, key=0, num_draws=500, num_warmup=300, progress=False)
     with pytest.warns(pi.ProbinferWarning, match=r"1 of 20 data points have Pareto k̂"):
         pi.loo(post, target)
+    # compare warns the same sentence and still ranks every model (ArviZ's own loo inside compare
+    # would warn its own, or under an error filter drop the model with "Encountered error").
+    with pytest.warns(pi.ProbinferWarning, match=r"1 of 20 data points have Pareto k̂"):
+        table = pi.compare({"a": (post, target), "b": (post, target)})
+    assert sorted(table.index) == ["a", "b"]
     paths = pi.report.write_report(post, tmp_path, target=target, max_components=2)
     assert (tmp_path / "ppc.png").stat().st_size > 0 and "ppc.png" in paths
     page = (tmp_path / "report.html").read_text()
