@@ -65,6 +65,7 @@ def tsnpe(
     flow="nsf",
     embedding="mlp",
     num_layers=None,
+    weight_decay="auto",
     batch_size=256,
     validation_fraction=0.1,
     block_size=10_000,
@@ -82,8 +83,8 @@ def tsnpe(
         num_rounds: rounds (1: plain NPE).
         num_simulations: the whole budget, split equally over the rounds.
         epsilon: the posterior mass left outside the truncated region.
-        flow, embedding, num_layers, batch_size, validation_fraction, block_size, progress:
-            as for ``npe``.
+        flow, embedding, num_layers, weight_decay, batch_size, validation_fraction,
+            block_size, progress: as for ``npe`` (``weight_decay`` every round's).
 
     Returns:
         :class:`~probinfer.inference.amortized.AmortizedPosterior` (method ``"tsnpe"``;
@@ -114,7 +115,7 @@ def tsnpe(
     z, raw, dropped = simulate_training_set(target, layout, key_sim, per_round, int(block_size))
     layout = layout.fitted(raw)
     loc, scale = z.mean(0), np.where(z.std(0) > 1e-8, z.std(0), 1.0)
-    post, params, decays = None, None, _decays("auto", False)
+    post, params, decays = None, None, _decays(weight_decay, False)
     report = {
         "acceptance": [],
         "round_seconds": [],
