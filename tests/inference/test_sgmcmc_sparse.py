@@ -30,7 +30,8 @@ def _flat(draws, name):
 
 @functools.cache
 def _nuts(make):
-    return pi.mcmc(make().compile(), key=1, num_warmup=1_000, num_draws=2_000, progress=False)
+    # 4 × 1,000 draws: ESS above 100 in every coordinate (checked below), its error in the bars
+    return pi.mcmc(make().compile(), key=1, num_warmup=500, num_draws=1_000, progress=False)
 
 
 def _moments(post, name, dim):
