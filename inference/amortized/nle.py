@@ -93,7 +93,7 @@ def nle(
             data set is the sum over its trials. False (default): x is one flattened vector,
             which needs a density of all m trials at once — on the 20-observation normal model
             with 10,000 simulations that put NUTS's posterior mean 0.45 sd off, and the i.i.d.
-            form 0.05 sd (``tests/test_jobs.py``).
+            form 0.05 sd (``tests/test_amortized_jobs.py``).
         num_layers: flow layers (None: the flow's default).
         num_steps: at most this many optimiser steps (None: 50,000); early stopping may end
             training sooner.
