@@ -27,7 +27,6 @@ import inspect
 import jax
 
 from probinfer._utils import as_key
-from probinfer.inference.amortized.lc2st import local_c2st as _local_c2st
 from probinfer.inference.amortized.nle import nle
 from probinfer.inference.amortized.npe import npe
 from probinfer.inference.amortized.nre import nre
@@ -49,7 +48,7 @@ def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, lo
     estimator = npe(target, key=train_key, progress=progress, checkpoint=checkpoint, **settings)
     posterior = estimator.posterior(target.observations(), key=draw_key, n=num_draws)
     if local_c2st:
-        check = _local_c2st(estimator, key=jax.random.fold_in(draw_key, 11))
+        check = estimator.local_c2st(key=jax.random.fold_in(draw_key, 11))
         result = check.test(target.observations(), key=jax.random.fold_in(draw_key, 12))
         posterior.diagnostics["local_c2st_p"] = result.p_value
     return _checked(posterior, estimator, target, draw_key), estimator

@@ -56,9 +56,14 @@ class LocalC2STResult(NamedTuple):
         head = "q(θ | x) differs from the posterior at this x" if self.rejected(level) else (
             "no local difference between q(θ | x) and the posterior found at this x"
         )  # fmt: skip
+        floor = 1 / (self.null.size + 1)  # the smallest p-value a rank can give
+        blind = (
+            f"; with {self.null.size} it cannot reject at this level (its smallest p-value is "
+            f"{floor:.3g}): train with num_null ≥ {int(np.ceil(2 / level))}"
+        ) if floor > level else ""  # fmt: skip
         return (
             f"{head} (L-C2ST: T = {self.statistic:.3g}, p = {self.p_value:.3g} against "
-            f"{self.null.size} permutation classifiers, level {level})."
+            f"{self.null.size} permutation classifiers, level {level:.3g}{blind})."
         )
 
 

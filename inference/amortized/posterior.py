@@ -193,6 +193,13 @@ class AmortizedPosterior(estimator_file.Estimator):
 
         return misspecification(self, x, key=key, num_simulations=num_simulations)
 
+    def local_c2st(self, *, key, **settings):
+        """L-C2ST's classifiers trained for this estimator (:func:`~.lc2st.local_c2st`, its
+        defaults unless ``settings`` say otherwise): ``.test(x, key=)`` at any data set."""
+        from probinfer.inference.amortized.lc2st import local_c2st
+
+        return local_c2st(self, key=key, **settings)
+
     def __repr__(self):
         epochs = self.diagnostics.get("num_epochs")
         return (

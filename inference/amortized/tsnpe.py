@@ -103,6 +103,7 @@ def tsnpe(
         raise DataError(f"num_rounds must be a positive integer, got {num_rounds}.")
     if not 0.0 < float(epsilon) < 0.5:
         raise DataError(f"epsilon must lie in (0, 0.5), got {epsilon}.")
+    decays = _decays(weight_decay, False)
     layout = ObservationLayout.from_target(target, layout_kind(embedding))
     layout.raw(x)  # one sentence for a data set of the wrong shape, before simulating
     observed = {
@@ -115,7 +116,7 @@ def tsnpe(
     z, raw, dropped = simulate_training_set(target, layout, key_sim, per_round, int(block_size))
     layout = layout.fitted(raw)
     loc, scale = z.mean(0), np.where(z.std(0) > 1e-8, z.std(0), 1.0)
-    post, params, decays = None, None, _decays(weight_decay, False)
+    post, params = None, None
     report = {
         "acceptance": [],
         "round_seconds": [],

@@ -52,6 +52,8 @@ class Calibration:
         method: the method's name; settings: what it was run with; seconds: wall time of the runs.
         hpd: expected coverage of q's highest-density regions (:mod:`.hpd`) when the method is
             an estimator with ``log_prob`` (NPE, FMPE); None otherwise.
+        local: L-C2ST at the data the model was compiled with (``calibrate(local_c2st=...)``;
+            :func:`probinfer.local_c2st`): ``p_value``, ``verdict()``; None when not asked for.
     """
 
     tarp: Coverage
@@ -65,20 +67,23 @@ class Calibration:
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
     hpd: HPDCoverage | None = None
+    local: object | None = None
 
     @property
     def _num_checks(self):
-        return 3 if self.hpd is None else 4
+        return 3 + (self.hpd is not None) + (self.local is not None)
 
     def is_calibrated(self, level=0.05):
-        """True when both TARP checks, SBC and (for a density estimator) the HPD coverage find
-        nothing, each at ``level`` divided by the number of checks (Bonferroni)."""
+        """True when both TARP checks, SBC, (for a density estimator) the HPD coverage and (when
+        asked for) L-C2ST at the model's data find nothing, each at ``level`` divided by the
+        number of checks (Bonferroni)."""
         each = level / self._num_checks
         return (
             self.tarp.diagnosis(each)[0] == "calibrated"
             and self.tarp_random.diagnosis(each)[0] == "calibrated"
             and self.sbc.is_uniform(each)
             and (self.hpd is None or self.hpd.diagnosis(each) == "calibrated")
+            and (self.local is None or not self.local.rejected(each))
         )
 
     def verdict(self, level=0.05):
@@ -96,6 +101,8 @@ class Calibration:
         ]
         if self.hpd is not None:
             lines.append(self.hpd.verdict(each))
+        if self.local is not None:
+            lines.append("at the model's data — " + self.local.verdict(each))
         return "\n".join(lines)
 
     def plot(self):
@@ -201,6 +208,7 @@ def calibrate(
     block_size=100,
     progress="auto",
     devices=None,
+    local_c2st=False,
     model_args=(),
     model_kwargs=None,
     data=(),
@@ -225,10 +233,16 @@ def calibrate(
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
         devices: where the simulations of a block run (:mod:`probinfer.devices`; None: all
             local devices, when ``block_size`` is a multiple of their number).
+        local_c2st: for an amortized posterior estimator (:func:`probinfer.npe`'s): ``True``
+            also checks q at the data the model was compiled with by L-C2ST (Linhart et al.
+            2023; trains :func:`probinfer.local_c2st`'s classifiers with 200 permutation twins,
+            a few minutes on a CPU), or pass a check already trained for this estimator
+            (``pi.local_c2st(estimator, key=…)``). Coverage averages over the prior predictive;
+            this asks whether q is right at *your* x. One more check in the verdict.
 
     Returns:
         :class:`Calibration` with ``tarp`` (x-dependent references), ``tarp_random``, ``sbc``,
-        ``verdict()``, ``plot()`` and ``save(folder)``.
+        ``hpd`` and ``local`` (when they apply), ``verdict()``, ``plot()`` and ``save(folder)``.
 
     Example:
         >>> result = pi.calibrate("normal_normal", "hmc", key=0, num_sims=200,
@@ -253,6 +267,7 @@ def calibrate(
     theta = np.asarray(_flatten(target, params))
     run_keys = jax.random.split(key_run, num_sims)
     name, draws_fn, runner, amortized = _resolve(method)
+    local_check = _local_check(local_c2st, amortized, name)  # refused before any run
 
     start = time.perf_counter()
     if draws_fn is not None:
@@ -306,6 +321,12 @@ def calibrate(
         hpd = _hpd_coverage(
             amortized, target, key_run, params, observations, num_samples, batch_size, devices
         )
+    local = None
+    if local_check is not None:
+        key_local = jax.random.fold_in(as_key(key), 7)
+        if local_check is True:
+            local_check = amortized.local_c2st(key=key_local, num_null=_LOCAL_NULL)
+        local = local_check.test(target.observations(), key=jax.random.fold_in(key_local, 1))
     return Calibration(
         tarp=_relabel(coverage, "MAP(x) + prior-scale noise (x-dependent)"),
         tarp_random=coverage_random,
@@ -323,7 +344,40 @@ def calibrate(
         },
         seconds=seconds,
         hpd=hpd,
+        local=local,
     )
+
+
+# L-C2ST's p-value is a rank among its permutation classifiers, so it is never below
+# 1/(num_null + 1); at level 0.05 over five checks each is tested at 0.01, and local_c2st's
+# default 100 could reject only when T beats every null classifier. 200 puts the floor at half
+# that level (training time grows in proportion: the classifiers train side by side).
+_LOCAL_NULL = 200
+
+
+def _local_check(local_c2st, amortized, name):
+    """None, True (train L-C2ST for the estimator) or the trained check handed in; anything
+    else is refused with a sentence before a single simulation runs."""
+    if local_c2st is None or local_c2st is False:
+        return None
+    if amortized is None or (
+        local_c2st is True and not callable(getattr(amortized, "local_c2st", None))
+    ):
+        raise ProbinferError(
+            f"local_c2st checks an amortized posterior estimator (pi.npe's, any flow) at the "
+            f"model's data; {name} is not one. Calibrate it without local_c2st, or check the "
+            "posterior at your data against mcmc or smc."
+        )
+    if local_c2st is True:
+        return True
+    if getattr(local_c2st, "estimator", None) is not amortized or not callable(
+        getattr(local_c2st, "test", None)
+    ):
+        raise ProbinferError(
+            "local_c2st must be True or a check trained for this very estimator "
+            "(pi.local_c2st(estimator, key=…)); the one given was not."
+        )
+    return local_c2st
 
 
 def _has_density(method):

@@ -80,6 +80,7 @@ CALIBRATE_SCHEMA = {
     "num_draws": ((int,), "posterior draws per data set"),
     "method": ((str,), "the method to check (default: the job's method)"),
     "settings": ((dict,), "settings of the method for each simulated data set"),
+    "local_c2st": ((bool,), "also L-C2ST at the job's data (an npe job's estimator)"),
 }
 DISTRIBUTED_SCHEMA = {
     "coordinator": ((str,), "host:port of process 0"),

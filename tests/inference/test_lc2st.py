@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import probinfer as pi
-from probinfer import DataError, dist
+from probinfer import DataError, ProbinferError, dist
 from probinfer.models.conjugate import normal_normal_posterior
 
 NUM_DATA = 5
@@ -52,24 +52,43 @@ def observations(target):
 def test_the_exact_posterior_passes_at_new_data(target, observations):
     # Five independent checks (their own classifiers), one data set each: under the null each
     # p-value is uniform on {1/51, …, 1}, so Fisher's −2 Σ log p is at most a χ²₁₀ (discrete
-    # p-values only make it smaller); its 0.999 quantile bounds it.
-    p = [
+    # p-values only make it smaller); its 0.999 quantile bounds it. The first comes through
+    # calibrate(local_c2st=), which tests at the data the model was compiled with.
+    estimator = Conjugate(target)
+    check = pi.local_c2st(estimator, key=0, **SETTINGS)
+    calibration = pi.calibrate(
+        normal_model, estimator, key=0, num_sims=20, num_draws=50, local_c2st=check,
+        progress=False, model_kwargs={"y": observations[0]},
+    )  # fmt: skip
+    assert "at the model's data — no local difference" in calibration.verdict()
+    assert "cannot reject at this level" in calibration.verdict()  # 50 permutations: blind
+    p = [calibration.local.p_value] + [
         pi.local_c2st(Conjugate(target), key=seed, **SETTINGS)
         .test({"y": observations[seed]}, key=seed).p_value
-        for seed in range(5)
+        for seed in range(1, 5)
     ]  # fmt: skip
     assert -2 * np.sum(np.log(p)) < stats.chi2(10).ppf(0.999), p
 
 
 @pytest.mark.slow
 def test_a_posterior_one_sd_off_is_rejected_at_every_data_set(target, observations):
-    check = pi.local_c2st(Conjugate(target, shift=1.0), key=0, **SETTINGS)
+    # 200 permutation classifiers: calibrate tests at level 0.05 / 4 = 0.0125 (Bonferroni), which
+    # 50 cannot reach (their smallest p-value is 1/51); measured p = 0.005-0.02 at these data.
+    check = pi.local_c2st(Conjugate(target, shift=1.0), key=0, **(SETTINGS | {"num_null": 200}))
     results = [check.test({"y": y}, key=i) for i, y in enumerate(observations)]
     assert all(r.rejected() for r in results), [r.p_value for r in results]
     assert "differs from the posterior" in results[0].verdict()
-    assert results[0].probabilities.shape == (1000,) and results[0].null.shape == (50,)
+    assert results[0].probabilities.shape == (1000,) and results[0].null.shape == (200,)
     with pytest.raises(DataError, match="trained on 5"):
         check.test({"y": jnp.zeros(3)}, key=0)
+    # in calibrate's verdict: one more check, and it fails (at the second data set: the first's
+    # p-value, 0.02, sits at the Bonferroni level)
+    calibration = pi.calibrate(
+        normal_model, check.estimator, key=0, num_sims=20, num_draws=50, local_c2st=check,
+        progress=False, model_kwargs={"y": observations[1]},
+    )  # fmt: skip
+    assert calibration.local.rejected() and not calibration.is_calibrated()
+    assert "at the model's data — q(θ | x) differs" in calibration.verdict()
 
 
 def test_bad_settings_are_refused_before_training(target):
@@ -79,3 +98,13 @@ def test_bad_settings_are_refused_before_training(target):
     focused.settings = {"observed": {"y": np.zeros(NUM_DATA)}}
     with pytest.raises(DataError, match="one data set"):
         pi.local_c2st(focused, key=0)
+
+
+def test_calibrate_refuses_a_local_check_it_cannot_run(target):
+    kwargs = dict(key=0, num_sims=4, progress=False, model_kwargs={"y": jnp.zeros(NUM_DATA)})
+    with pytest.raises(ProbinferError, match="hmc is not one"):
+        pi.calibrate(normal_model, "hmc", local_c2st=True, **kwargs)
+    with pytest.raises(ProbinferError, match="local_c2st checks an amortized"):
+        pi.calibrate(normal_model, Conjugate(target), local_c2st=True, **kwargs)  # no method
+    with pytest.raises(ProbinferError, match="trained for this very estimator"):
+        pi.calibrate(normal_model, Conjugate(target), local_c2st=object(), **kwargs)

@@ -42,7 +42,12 @@ def exact(y):
 
 @pytest.mark.parametrize(
     "settings, words",
-    [({"num_rounds": 0}, "num_rounds"), ({"epsilon": 0.7}, "epsilon")],
+    [
+        ({"num_rounds": 0}, "num_rounds"),
+        ({"epsilon": 0.7}, "epsilon"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"weight_decay": "none"}, "weight_decay"),
+    ],
 )
 def test_tsnpe_refuses_bad_settings_before_simulating(settings, words):
     with pytest.raises(DataError, match=words):
