@@ -75,8 +75,13 @@ def tsnpe_job(target, *, key, num_draws=4000, progress="auto", **settings):
     train_key, draw_key = jax.random.split(as_key(key))
     observed = target.observations()
     estimator = tsnpe(target, observed, key=train_key, progress=progress, **settings)
-    return _checked(estimator.posterior(observed, key=draw_key, n=num_draws), estimator, target,
-                    draw_key)  # fmt: skip
+    posterior = estimator.posterior(observed, key=draw_key, n=num_draws)
+    # the rounds, in the report: how far each truncation focused, each round's weight decay
+    posterior.diagnostics |= {
+        k: estimator.diagnostics[k]
+        for k in ("acceptance", "weight_decays", "round_seconds", "num_simulations")
+    }
+    return _checked(posterior, estimator, target, draw_key)
 
 
 def _learned_site_job(train, target, key, num_draws, progress, checkpoint, settings):
