@@ -346,9 +346,22 @@ def safe_cell(task, budget, method, library, sims, seeds, draws, refs):
         row = {"task": task, "budget": budget, "method": method, "library": library}
         row["error"] = f"{type(error).__name__}: {error}"
     row["cell_seconds"] = time.perf_counter() - start
+    row["probinfer_commit"] = _commit()  # cells of several runs share the file
     summary = {k: row.get(k) for k in ("train_seconds", "c2st_mean", "error") if k in row}
     print(f"{task} {budget} {method} {library}: {summary} ({row['cell_seconds']:.0f}s)", flush=True)
     return row
+
+
+def _commit():
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 if __name__ == "__main__":
