@@ -127,6 +127,20 @@ def test_bad_input_gets_one_clear_sentence(tiny):
         tiny.log_likelihood(jnp.zeros(3), jnp.zeros((4, 2)))
 
 
+def test_auto_keeps_the_flow_with_the_lower_validation_loss(tmp_path):
+    """``flow="auto"`` (the default) trains nsf and maf on the same rows, keeps the lower held-out
+    −log q and checkpoints each candidate in its own file."""
+    est = pi.nle(
+        trial, key=0, num_simulations=300, num_steps=20, batch_size=100, num_layers=1,
+        progress=False, checkpoint=tmp_path, model_kwargs=TRIAL_KWARGS,
+    )  # fmt: skip
+    losses = est.diagnostics["validation_by_flow"]
+    assert set(losses) == {"nsf", "maf"} and all(np.isfinite(list(losses.values())))
+    assert est.flow.kind == est.settings["flow"] == min(losses, key=losses.get)
+    assert np.min(est.diagnostics["validation_loss"]) == pytest.approx(losses[est.flow.kind])
+    assert sorted(p.name for p in tmp_path.glob("nle-*.npz")) == ["nle-maf.npz", "nle-nsf.npz"]
+
+
 @pytest.mark.slow  # two more trainings (compiles): 7 s
 def test_several_observed_sites_and_whole_number_data():
     """A simulator with two observed sites has no single-site distribution (one sentence: use a
