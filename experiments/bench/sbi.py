@@ -6,7 +6,7 @@ For each method, simulation budget and task, both libraries train with their def
 simulations — ours drawn by ``pi.npe``/``nle``/``nre`` (key 0) from the model's prior predictive,
 the very draws handed to ``sbi`` as torch tensors, with the model's prior as a torch distribution.
 Methods: ours ``pi.npe`` (nsf), ``pi.npe(flow="flow_matching")`` (FMPE), ``pi.nle`` and
-``pi.nre`` (NRE-C; posteriors by NUTS, ``.posterior(x, key=)``); sbi's ``NPE`` (NPE-C, maf),
+``pi.nre`` (NRE-C; posteriors by their default sampler, ``.posterior(x, key=)``); sbi's ``NPE`` (NPE-C, maf),
 ``FMPE``, ``NLE`` (NLE-A, maf) and ``NRE_C`` (posteriors by its default MCMC, vectorised slice
 sampling with 20 chains).
 
@@ -174,7 +174,7 @@ def train_ours(method, target, budget):
 
 
 def sample_ours(method, estimator, x, seed, n):
-    """``n`` posterior draws of θ for one observation ``x`` (NLE/NRE: NUTS, its defaults)."""
+    """``n`` posterior draws of θ for one observation ``x`` (NLE/NRE: their default sampler)."""
     if method in MCMC_METHODS:
         post = estimator.posterior(jnp.asarray(x), key=seed + 100, n=n)
         return np.asarray(post.sample(key=seed + 101, n=n)["theta"])
@@ -285,7 +285,8 @@ def header(args):
         "c2st_draws": args.c2st_draws,
         "notes": (
             "Defaults on both sides. ours: npe nsf, fmpe flow_matching, nle nsf, nre NRE-C K=10, "
-            "NLE/NRE posteriors by NUTS (4 chains, 1000 warm-up); sbi: NPE (NPE-C, maf), FMPE "
+            "NLE/NRE posteriors by the estimators' default (SMC, 1000 particles, since 2026-12-07; NUTS "
+            "before, 4 chains, 1000 warm-up; each cell's probinfer_commit); sbi: NPE (NPE-C, maf), FMPE "
             "(mlp), NLE (NLE-A, maf), NRE_C (resnet, K=5), NLE/NRE posteriors by sbi's default "
             "MCMC (slice_np_vectorized, 20 chains, 200 warm-up). Ours' training seconds exclude "
             "the simulation call and include JAX compilation (cold start each cell)."

@@ -10,8 +10,12 @@ log p(x), the likelihood up to a constant in θ — the same posterior). This cl
 * ``log_likelihood(theta, x)``;
 * ``model(x)`` and ``learned_target()`` — the simulator's prior with the learned site in place of
   its own, to compile and run any runner on;
-* ``sample(key, x, n)`` (traced NUTS, so :func:`probinfer.calibrate` vmaps it over simulated data
-  sets) and ``posterior(x, key=)`` (NUTS with its checks).
+* ``sample(key, x, n)`` (traced, so :func:`probinfer.calibrate` vmaps it over simulated data
+  sets) and ``posterior(x, key=)`` (with the runner's checks): adaptive tempered SMC by default
+  (``method="mcmc"`` for NUTS). A learned likelihood's posterior is often multimodal (SLCP's has
+  four modes), where four NUTS chains settle in some of them: with NLE on SLCP at 10⁴
+  simulations C2ST against the reference was 0.76 / 0.68 by NUTS (1,000 draws, 0.8-1.0 s warm,
+  one core) and 0.63 / 0.65 by SMC (1,000 particles, 2.4 s), at two observations.
 """
 
 import jax
@@ -24,7 +28,10 @@ from probinfer._utils import as_key
 from probinfer.errors import DataError
 from probinfer.nn import estimator as estimator_file
 
-__all__ = ["LearnedSiteEstimator", "LearnedLikelihood"]
+__all__ = ["LearnedSiteEstimator", "LearnedLikelihood", "POSTERIOR_METHOD"]
+
+# How posterior(x) and sample(x) draw from the prior times a learned likelihood (module docstring).
+POSTERIOR_METHOD = "smc"
 
 
 class LearnedSiteEstimator(estimator_file.Estimator):
@@ -159,31 +166,43 @@ class LearnedSiteEstimator(estimator_file.Estimator):
                 "compiles a model per data set for several."
             )
 
-    def sample(self, key, x, n, **mcmc):
-        """``n`` posterior draws ``{site: (n, *shape)}`` for one data set ``x``: NUTS
-        (:func:`probinfer.mcmc.mcmc_draws`, traceable, so :func:`probinfer.calibrate` vmaps it
-        over simulated data sets) on the prior times the learned likelihood; ``mcmc``: its
-        settings (``num_warmup``, ``num_chains``…)."""
-        from probinfer.mcmc import mcmc_draws
+    def sample(self, key, x, n, *, method=None, **settings):
+        """``n`` posterior draws ``{site: (n, *shape)}`` for one data set ``x`` from the prior
+        times the learned likelihood, by a registered runner's traceable draws function
+        (``method``: None for :data:`POSTERIOR_METHOD`, or ``"mcmc"``, …), so
+        :func:`probinfer.calibrate` vmaps it over simulated data sets; ``settings``: the
+        runner's (``num_particles``, ``num_warmup``…)."""
+        from probinfer import runners
 
         site = self.layout.sites[0]
         target = self.learned_target().condition({site: self._padded(x, site)})
-        return mcmc_draws(target, as_key(key), int(n), **mcmc)
+        name = method or POSTERIOR_METHOD
+        draws = runners.get(name)[1]
+        if draws is None:
+            raise DataError(f"'{name}' has no traceable draws function; sample by 'smc' or 'mcmc'.")
+        return draws(target, as_key(key), int(n), **settings)
 
-    def posterior(self, x, *, key, n=1000, **mcmc):
-        """NUTS (:func:`probinfer.mcmc`, its defaults unless given in ``mcmc``) on the prior
-        times the learned likelihood of the data set ``x``: a :class:`~probinfer.Posterior` of
-        about ``n`` draws (pooled over the chains), with NUTS's own checks."""
+    def posterior(self, x, *, key, n=1000, method=None, **settings):
+        """The posterior of the data set ``x`` under the prior times the learned likelihood, by
+        a registered runner (``method``: None for :data:`POSTERIOR_METHOD`; ``"mcmc"`` for
+        NUTS) with its defaults unless ``settings`` say otherwise: a
+        :class:`~probinfer.Posterior` of about ``n`` draws (SMC: ``max(n, 1000)`` particles;
+        NUTS: pooled over 4 chains), with the runner's own checks."""
         import probinfer as pi
+        from probinfer import runners
 
         if len(self.layout.sites) == 1:
             site = self.layout.sites[0]
             target = self.learned_target().condition({site: self._padded(x, site)})
         else:
             target = pi.compile(self.model(x))
-        num_chains = int(mcmc.pop("num_chains", 4))
-        mcmc.setdefault("num_draws", -(-int(n) // num_chains))
-        post = pi.mcmc(target, key=key, num_chains=num_chains, **mcmc)
+        name = method or POSTERIOR_METHOD
+        if name == "smc":
+            settings.setdefault("num_particles", max(int(n), 1000))
+        elif name == "mcmc":
+            num_chains = settings.setdefault("num_chains", 4)
+            settings.setdefault("num_draws", -(-int(n) // int(num_chains)))
+        post = runners.get(name)[0](target, key=key, **settings)
         post.method = self.method
         return post
 
