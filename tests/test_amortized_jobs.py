@@ -80,12 +80,12 @@ NLE_JOB = """
     ],
     ids=["nle", "nre"],
 )
-def test_learned_likelihood_jobs_answer_with_smc_on_the_jobs_data(tmp_path, name, option, kind):
+def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, name, option, kind):
     """NLE as a job: one observation's q(y_i | μ) learned from the model's simulations
-    (``iid``: the 20 observations are i.i.d. trials), SMC on the prior times the summed learned
+    (``iid``: the 20 observations are i.i.d. trials), NUTS on the prior times the summed learned
     likelihood at the job's data (against the exact posterior, with NPE's approximation bounds:
     0.3 sd / 25 %; a flat 20-dim q(y | μ) was 0.45 sd off), the estimator saved, and [calibrate]
-    running SMC on the learned likelihood vmapped over simulated data sets without retraining.
+    running NUTS on the learned likelihood vmapped over simulated data sets without retraining.
     NRE the same, its ratio r(μ, y) reading the 20 observations as a set."""
     job = NLE_JOB.replace("{name}", name).replace("{option}", option)
     result = pi.run(write_job(tmp_path, job), progress=False)

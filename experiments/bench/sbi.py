@@ -285,8 +285,7 @@ def header(args):
         "c2st_draws": args.c2st_draws,
         "notes": (
             "Defaults on both sides. ours: npe nsf, fmpe flow_matching, nle nsf, nre NRE-C K=10, "
-            "NLE/NRE posteriors by the estimators' default (SMC, 1000 particles, since 2026-12-07; NUTS "
-            "before, 4 chains, 1000 warm-up; each cell's probinfer_commit); sbi: NPE (NPE-C, maf), FMPE "
+            "NLE/NRE posteriors by the estimators' default (NUTS, 4 chains, 1000 warm-up); sbi: NPE (NPE-C, maf), FMPE "
             "(mlp), NLE (NLE-A, maf), NRE_C (resnet, K=5), NLE/NRE posteriors by sbi's default "
             "MCMC (slice_np_vectorized, 20 chains, 200 warm-up). Ours' training seconds exclude "
             "the simulation call and include JAX compilation (cold start each cell)."

@@ -13,7 +13,7 @@ the simulations, no retraining.
 answers for that one data set: nothing to save or calibrate without retraining).
 
 ``nle`` (``nre``) trains a likelihood (likelihood-ratio) estimator the same way and answers with
-SMC on the prior times the learned likelihood (:data:`~.learned.POSTERIOR_METHOD`); its
+NUTS on the prior times the learned likelihood (:data:`~.learned.POSTERIOR_METHOD`); its
 ``[calibrate]`` check vmaps that sampler over the simulations.
 
 The family registers the methods with :func:`probinfer.runners.register_job` (the job layer
@@ -55,15 +55,15 @@ def npe_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, lo
 
 
 def nle_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
-    """Train :func:`probinfer.nle` on ``target``'s simulations, then run SMC on the prior times
+    """Train :func:`probinfer.nle` on ``target``'s simulations, then run NUTS on the prior times
     the learned likelihood of the target's observed data (``num_draws`` pooled draws). Returns
     ``(Posterior, LikelihoodEstimator)``; a ``[calibrate]`` table checks the estimator with
-    SMC vmapped over the simulations (no retraining)."""
+    NUTS vmapped over the simulations (no retraining)."""
     return _learned_site_job(nle, target, key, num_draws, progress, checkpoint, settings)
 
 
 def nre_job(target, *, key, num_draws=4000, progress="auto", checkpoint=None, **settings):
-    """:func:`nle_job` with :func:`probinfer.nre`'s learned likelihood ratio: SMC on the prior
+    """:func:`nle_job` with :func:`probinfer.nre`'s learned likelihood ratio: NUTS on the prior
     times r(θ, x) at the target's observed data. Returns ``(Posterior, RatioEstimator)``."""
     return _learned_site_job(nre, target, key, num_draws, progress, checkpoint, settings)
 

@@ -120,8 +120,8 @@ def nle(
     Returns:
         A :class:`LikelihoodEstimator`: ``likelihood(theta)`` (a distribution to put in a
         model), ``log_likelihood(theta, x)``, ``simulate(key, theta, n)``,
-        ``posterior(x, key=)`` (SMC on the prior times the learned likelihood; ``method="mcmc"``
-        for NUTS), ``save``;
+        ``posterior(x, key=)`` (NUTS on the prior times the learned likelihood; ``method="smc"``
+        for SMC), ``save``;
         diagnostics as :func:`~probinfer.inference.amortized.npe`'s (losses are −log q of the
         raw x).
 

@@ -21,7 +21,7 @@ The posterior p(θ | x) ∝ p(θ) r(θ, x) has no sampler of its own: the estima
 likelihood (up to a constant in θ) for SMC or NUTS, as NLE's is (:mod:`.learned`) —
 
 >>> est = pi.nre(model, key=0)                                   # doctest: +SKIP
->>> est.posterior(y_obs, key=1)                                  # SMC on p(θ) r(θ, y_obs)  # doctest: +SKIP
+>>> est.posterior(y_obs, key=1)                                  # NUTS on p(θ) r(θ, y_obs)  # doctest: +SKIP
 >>> est.log_ratio({"mu": 0.3}, y_obs)                            # doctest: +SKIP
 
 Training is NPE's (:func:`~.npe.fit_network`: the same simulations in compiled blocks,
@@ -124,7 +124,7 @@ def nre(
     Returns:
         A :class:`RatioEstimator`: ``log_ratio(theta, x)``, ``likelihood(theta)`` (a
         distribution whose log density is log r, for a model's site), ``posterior(x, key=)`` and
-        ``sample(key, x, n)`` (SMC on p(θ) r(θ, x)), ``save``; diagnostics as
+        ``sample(key, x, n)`` (NUTS on p(θ) r(θ, x)), ``save``; diagnostics as
         :func:`~probinfer.inference.amortized.npe`'s, with losses the contrastive
         cross-entropy in nats (its floor is not 0: the classes overlap).
 
