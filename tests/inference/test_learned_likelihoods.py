@@ -208,25 +208,18 @@ def test_nuts_with_the_learned_likelihood_matches_nuts_with_the_true_one():
 
 @pytest.mark.slow
 def test_the_posterior_of_one_data_set_matches_the_conjugate_one():
-    """The posterior of one trial under the prior times the learned likelihood against the exact
-    normal one (prior N(0, 2²), x = θ a + ε): by SMC (``method="smc"``; eight independent runs,
-    so the standard error of their mean is measured, not assumed) and by NUTS (the default; the
-    standard error from its ESS). Means within 0.1 posterior sd plus three standard errors,
-    sds within 15 %."""
-    est = pi.nle(trial, key=3, progress=False, model_kwargs=TRIAL_KWARGS)
+    """``posterior(x)``: NUTS on the prior times the learned likelihood, against the exact normal
+    posterior of θ given one trial (prior N(0, 2²), x = θ a + ε); ``method=`` picks another
+    runner (SMC here: its accuracy is SMC's own tests' business). One flow (the default trains
+    two; the hierarchical check above runs the default)."""
+    est = pi.nle(trial, key=3, flow="nsf", progress=False, model_kwargs=TRIAL_KWARGS)
     x = jnp.array([0.8, 0.2])
     precision = 1 / 2.0**2 + float(LOADINGS @ LOADINGS) / NOISE**2
     mean = float(LOADINGS @ x) / NOISE**2 / precision
     sd = precision**-0.5
-    runs = jax.vmap(lambda k: est.sample(k, x, 500, method="smc")["theta"])(
-        jax.random.split(jax.random.key(5), 8)
-    )
-    means = np.asarray(runs).mean(1)
-    se = means.std(ddof=1) / np.sqrt(means.size)
-    assert abs(means.mean() - mean) <= 0.1 * sd + 3 * se, (means, mean, sd)
-    assert abs(np.asarray(runs).std() / sd - 1) <= 0.15
     post = est.posterior(x, key=4, n=1000, method="smc")
     assert post.method == "nle" and post.settings["num_particles"] == 1000
+    assert est.sample(5, x, 10, method="smc")["theta"].shape == (10,)
     post = est.posterior(x, key=4, n=4000)
     got, got_sd, se = _mean_and_se(post, "theta")
     assert abs(got[0] - mean) <= 0.1 * sd + 3 * se[0], (got, mean, sd)
