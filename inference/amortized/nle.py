@@ -58,7 +58,7 @@ from probinfer.inference.amortized.posterior import (
 )
 from probinfer.nn import estimator as estimator_file
 from probinfer.nn.embeddings import embedding_module
-from probinfer.nn.flows import flow_from_config
+from probinfer.nn.flows import FLOWS, flow_from_config
 from probinfer.nn.layout import ObservationLayout
 
 __all__ = ["nle", "LikelihoodEstimator", "LearnedLikelihood"]
@@ -133,6 +133,8 @@ def nle(
         >>> est.log_likelihood({"theta": 0.3}, jnp.array([0.1, 0.4]))      # doctest: +SKIP
     """
     start_time = time.perf_counter()
+    if flow != "auto" and flow not in (*FLOWS, "flow_matching"):  # before any simulation
+        raise DataError(f"flow must be 'auto' or one of {FLOWS}, got {flow!r}.")
     target = as_target(model, model_args, model_kwargs, data)
     target.check_continuous()
     layout = ObservationLayout.from_target(target, "set" if iid else "flat")

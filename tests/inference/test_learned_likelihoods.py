@@ -125,6 +125,8 @@ def test_bad_input_gets_one_clear_sentence(tiny):
         tiny.likelihood({"mu": 0.0})
     with pytest.raises(DataError, match="one data set or one per point"):
         tiny.log_likelihood(jnp.zeros(3), jnp.zeros((4, 2)))
+    with pytest.raises(DataError, match="'auto' or one of"):
+        pi.nle(trial, key=0, flow="spline", model_kwargs=TRIAL_KWARGS)
 
 
 def test_auto_keeps_the_flow_with_the_lower_validation_loss(tmp_path):
