@@ -6,7 +6,8 @@ For each method, simulation budget and task, both libraries train with their def
 simulations — ours drawn by ``pi.npe``/``nle``/``nre`` (key 0) from the model's prior predictive,
 the very draws handed to ``sbi`` as torch tensors, with the model's prior as a torch distribution.
 Methods: ours ``pi.npe`` (nsf), ``pi.npe(flow="flow_matching")`` (FMPE), ``pi.nle`` and
-``pi.nre`` (NRE-C; posteriors by their default sampler, ``.posterior(x, key=)``); sbi's ``NPE`` (NPE-C, maf),
+``pi.nre`` (NRE-C; posteriors by their default sampler, ``.posterior(x, key=)``); sbi's ``NPE``
+(NPE-C, maf),
 ``FMPE``, ``NLE`` (NLE-A, maf) and ``NRE_C`` (posteriors by its default MCMC, vectorised slice
 sampling with 20 chains).
 
@@ -285,7 +286,8 @@ def header(args):
         "c2st_draws": args.c2st_draws,
         "notes": (
             "Defaults on both sides. ours: npe nsf, fmpe flow_matching, nle nsf, nre NRE-C K=10, "
-            "NLE/NRE posteriors by the estimators' default (NUTS, 4 chains, 1000 warm-up); sbi: NPE (NPE-C, maf), FMPE "
+            "NLE/NRE posteriors by the estimators' default (NUTS, 4 chains, 1000 warm-up); "
+            "sbi: NPE (NPE-C, maf), FMPE "
             "(mlp), NLE (NLE-A, maf), NRE_C (resnet, K=5), NLE/NRE posteriors by sbi's default "
             "MCMC (slice_np_vectorized, 20 chains, 200 warm-up). Ours' training seconds exclude "
             "the simulation call and include JAX compilation (cold start each cell)."
