@@ -17,6 +17,7 @@ How the method is run, fastest first:
   registered name without a draws function): one simulation at a time.
 """
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -227,7 +228,10 @@ def calibrate(
         num_sims: number N of simulated data sets.
         num_draws: posterior draws per data set.
         method_kwargs: the method's settings as a dict (e.g. ``{"num_warmup": 200}``); every key
-            reaches the method, which refuses what it does not take — nothing is swallowed.
+            reaches the method, which refuses what it does not take — nothing is swallowed. For
+            an estimator they go to its ``sample``: a learned likelihood's or ratio's
+            (:func:`probinfer.nle`, :func:`probinfer.nre`) takes the runner and its settings,
+            ``{"method": "smc", "num_particles": 2000}``; an NPE's takes none.
         bootstrap: bootstrap replicates for the TARP bands.
         block_size: simulations per vmapped block (memory ∝ block_size × the method's own).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal).
@@ -268,6 +272,7 @@ def calibrate(
     run_keys = jax.random.split(key_run, num_sims)
     name, draws_fn, runner, amortized = _resolve(method)
     local_check = _local_check(local_c2st, amortized, name)  # refused before any run
+    _check_estimator_settings(amortized, name, method_kwargs)
 
     start = time.perf_counter()
     if draws_fn is not None:
@@ -282,7 +287,15 @@ def calibrate(
         )
     elif amortized is not None:
         samples = _amortized(
-            target, amortized, run_keys, observations, num_samples, batch_size, show, devices
+            target,
+            amortized,
+            run_keys,
+            observations,
+            num_samples,
+            method_kwargs,
+            batch_size,
+            show,
+            devices,
         )
     else:
         samples = _one_by_one(
@@ -466,15 +479,33 @@ def _vmapped(fn, target, keys, observations, batch_size, bar, devices=None):
     return np.concatenate(outputs)
 
 
-def _estimator_draws(estimator, target, key, obs, num_samples):
-    out = estimator.sample(key, obs, num_samples)
+def _check_estimator_settings(estimator, name, method_kwargs):
+    """Refuse ``method_kwargs`` an estimator's ``sample(key, x, n)`` has no keywords for (an
+    NPE's settings were fixed by its training; NLE's and NRE's take a runner's)."""
+    if estimator is None or not method_kwargs:
+        return
+    parameters = inspect.signature(estimator.sample).parameters.values()
+    takes = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters) or set(method_kwargs) <= takes:
+        return
+    raise ProbinferError(
+        f"method_kwargs {sorted(method_kwargs)} reach the estimator's sample(key, x, n, ...), "
+        f"and this {name} estimator's sample takes no such settings (its own were fixed when it "
+        "was trained); leave method_kwargs empty."
+    )
+
+
+def _estimator_draws(estimator, target, key, obs, num_samples, settings):
+    out = estimator.sample(key, obs, num_samples, **settings)
     return _flatten(target, out) if isinstance(out, dict) else jnp.asarray(out)
 
 
-def _amortized(target, estimator, keys, observations, num_samples, batch_size, show, devices):
+def _amortized(
+    target, estimator, keys, observations, num_samples, settings, batch_size, show, devices
+):
     try:
         return _vmapped(
-            lambda t, k, o: _estimator_draws(estimator, t, k, o, num_samples),
+            lambda t, k, o: _estimator_draws(estimator, t, k, o, num_samples, settings),
             target,
             keys,
             observations,
@@ -489,7 +520,8 @@ def _amortized(target, estimator, keys, observations, num_samples, batch_size, s
     draws = []
     for i in range(keys.shape[0]):
         obs = {k: v[i] for k, v in observations.items()}
-        draws.append(np.asarray(_estimator_draws(estimator, target, keys[i], obs, num_samples)))
+        obs_draws = _estimator_draws(estimator, target, keys[i], obs, num_samples, settings)
+        draws.append(np.asarray(obs_draws))
     return np.stack(draws)
 
 

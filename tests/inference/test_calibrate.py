@@ -195,6 +195,13 @@ def test_method_settings_travel_in_method_kwargs_and_unknown_ones_are_refused(ta
         pi.calibrate(target, "hmc", key=0, num_sims=2, num_draws=4, num_warmup=20, num_chains=2)
 
 
+def test_settings_an_estimator_cannot_take_are_refused_before_any_run(target):
+    """An NPE-like estimator's sample(key, x, n) takes no settings: method_kwargs meant for a
+    runner are refused in one sentence, not swallowed."""
+    with pytest.raises(pi.ProbinferError, match="takes no such settings"):
+        pi.calibrate(target, Exact(), key=0, num_sims=4, method_kwargs={"num_particles": 10})
+
+
 def test_a_failed_smc_run_inside_calibrate_is_reported_not_hidden():
     """A model whose likelihood is impossible for every prior particle: smc_draws returns NaN
     draws for that simulation and calibrate names the failure."""

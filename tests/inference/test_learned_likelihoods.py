@@ -227,6 +227,17 @@ def test_the_posterior_of_one_data_set_matches_the_conjugate_one():
     assert abs(got[0] - mean) <= 0.1 * sd + 3 * se[0], (got, mean, sd)
     assert abs(got_sd[0] / sd - 1) <= 0.15
 
+    # calibrate hands method_kwargs to sample(): SMC's draws follow each simulated data set
+    settings = {"method": "smc", "num_particles": 400}
+    result = pi.calibrate(trial, est, key=6, num_sims=6, num_draws=100, method_kwargs=settings,
+                          model_kwargs=TRIAL_KWARGS, progress=False)  # fmt: skip
+    assert result.settings["method_kwargs"] == settings and result.samples.shape == (100, 6, 1)
+    exact = np.asarray(result.observations["x"]) @ np.asarray(LOADINGS) / NOISE**2 / precision
+    # 100 draws resampled from 400 particles: se of their mean at most sd √(1/100 + 1/ESS), ESS
+    # of the final resampled system ≥ 100 here (no weight spread at the last temperature)
+    bound = 0.1 * sd + 3 * sd * np.sqrt(2 / 100)
+    np.testing.assert_array_less(np.abs(result.samples[:, :, 0].mean(0) - exact), bound)
+
 
 @pytest.mark.slow
 def test_iid_trials_share_one_learned_trial_likelihood():
