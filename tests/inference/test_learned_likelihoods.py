@@ -143,6 +143,16 @@ def test_auto_keeps_the_flow_with_the_lower_validation_loss(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("nle-*.npz")) == ["nle-maf.npz", "nle-nsf.npz"]
 
 
+def test_a_candidate_without_a_finite_validation_loss_ranks_last():
+    """``flow="auto"`` compares each candidate's lowest finite validation loss; one whose
+    validation never gave a finite value counts as inf, so the other is kept."""
+    from probinfer.inference.amortized.nle import _best_loss
+
+    assert _best_loss([np.nan, 3.0, np.inf, 2.5]) == 2.5
+    losses = {"nsf": _best_loss([np.nan, np.nan]), "maf": _best_loss([4.0, 3.0])}
+    assert losses["nsf"] == np.inf and min(losses, key=losses.get) == "maf"
+
+
 @pytest.mark.slow  # two more trainings (compiles): 7 s
 def test_several_observed_sites_and_whole_number_data():
     """A simulator with two observed sites has no single-site distribution (one sentence: use a
