@@ -492,6 +492,42 @@ def sbi(results):
     return _table(header, body)
 
 
+_ARCH_VARIANTS = {  # npe_architecture.py's variants, in the table's column order
+    "defaults": "defaults",
+    "maf": "MAF",
+    "no-embedding": "no embedding",
+    "maf+no-embedding": "MAF, no embedding",
+    "tanh": "tanh",
+    "maf+no-embedding+tanh": "MAF, no embedding, tanh",
+    "sbi": "sbi 0.27",
+}
+
+
+def npe_architecture(results):
+    """``npe_architecture.py``: NPE variants' held-out −log q(θ | x) (Gaussian linear: the expected
+    KL itself) per task and budget; ± one standard error."""
+    cells = {k: v for k, v in results.items() if isinstance(v, dict)}
+    rows = list(dict.fromkeys((c["task"], c["budget"]) for c in cells.values()))
+    used = [v for v in _ARCH_VARIANTS if any(c["variant"] == v for c in cells.values())]
+
+    def cell(task, budget, variant):
+        c = cells.get(f"{task}/{budget}/{variant}")
+        if c is None:
+            return "—"
+        value = c["kl"] if "kl" in c else c["nll"]
+        return f"{_fixed(value, 2)} ± {_fixed(c['nll_se'], 2)}"
+
+    body = [
+        [
+            task.replace("_", " ") + (" (KL)" if task == "gaussian_linear" else ""),
+            f"{budget:,}",
+            *(cell(task, budget, v) for v in used),
+        ]
+        for task, budget in rows
+    ]
+    return _table(["task", "simulations", *(_ARCH_VARIANTS[v] for v in used)], body)
+
+
 def pfn(results):
     """``pfn.py``: the GP PFN against the exact GP, the BNN PFN against NUTS (reference and the
     cheapest budget at matched NLL) and NumPyro's SVI."""
@@ -650,6 +686,7 @@ TABLES = {
     "nuts": Table(("nuts.json",), nuts),
     "amortized": Table(("amortized.json",), amortized),
     "sbi": Table(("sbi.json",), sbi),
+    "npe_architecture": Table(("npe_architecture.json",), npe_architecture),
     "pfn": Table(("pfn.json",), pfn),
     "headline": Table(
         (
