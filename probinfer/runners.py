@@ -18,7 +18,15 @@ from probinfer.errors import ProbinferError
 from probinfer.mcmc import mcmc, mcmc_draws
 from probinfer.pathfinder import pathfinder
 
-__all__ = ["register", "get", "names", "register_job", "job_method", "job_names"]
+__all__ = [
+    "register",
+    "get",
+    "names",
+    "register_job",
+    "job_method",
+    "job_names",
+    "takes_draw_settings",
+]
 
 _REGISTRY = {}
 # Families that register runners on import: name → module.
@@ -48,6 +56,7 @@ for _kernel in ("nuts", "hmc", "mams", "mclmc", "mala", "rwm"):
 # Methods a job may run that calibrate must not refit by name (amortized trainers: one training
 # serves every data set): name → (job runner, whether it returns (Posterior, trained estimator)).
 _JOBS = {}
+_DRAW_SETTINGS = {}  # job method → its estimator's sample takes settings
 _LAZY_JOBS = {
     "npe": "probinfer.inference.amortized",
     "nle": "probinfer.inference.amortized",
@@ -57,11 +66,20 @@ _LAZY_JOBS = {
 }
 
 
-def register_job(name, runner, *, trains_estimator=False):
+def register_job(name, runner, *, trains_estimator=False, draw_settings=False):
     """Make ``runner`` a method jobs can name (``runner(target, *, key, **settings)``, returning a
     Posterior, or ``(Posterior, estimator)`` when ``trains_estimator``: the job saves the
-    estimator and checks it without retraining) without making it a runner ``calibrate`` refits."""
+    estimator and checks it without retraining) without making it a runner ``calibrate`` refits.
+    ``draw_settings``: the estimator's ``sample`` takes settings (NLE's and NRE's: a runner and
+    its own), so a job's ``[calibrate] settings`` reach it."""
     _JOBS[name] = (runner, bool(trains_estimator))
+    _DRAW_SETTINGS[name] = bool(draw_settings)
+
+
+def takes_draw_settings(name):
+    """Whether the estimator job method ``name`` trains draws with settings (``register_job``)."""
+    job_method(name)  # imports a lazily registered family
+    return _DRAW_SETTINGS.get(name, False)
 
 
 def job_names():

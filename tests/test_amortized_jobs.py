@@ -65,29 +65,35 @@ NLE_JOB = """
     [calibrate]
     num_sims = 10
     num_draws = 200
+    {calibrate}
     [report]
     plots = false
 """
+SMC_DRAWS = 'settings = { method = "smc", num_particles = 500 }'
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, option, kind",
+    "name, option, kind, calibrate",
     [
-        ("nle", "iid = true", "LikelihoodEstimator"),
+        ("nle", "iid = true", "LikelihoodEstimator", ""),
         # one weight decay: the default's decayed copy is for a flattened x, and doubled the time
-        ("nre", 'embedding = "set"\n    weight_decay = 0.0', "RatioEstimator"),
+        ("nre", 'embedding = "set"\n    weight_decay = 0.0', "RatioEstimator", SMC_DRAWS),
     ],
     ids=["nle", "nre"],
 )
-def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, name, option, kind):
+def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(
+    tmp_path, name, option, kind, calibrate
+):
     """NLE as a job: one observation's q(y_i | μ) learned from the model's simulations
     (``iid``: the 20 observations are i.i.d. trials), NUTS on the prior times the summed learned
     likelihood at the job's data (against the exact posterior, with NPE's approximation bounds:
     0.3 sd / 25 %; a flat 20-dim q(y | μ) was 0.45 sd off), the estimator saved, and [calibrate]
     running NUTS on the learned likelihood vmapped over simulated data sets without retraining.
-    NRE the same, its ratio r(μ, y) reading the 20 observations as a set."""
+    NRE the same, its ratio r(μ, y) reading the 20 observations as a set, and its [calibrate]
+    settings drawing by SMC instead."""
     job = NLE_JOB.replace("{name}", name).replace("{option}", option)
+    job = job.replace("{calibrate}", calibrate)
     result = pi.run(write_job(tmp_path, job), progress=False)
     exact = pi.models.get("normal_normal").exact
     mu = result.posterior.draws["mu"].ravel()
@@ -100,6 +106,9 @@ def test_learned_likelihood_jobs_answer_with_nuts_on_the_jobs_data(tmp_path, nam
     if name == "nre":  # an estimator with an embedding of x checks the job's data
         assert result.posterior.diagnostics["misspecification_p"] > 0.01
     assert result.calibration.theta.shape == (10, 1) and result.calibration.method == name
+    if calibrate:  # [calibrate] settings reached the estimator's draws (SMC for NRE here)
+        settings = result.calibration.settings["method_kwargs"]
+        assert settings == {"method": "smc", "num_particles": 500}
 
 
 TSNPE_JOB = """

@@ -161,6 +161,14 @@ def test_a_bad_job_file_gets_one_sentence_naming_the_key_and_the_file(project, o
     assert str(path) in str(info.value)
 
 
+def test_calibrate_settings_reach_a_learned_likelihoods_draws(project):
+    """nle and nre estimators draw by a runner, so ``[calibrate] settings`` (the runner and its
+    own) are a valid job file for them (npe's are refused, BAD above)."""
+    text = textwrap.dedent(GOOD).replace('name = "smc"\nnum_particles = 400', 'name = "nle"')
+    text += '[calibrate]\nsettings = { method = "smc", num_particles = 500 }\n'
+    assert prepare(write_job(project, text)).spec.calibrate["settings"]["method"] == "smc"
+
+
 def test_compare_fits_every_model_and_ranks_them_by_loo_in_the_report(project):
     """The data were simulated with noise sd 0.5; the same regression with sd 2 predicts them
     worse. The job fits both with its method and seed, writes the second's report under

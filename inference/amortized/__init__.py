@@ -24,8 +24,8 @@ from probinfer.nn.embeddings import MLPEmbedding, SetEmbedding
 from probinfer.runners import register_job
 
 register_job("npe", job_npe(), trains_estimator=True)
-register_job("nle", job_nle(), trains_estimator=True)
-register_job("nre", job_nre(), trains_estimator=True)
+register_job("nle", job_nle(), trains_estimator=True, draw_settings=True)
+register_job("nre", job_nre(), trains_estimator=True, draw_settings=True)
 register_job("tsnpe", job_tsnpe())
 register_job("amortized_vi", amortized_vi)
 

@@ -116,10 +116,11 @@ def _calibrate_problems(spec):
         return []
     method = spec.calibrate.get("method", spec.method)
     if method == spec.method and _trains_estimator(method):
-        if "settings" in spec.calibrate:
+        if "settings" in spec.calibrate and not runners.takes_draw_settings(method):
             return [
                 f"{spec.source}: 'calibrate.settings' does not apply to '{method}': the "
-                "estimator the job trains is checked as it is, without retraining."
+                "estimator the job trains is checked as it is, without retraining (nle and nre "
+                'take settings of their posterior\'s runner, e.g. { method = "smc" }).'
             ]
         return []
     if method in runners.names():
@@ -325,7 +326,7 @@ def _calibrate(prepared, say, estimator=None):
     kwargs = options.pop("settings", {})
     say(f"calibrating {method} on {options.get('num_sims', 200)} simulated data sets …")
     if estimator is not None and method == prepared.spec.method:
-        method, kwargs = estimator, None
+        method = estimator  # its draws take the settings (nle, nre) or none were allowed
     return pi.calibrate(
         prepared.model,
         method,

@@ -79,7 +79,10 @@ CALIBRATE_SCHEMA = {
     "num_sims": ((int,), "simulated data sets"),
     "num_draws": ((int,), "posterior draws per data set"),
     "method": ((str,), "the method to check (default: the job's method)"),
-    "settings": ((dict,), "settings of the method for each simulated data set"),
+    "settings": (
+        (dict,),
+        "settings of the method for each simulated data set (nle, nre: their runner's)",
+    ),
     "local_c2st": ((bool,), "also L-C2ST at the job's data (an npe job's estimator)"),
 }
 DISTRIBUTED_SCHEMA = {
