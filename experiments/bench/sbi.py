@@ -284,7 +284,8 @@ def header(args):
         "mcmc_draws": args.mcmc_draws,
         "c2st_draws": args.c2st_draws,
         "notes": (
-            "Defaults on both sides. ours: npe nsf, fmpe flow_matching, nle nsf, nre NRE-C K=10, "
+            "Defaults on both sides. ours: npe nsf, fmpe flow_matching, nle auto (nsf or maf by "
+            "held-out loss), nre NRE-C K=10, "
             "NLE/NRE posteriors by the estimators' default (NUTS, 4 chains, 1000 warm-up); "
             "sbi: NPE (NPE-C, maf), FMPE "
             "(mlp), NLE (NLE-A, maf), NRE_C (resnet, K=5), NLE/NRE posteriors by sbi's default "
