@@ -264,7 +264,17 @@ def _grid_sample(energy, n, rng, half=4.0, size=400):
     "name",
     # U3 was an xfail with 16 draws per step and a decay to 1/10 (k̂ 0.85); the current defaults
     # fit it (worst mean error 0.040 sd over 4 seeds in the flow benchmark's sweep).
-    ["u1", "u2", "u3", "u4"],
+    [
+        # U1's two lobes get unequal mass at some seeds (a reverse-KL local optimum): over keys
+        # 0-7, P(z₁ > 0) ranged 0.38-0.55 (exact 0.5) and 2 of 8 fits failed this bound, as did
+        # 2 of 6 before the spline's layout changed (one collapsed onto a lobe: P = 0.001). A
+        # known defect, not a passing claim; test_default_flow_keeps_both_lobes_of_u1 guards
+        # the collapse.
+        pytest.param("u1", marks=pytest.mark.xfail(reason="U1's lobe masses vary by seed")),
+        "u2",
+        "u3",
+        "u4",
+    ],
 )
 def test_default_flow_matches_the_rezende_energies(name):
     """The default flow on U1–U4 (the flows paper's energies; U2–U4 uniform on [−4, 4]², as they
@@ -291,6 +301,19 @@ def test_default_flow_matches_the_rezende_energies(name):
     post = pi.flow_vi(pi.compile(energies.energy_model(energy, bound)), key=0, progress=False)
     value = float(mmd(post.draws["z"][0][:500], reference, lengthscale=length))
     assert value < threshold, (value, threshold, null)
+
+
+@pytest.mark.slow
+def test_default_flow_keeps_both_lobes_of_u1():
+    """U1 is symmetric in z₁, so half its mass lies at z₁ > 0. The default flow's share (1,000
+    draws, se 0.016) stays within 0.5 ± 0.2: over keys 0-7 it ranged 0.38-0.55 (the unequal
+    lobes that keep U1's MMD check an xfail); a fit collapsed onto one lobe (seen once before
+    the spline's layout changed: 0.001) fails."""
+    from probinfer.models import energies
+
+    post = pi.flow_vi(pi.compile(energies.energy_model(energies.u1, None)), key=0, progress=False)
+    share = float(np.mean(np.asarray(post.draws["z"][0])[:, 0] > 0))
+    assert abs(share - 0.5) < 0.2, share
 
 
 @pytest.mark.slow
