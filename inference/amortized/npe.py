@@ -39,10 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from probinfer._utils import as_key
+from probinfer._utils import as_key, user_stacklevel
 from probinfer.checkpoint import fingerprint, path_for
 from probinfer.compiler import as_target
 from probinfer.errors import DataError, NonFiniteError
+from probinfer.health import ProbinferWarning
 from probinfer.inference.amortized.posterior import AmortizedPosterior
 from probinfer.nn.embeddings import embedding_module, layout_kind, output_size
 from probinfer.nn.flows import make_flow
@@ -319,6 +320,8 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
         "num_epochs": num_epochs,
         "num_steps": int(min(total, num_epochs * steps_per_epoch)),
     }
+    if settings["num_steps"] is None and num_epochs * steps_per_epoch >= total:
+        _warn_step_limit(total, diagnostics["best_epoch"], num_epochs)
     if members == 1:
         return module, network, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
     diagnostics["members"] = [
@@ -330,6 +333,19 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
 
 
 @functools.lru_cache(maxsize=8)
+def _warn_step_limit(total, best_epoch, num_epochs):
+    """Training ended at the default step limit, not by early stopping: say so (NPE's, NLE's,
+    NRE's; the warning points at the user's call)."""
+    warnings.warn(
+        f"training reached the default limit of {total:,} steps before early stopping "
+        f"ended it (best validation loss at epoch {best_epoch} of {num_epochs}), so the "
+        "estimator may be undertrained; pass a larger num_steps= (each epoch's held-out loss "
+        "is in diagnostics['validation_loss']).",
+        ProbinferWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, members,
              patience, optimizer):  # fmt: skip
     """``(embedding module, flow, initialise, Trainer)`` for one network and training rule.
