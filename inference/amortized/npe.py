@@ -108,8 +108,8 @@ def npe(
             a data set are read as missing (missing at random) instead of refused; 0: NaN is an
             error.
         num_layers: flow layers (None: the flow's default).
-        num_steps: at most this many optimiser steps (None: 50,000); early stopping may end
-            training sooner.
+        num_steps: at most this many optimiser steps (None: 50,000, and a warning when that
+            limit rather than early stopping ends training); early stopping may end it sooner.
         batch_size: simulations per step (the minibatch of the training set); None:
             ``num_simulations / 16`` between 64 and 256.
         validation_fraction: share of the simulations held out for early stopping, in (0, 0.5].
