@@ -332,7 +332,6 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     return module, network, jax.tree.map(lambda x: x[kept], fitted.params), diagnostics
 
 
-@functools.lru_cache(maxsize=8)
 def _warn_step_limit(total, best_epoch, num_epochs):
     """Training ended at the default step limit, not by early stopping: say so (NPE's, NLE's,
     NRE's; the warning points at the user's call)."""
@@ -346,6 +345,7 @@ def _warn_step_limit(total, best_epoch, num_epochs):
     )
 
 
+@functools.lru_cache(maxsize=8)
 def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, members,
              patience, optimizer):  # fmt: skip
     """``(embedding module, flow, initialise, Trainer)`` for one network and training rule.
