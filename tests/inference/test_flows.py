@@ -266,10 +266,10 @@ def _grid_sample(energy, n, rng, half=4.0, size=400):
     # fit it (worst mean error 0.040 sd over 4 seeds in the flow benchmark's sweep).
     [
         # U1's two lobes get unequal mass at some seeds (a reverse-KL local optimum): over keys
-        # 0-7, P(z₁ > 0) ranged 0.38-0.55 (exact 0.5) and 2 of 8 fits failed this bound, as did
-        # 2 of 6 before the spline's layout changed (one collapsed onto a lobe: P = 0.001). A
-        # known defect, not a passing claim; test_default_flow_keeps_both_lobes_of_u1 guards
-        # the collapse.
+        # 0-7, P(z₁ > 0) ranged 0.38-0.55 (exact 0.5) and 1 of 8 fits failed this bound on its
+        # first 500 draws (2 of 8 counting draws 500-1,000 too); before the spline's layout
+        # changed 2 of 6 failed (one collapsed onto a lobe: P = 0.001). A known defect, not a
+        # passing claim; test_default_flow_keeps_both_lobes_of_u1 guards the collapse.
         pytest.param("u1", marks=pytest.mark.xfail(reason="U1's lobe masses vary by seed")),
         "u2",
         "u3",
