@@ -107,8 +107,9 @@ def nle(
             with 10,000 simulations that put NUTS's posterior mean 0.45 sd off, and the i.i.d.
             form 0.05 sd (``tests/test_amortized_jobs.py``).
         num_layers: flow layers (None: the flow's default).
-        num_steps: at most this many optimiser steps (None: 50,000, and a warning when that
-            limit rather than early stopping ends training); early stopping may end it sooner.
+        num_steps: at most this many optimiser steps (None: the larger of 50,000
+            and 500 epochs, and a warning when that limit rather than early stopping ends
+            training); early stopping may end it sooner.
         batch_size: simulations per step.
         validation_fraction: share held out for early stopping, in (0, 0.5].
         optimizer: an optax GradientTransformation (None: Adam 5e-4, clipping at norm 5).

@@ -55,7 +55,8 @@ __all__ = ["npe", "simulate_training_set"]
 _PATIENCE_EPOCHS = 20
 _PATIENCE_STEPS = 2_000
 _STEP_DECAYS = 2
-_MAX_STEPS = 50_000
+_MAX_STEPS = 50_000  # the default limit: the larger of these steps and _MAX_EPOCHS epochs
+_MAX_EPOCHS = 500
 _LEARNING_RATE = 5e-4
 _WEIGHT_DECAYS = (0.0, 1.0)  # the candidates of weight_decay="auto"
 
@@ -108,8 +109,9 @@ def npe(
             a data set are read as missing (missing at random) instead of refused; 0: NaN is an
             error.
         num_layers: flow layers (None: the flow's default).
-        num_steps: at most this many optimiser steps (None: 50,000, and a warning when that
-            limit rather than early stopping ends training); early stopping may end it sooner.
+        num_steps: at most this many optimiser steps (None: the larger of 50,000
+            and 500 epochs, and a warning when that limit rather than early stopping ends
+            training); early stopping may end it sooner.
         batch_size: simulations per step (the minibatch of the training set); None:
             ``num_simulations / 16`` between 64 and 256.
         validation_fraction: share of the simulations held out for early stopping, in (0, 0.5].
@@ -281,7 +283,7 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     steps_per_epoch = train.size // batch
     patience = max(patience[0], -(-patience[1] // steps_per_epoch))
     module, network, initialise, trainer = build(patience)
-    total = settings["num_steps"] or _MAX_STEPS
+    total = settings["num_steps"] or max(_MAX_STEPS, _MAX_EPOCHS * steps_per_epoch)
     if start is None:
         params = initialise(key_init)
     else:

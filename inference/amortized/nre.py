@@ -108,8 +108,9 @@ def nre(
         gamma: γ, the odds of "one θ_k is x's" against "none is" (1: the paper's default).
         balance: λ of balanced NRE's regulariser (0: off; Delaunoy et al. use 100), which
             trades sharpness for posteriors that are conservative rather than overconfident.
-        num_steps: at most this many optimiser steps (None: 50,000, and a warning when that
-            limit rather than early stopping ends training); early stopping may end it sooner.
+        num_steps: at most this many optimiser steps (None: the larger of 50,000
+            and 500 epochs, and a warning when that limit rather than early stopping ends
+            training); early stopping may end it sooner.
         batch_size: simulations per step (at least K + 1; None: NPE's, ``num_simulations /
             16`` between 64 and 256).
         validation_fraction: share held out for early stopping, in (0, 0.5].
