@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from probinfer.errors import DataError
-from probinfer.nn.training import fit, train_steps
+from probinfer.nn.training import Trainer, fit, train_steps
 
 
 def _regression(n=256, seed=0):
@@ -231,6 +231,45 @@ def test_with_hyper_gives_each_copy_its_own_loss():
                  key=jax.random.key(9), num_steps=300, optimizer=lambda h: optax.adam(0.05),
                  hyper=targets, copies=3, with_hyper=True, progress=False)  # fmt: skip
     np.testing.assert_allclose(np.asarray(result.params["c"]), np.asarray(targets), atol=1e-2)
+
+
+def test_one_vector_trains_the_same_copies_as_the_pytree():
+    """flat=True: the loop carries one vector per copy, the loss still reads the pytree; with
+    copies, per-copy optimizers, clipping by the global norm, validation and early stopping,
+    the run is the pytree run (the same arithmetic; float sums in another order)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    data = {"x": x[:40], "y": rng.normal(size=40).astype(np.float32)}
+    held = {"x": x[40:], "y": rng.normal(size=20).astype(np.float32)}
+
+    def loss(params, key, batch):
+        fitted = batch["x"] @ params["w"]["kernel"] + params["b"]
+        return jnp.mean((fitted - batch["y"]) ** 2)
+
+    params = {"w": {"kernel": jnp.zeros((2, 4, 1))}, "b": jnp.ones((2, 1))}
+    rates = jnp.array([1e-2, 5e-2])
+    runs = {}
+    for flat in (False, True):
+        trainer = Trainer(
+            loss, lambda r: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(r)),
+            copies=2, hyper=rates, early_stopping={"patience": 5, "decays": 1}, flat=flat,
+        )  # fmt: skip
+        runs[flat] = trainer.fit(params, key=jax.random.key(3), num_steps=400, data=data,
+                                 batch_size=10, validation=held, progress=False)  # fmt: skip
+        assert jax.tree.structure(runs[flat].params) == jax.tree.structure(params)
+        pure = trainer.steps(params, key=jax.random.key(3), num_steps=8, data=data, batch_size=10)
+        assert pure["w"]["kernel"].shape == (2, 4, 1)
+    tree, vector = runs[False], runs[True]
+    assert tree.num_steps < 400 and vector.num_steps == tree.num_steps  # stopped early alike
+    np.testing.assert_array_equal(vector.best_step, tree.best_step)
+    np.testing.assert_allclose(vector.validation, tree.validation, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(vector.params), jax.tree.leaves(tree.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="one floating dtype"):
+        Trainer(loss, optax.adam(1e-2), flat=True).fit(
+            {"w": jnp.zeros(4), "n": jnp.zeros((), jnp.int32)}, key=jax.random.key(0),
+            num_steps=2, progress=False,
+        )  # fmt: skip
 
 
 def test_train_steps_is_traceable_and_equals_fit():

@@ -380,9 +380,11 @@ def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, 
         context = module.apply(params["embedding"], mask_features(key_mask, features, *absences))
         return flow_.training_loss(params["flow"], key, u, context)
 
+    template = jax.eval_shape(one, jax.random.PRNGKey(0))
+
     def optimizer_for(decay):
         """One copy's optimizer: the custom one, or Adam with the embedding's decoupled decay."""
-        return optimizer if optimizer is not None else _default_optimizer(decay)
+        return optimizer if optimizer is not None else _default_optimizer(decay, template)
 
     trainer = Trainer(
         loss,
@@ -391,6 +393,7 @@ def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, 
         copies=members * len(decays),
         hyper=jnp.tile(jnp.asarray(decays, jnp.float32), members),
         streams=members,
+        flat=optimizer is None,  # a custom optimizer may mask by leaf
         desc="npe",
     )
     return module, flow_, initialise, trainer
@@ -496,13 +499,17 @@ def _decays(weight_decay, custom_optimizer):
     return (float(weight_decay),)
 
 
-def _default_optimizer(decay):
+def _default_optimizer(decay, template):
     """Adam at 5·10⁻⁴, gradients clipped at norm 5, and decoupled weight decay ``decay`` of the
-    embedding network's weights only (AdamW's −η λ w: the step is −η (Adam's direction + λ w))."""
+    embedding network's weights only (AdamW's −η λ w: the step is −η (Adam's direction + λ w)),
+    for the one parameter vector of a ``Trainer(flat=True)`` whose one copy's pytree is
+    ``template`` (shapes suffice): the mask is a 0/1 vector in the vector's leaf order."""
+    pairs = zip(jax.tree.leaves(template), jax.tree.leaves(_embedding_only(template)), strict=True)
+    mask = np.concatenate([np.full(int(np.prod(x.shape)), float(k), np.float32) for x, k in pairs])
     return optax.chain(
         optax.clip_by_global_norm(5.0),
         optax.scale_by_adam(),
-        optax.add_decayed_weights(decay, mask=_embedding_only),
+        optax.add_decayed_weights(decay * mask),
         optax.scale(-_LEARNING_RATE),
     )
 

@@ -298,6 +298,11 @@ def _program(embedding, dim, feature_shape, absences, hidden, num_contrastive, g
         }
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (len(decays), *jnp.shape(x))), params)
 
+    template = jax.tree.map(  # one copy's parameters (shapes)
+        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+        jax.eval_shape(initialise, jax.random.PRNGKey(0)),
+    )
+
     def loss(params, key, batch):
         u, features = batch
         s = module.apply(params["embedding"], mask_features(key, features, *absences))
@@ -306,10 +311,11 @@ def _program(embedding, dim, feature_shape, absences, hidden, num_contrastive, g
 
     trainer = Trainer(
         loss,
-        lambda decay: optimizer if optimizer is not None else _default_optimizer(decay),
+        lambda decay: optimizer if optimizer is not None else _default_optimizer(decay, template),
         early_stopping={"patience": patience, "decays": _STEP_DECAYS, "factor": 0.1},
         copies=len(decays),
         hyper=jnp.asarray(decays, jnp.float32),
+        flat=optimizer is None,  # a custom optimizer may mask by leaf
         desc=KIND,
     )
     return module, head, initialise, trainer

@@ -21,6 +21,13 @@ search): :func:`fit` minimises ``loss(params, key, batch)`` with an optax transf
   ``d`` such decays it stops. (optax's ``contrib.reduce_on_plateau`` watches the training loss
   passed to ``update`` and can neither restore the best parameters nor stop a run, which is why
   this rule lives here; every schedule, clipping and weight decay is optax's.)
+* **One vector** (``flat=True``): the parameters travel through the loop as one vector per copy
+  (their leaves concatenated; the loss still sees the pytree), so the optimizer, the
+  non-finite check and the best-parameter bookkeeping are a few fused operations instead of
+  one per leaf. XLA compiles NPE's default chunk (32 leaves, two copies) in 4.6 s this way
+  rather than 7.8 s. The optimizer then updates vectors: any optax chain whose transforms act
+  elementwise or on global norms works unchanged; a mask or a per-leaf partition needs a
+  vector mask (the amortized estimators' weight decay).
 * **Copies.** ``copies=k`` trains k independent copies side by side in one program (an
   ensemble, or the candidates of a hyperparameter): ``params`` leaves carry a leading axis k,
   all copies see the same minibatches and keys, and with ``hyper`` (k, …) the optimizer is a
@@ -196,6 +203,43 @@ class _Run(NamedTuple):
     batch_size: Any
     sharding: Any
     show: bool
+    layout: Any = None  # a _Flat with flat=True
+
+
+class _Flat(NamedTuple):
+    """A parameter pytree as one vector per copy: its structure and leaf shapes (static and
+    hashable, so the compiled chunk is reused by every run of the same network)."""
+
+    treedef: Any
+    shapes: tuple
+    dtype: Any
+
+    @classmethod
+    def of(cls, params, copies):
+        leaves, treedef = jax.tree.flatten(params)
+        dtypes = {jnp.result_type(x) for x in leaves}
+        if len(dtypes) != 1 or not jnp.issubdtype(dtypes.pop(), jnp.floating):
+            raise DataError(
+                "flat=True needs parameters of one floating dtype; got "
+                f"{sorted(str(jnp.result_type(x)) for x in leaves)}. Pass flat=False."
+            )
+        lead = 1 if copies else 0
+        shapes = tuple(tuple(np.shape(x)[lead:]) for x in leaves)
+        return cls(treedef, shapes, jnp.result_type(leaves[0]))
+
+    def ravel(self, params):
+        """(…, P): the leaves flattened after their leading (copies) axes and concatenated."""
+        leaves = jax.tree.leaves(params)
+        lead = np.shape(leaves[0])[: np.ndim(leaves[0]) - len(self.shapes[0])]
+        return jnp.concatenate([jnp.reshape(x, (*lead, -1)) for x in leaves], axis=-1)
+
+    def unravel(self, flat):
+        """The pytree of a vector (…, P) (its leading axes kept on every leaf)."""
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = jnp.split(flat, np.cumsum(sizes)[:-1], axis=-1)
+        lead = flat.shape[:-1]
+        leaves = [jnp.reshape(p, (*lead, *s)) for p, s in zip(parts, self.shapes, strict=True)]
+        return jax.tree.unflatten(self.treedef, leaves)
 
 
 class Trainer:
@@ -207,8 +251,10 @@ class Trainer:
     """
 
     def __init__(self, loss, optimizer, *, has_aux=False, with_step=False, early_stopping=None,
-                 copies=None, hyper=None, streams=None, with_hyper=False, desc="fit"):  # fmt: skip
+                 copies=None, hyper=None, streams=None, with_hyper=False, flat=False,
+                 desc="fit"):  # fmt: skip
         self.loss = _loss_of(loss, with_step, with_hyper)
+        self.flat = bool(flat)
         self.optimizer, self.has_aux, self.copies = optimizer, has_aux, copies
         if streams is not None and (copies is None or copies % int(streams)):
             raise DataError(f"streams={streams} must divide the {copies} copies.")
@@ -241,7 +287,10 @@ class Trainer:
         sharding = _devices.leading_sharding(batch_size or 1, devices) if data is not None else None
         if sharding is not None and self.streams:  # batches (streams, rows, …): split the rows
             sharding = jax.sharding.NamedSharding(sharding.mesh, P(None, *sharding.spec))
-        run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show)
+        layout = _Flat.of(params, self.copies is not None) if self.flat else None
+        params = params if layout is None else layout.ravel(params)
+        run = _Run(num_steps, per_epoch, None if data is None else int(batch_size), sharding, show,
+                   layout)  # fmt: skip
         key_loss, key_data = key, _data_key(key)
         arrays = (key_loss, key_data, data, validation)
 
@@ -267,18 +316,19 @@ class Trainer:
             path=checkpoint, fingerprint=fingerprint, done=done,
         )  # fmt: skip
         self.bar.close()
-        return self.result(state, outputs, validation is not None)
+        fitted = self.result(state, outputs, validation is not None)
+        return fitted if layout is None else fitted._replace(params=layout.unravel(fitted.params))
 
     def steps(self, params, *, key, num_steps, data=None, batch_size=None):
         """The final parameters after ``num_steps`` steps, traceable (no bar, no checkpoint)."""
         per_epoch = _steps_per_epoch(data, batch_size)
-        run = _Run(
-            int(num_steps), per_epoch, None if data is None else int(batch_size), None, False
-        )
+        layout = _Flat.of(params, self.copies is not None) if self.flat else None
+        run = _Run(int(num_steps), per_epoch, None if data is None else int(batch_size), None,
+                   False, layout)  # fmt: skip
         key_loss, key_data = key, _data_key(key)
-        state = self.init(params, False)
+        state = self.init(params if layout is None else layout.ravel(params), False)
         state, _ = self.chunk(key_loss, key_data, data, None, state, jnp.arange(num_steps), run)
-        return state["params"]
+        return state["params"] if layout is None else layout.unravel(state["params"])
 
     def _orders(self, key_data, first_epoch, rows, count):
         """(count, rows) epoch permutations, or (streams, count, rows) with streams."""
@@ -318,10 +368,10 @@ class Trainer:
         shape = () if self.copies is None else (self.copies,)
         return jnp.full(shape, value, dtype)
 
-    def _step(self, key, batch, t, params, opt_state, step_scale, hyper):
+    def _step(self, layout, key, batch, t, params, opt_state, step_scale, hyper):
         """One optimiser step of one copy; a non-finite loss or gradient changes nothing."""
         value_and_grad = jax.value_and_grad(self._value, has_aux=True)
-        (value, aux), grads = value_and_grad(params, key, batch, t, hyper)
+        (value, aux), grads = value_and_grad(params, key, batch, t, hyper, layout)
         finite = jnp.isfinite(value)
         for leaf in jax.tree.leaves(grads):
             finite &= jnp.all(jnp.isfinite(leaf))
@@ -335,7 +385,8 @@ class Trainer:
         params, opt_state = jax.lax.cond(finite, apply, lambda args: args, (params, opt_state))
         return params, opt_state, jnp.where(finite, value, jnp.nan), aux, ~finite
 
-    def _value(self, params, key, batch, t=0, hyper=None):
+    def _value(self, params, key, batch, t=0, hyper=None, layout=None):
+        params = params if layout is None else layout.unravel(params)
         out = self.loss(params, key, batch, t, hyper)
         return out if self.has_aux else (out, None)
 
@@ -369,13 +420,13 @@ class Trainer:
                     batches = jax.vmap(lambda o: batch_at(step, o))(orders)
                     batches = _devices.constrain_leading(batches, run.sharding)
                 keys, batches = jax.tree.map(lambda x: jnp.repeat(x, per, axis=0), (keys, batches))
-                step_of = lambda k, b, *rest: self._step(k, b, step, *rest)  # noqa: E731
+                step_of = lambda k, b, *rest: self._step(run.layout, k, b, step, *rest)  # noqa: E731
                 out = self._map(step_of, keys, batches, *args)
             else:
                 batch = None
                 if data is not None:
                     batch = _devices.constrain_leading(batch_at(step, orders), run.sharding)
-                out = self._map(partial(self._step, key, batch, step), *args)
+                out = self._map(partial(self._step, run.layout, key, batch, step), *args)
             params, opt_state, value, aux, skipped = out
             keep = (t >= 0) & ~frozen
             new = dict(state, params=params, opt_state=opt_state)
@@ -388,15 +439,16 @@ class Trainer:
         held_out = jnp.zeros(())
         if validation is not None:
             last = jnp.max(positions) + 1
-            state, held_out = self._validate(key_loss, validation, state, last, frozen)
+            state, held_out = self._validate(key_loss, validation, state, last, frozen, run.layout)
         outputs = (values, skipped) if aux is None else (values, skipped, aux)
         return state, (*outputs, held_out)
 
-    def _validate(self, key_loss, rows, state, step, frozen):
+    def _validate(self, key_loss, rows, state, step, frozen, layout=None):
         """Held-out loss; best parameters kept; the plateau rule (module docstring)."""
         key = jax.random.fold_in(key_loss, jnp.uint32(2**32 - 1))
         value = self._map(
-            lambda p, h: _mean_loss(partial(self._value, hyper=h), p, key, rows), state["params"]
+            lambda p, h: _mean_loss(partial(self._value, hyper=h, layout=layout), p, key, rows),
+            state["params"],
         )
         value = jnp.where(jnp.isfinite(value), value, jnp.inf)
         better = value < state["best_loss"]

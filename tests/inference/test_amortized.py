@@ -109,6 +109,26 @@ def test_training_that_reaches_the_default_step_limit_says_so(monkeypatch, norma
         pi.npe(normal_target, num_steps=12, **small)
 
 
+def test_weight_decay_reaches_only_the_embedding_in_the_one_parameter_vector():
+    """The trainer carries one vector per copy (flat=True); the default optimizer's decoupled
+    decay −η λ w must still touch the embedding's weights only, in the vector's leaf order."""
+    import importlib
+
+    from probinfer.nn.training import _Flat
+
+    module = importlib.import_module("probinfer.inference.amortized.npe")
+    params = {"flow": {"a": jnp.full((2, 3), 2.0), "z": jnp.ones(4)},
+              "embedding": {"k": jnp.full((3, 2), 3.0)}}  # fmt: skip
+    layout = _Flat.of(params, copies=False)
+    vector = layout.ravel(params)
+    optimizer = module._default_optimizer(0.5, params)
+    updates, _ = optimizer.update(jnp.zeros_like(vector), optimizer.init(vector), vector)
+    step = layout.unravel(updates)
+    lr = module._LEARNING_RATE
+    np.testing.assert_allclose(np.asarray(step["embedding"]["k"]), -lr * 0.5 * 3.0, rtol=1e-6)
+    assert not np.any(np.asarray(step["flow"]["a"])) and not np.any(np.asarray(step["flow"]["z"]))
+
+
 def test_the_kept_weight_decay_copy_has_the_lower_validation_loss(trained):
     # Two weight-decay copies trained side by side; the kept one has the lower validation loss,
     # and the reported curve is that copy's.
