@@ -47,6 +47,8 @@ from probinfer.errors import DataError
 from probinfer.inference.amortized.learned import LearnedLikelihood, LearnedSiteEstimator
 from probinfer.inference.amortized.npe import (
     _settings,
+    best_loss,
+    candidate_path,
     fit_conditional_flow,
     simulate_training_set,
     simulation_counts,
@@ -183,11 +185,11 @@ def nle(
             decays=(0.0,),
             optimizer=optimizer,
             devices=devices,
-            checkpoint=_candidate_path(checkpoint, kind, len(candidates)),
+            checkpoint=candidate_path(checkpoint, kind, len(candidates)),
             fingerprint=record,
             progress=progress,
         )
-    losses = {k: _best_loss(fit[3]["validation_loss"]) for k, fit in fits.items()}
+    losses = {k: best_loss(fit[3]["validation_loss"]) for k, fit in fits.items()}
     flow = min(losses, key=losses.get)  # the first on ties
     module, flow_, params, diagnostics = fits[flow]
     diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
@@ -208,19 +210,6 @@ def nle(
         },
         diagnostics=diagnostics,
     )
-
-
-def _best_loss(validation_loss):
-    """The lowest finite validation loss (inf when training never gave one)."""
-    v = np.asarray(validation_loss, np.float64)
-    return float(np.min(v[np.isfinite(v)])) if np.isfinite(v).any() else float("inf")
-
-
-def _candidate_path(checkpoint, flow, num_candidates):
-    """One checkpoint file per candidate flow of ``flow="auto"`` (``nle-nsf.npz``, …)."""
-    if checkpoint is None or num_candidates == 1:
-        return checkpoint
-    return f"{checkpoint[: -len('.npz')]}-{flow}.npz"
 
 
 def _warn_integer_data(target, layout, raw):

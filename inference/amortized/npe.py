@@ -66,7 +66,7 @@ def npe(
     *,
     key,
     num_simulations=10_000,
-    flow="nsf",
+    flow="auto",
     embedding="mlp",
     num_observations=None,
     missing_rate=0.0,
@@ -92,15 +92,18 @@ def npe(
             observed values there fix the shapes of x), a Target, a zoo Example or zoo name.
         key: int seed or PRNG key.
         num_simulations: simulated pairs (θ, x), validation included.
-        flow: the conditional flow (``"nsf"``, ``"realnvp"``, ``"maf"``, ``"iaf"``; see
+        flow: ``"auto"`` (module docstring: a spline flow on the embedding and, for a flat x
+            with the MLP embedding, also sbi's MAF on x itself, the lower validation loss
+            kept), a conditional flow (``"nsf"``, ``"realnvp"``, ``"maf"``, ``"iaf"``; see
             :func:`~probinfer.inference.flows.make_flow`), or ``"flow_matching"`` (FMPE, Dax et
             al. 2023: a continuous flow trained by conditional flow matching,
             :mod:`probinfer.nn.flow_matching`; sampling and densities solve an ODE, densities
             with the exact divergence up to 32 dimensions; its losses in ``diagnostics`` are
             the regression's, not −log q).
         embedding: ``"mlp"`` (flattened x), ``"set"`` (a DeepSets encoder over the leading
-            axis of the observed sites — exchangeable observations along a plate) or a flax
-            module mapping standardised flat x ``(b, x_dim)`` to ``(b, features)``.
+            axis of the observed sites — exchangeable observations along a plate), ``"none"``
+            (the flow conditions on the standardised flat x itself) or a flax module mapping
+            standardised flat x ``(b, x_dim)`` to ``(b, features)``.
         num_observations: with ``embedding="set"``, the data-set sizes the estimator answers
             for: ``(lo, hi)``, or an int lo (hi: the compiled size). Simulations are drawn at the
             compiled size and cut to a size log-uniform on [lo, hi] afresh at every step; a data
@@ -166,37 +169,48 @@ def npe(
     u = ((z - loc) / scale).astype(np.float32)
     features = np.asarray((raw - layout.loc) / layout.scale, np.float32)
     decays = _decays(weight_decay, optimizer is not None)
-    record = fingerprint(
-        as_key(key),
-        target,
-        flow=flow,
-        embedding=repr(embedding),
-        num_layers=num_layers,
-        optimizer="default" if optimizer is None else "custom",
-        weight_decay=list(decays),
-        **({"num_estimators": members} if members > 1 else {}),
-        **absence_settings(layout),
-        **settings,
-    )
-    module, flow_, params, diagnostics = fit_conditional_flow(
-        u,
-        features,
-        keys=(key_split, key_init, key_train),
-        # −log q of z = −log q of u + Σ log scale (flow matching's loss is a regression's)
-        offset=0.0 if flow == "flow_matching" else float(np.log(scale).sum()),
-        flow=flow,
-        embedding=embedding,
-        absences=(layout.sizes, layout.missing_rate),
-        num_layers=num_layers,
-        settings=settings,
-        decays=decays,
-        optimizer=optimizer,
-        devices=devices,
-        checkpoint=checkpoint,
-        fingerprint=record,
-        progress=progress,
-        members=members,
-    )
+    candidates = _candidates(flow, embedding, layout)
+    fits = {}
+    for kind, embed, activation in candidates:  # the same split, initialisation and minibatches
+        record = fingerprint(
+            as_key(key),
+            target,
+            flow=kind,
+            embedding=repr(embed),
+            num_layers=num_layers,
+            optimizer="default" if optimizer is None else "custom",
+            weight_decay=list(decays),
+            **({"activation": activation} if activation != "gelu" else {}),
+            **({"num_estimators": members} if members > 1 else {}),
+            **absence_settings(layout),
+            **settings,
+        )
+        fits[kind] = fit_conditional_flow(
+            u,
+            features,
+            keys=(key_split, key_init, key_train),
+            # −log q of z = −log q of u + Σ log scale (flow matching's loss is a regression's)
+            offset=0.0 if kind == "flow_matching" else float(np.log(scale).sum()),
+            flow=kind,
+            embedding=embed,
+            activation=activation,
+            absences=(layout.sizes, layout.missing_rate),
+            num_layers=num_layers,
+            settings=settings,
+            decays=decays if embed != "none" else (0.0,),  # no embedding weights to decay
+            optimizer=optimizer,
+            devices=devices,
+            checkpoint=candidate_path(checkpoint, kind, len(candidates)),
+            fingerprint=record,
+            progress=progress,
+            members=members,
+        )
+    losses = {k: best_loss(fit[3]["validation_loss"]) for k, fit in fits.items()}
+    chosen = min(losses, key=losses.get)  # the first on ties
+    module, flow_, params, diagnostics = fits[chosen]
+    embedding = dict((k, e) for k, e, _ in candidates)[chosen]
+    if len(candidates) > 1:
+        diagnostics["validation_by_flow"] = losses
     diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
     return AmortizedPosterior(
         target=target,
@@ -208,7 +222,7 @@ def npe(
         scale=scale.astype(np.float32),
         method="npe",
         settings={
-            "flow": flow,
+            "flow": chosen,
             "embedding": embedding if isinstance(embedding, str) else "custom",
             "num_layers": getattr(flow_.module, "num_layers", None),
             "num_estimators": members,
@@ -221,7 +235,8 @@ def npe(
 
 def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_layers, settings,
                          decays, optimizer, devices, checkpoint, fingerprint, progress,
-                         absences=(None, 0.0), members=1, **warm):  # fmt: skip
+                         absences=(None, 0.0), members=1, activation="gelu",
+                         **warm):  # fmt: skip
     """Fit q(u | s_ψ(features)) by maximum likelihood with the early-stopping rule of the module
     docstring — the training NPE and NLE share (their u and conditioning swap places).
 
@@ -235,6 +250,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
         absences: ``(sizes, missing_rate)`` of the layout: blanked at random in every
             minibatch (:func:`~probinfer.nn.layout.mask_features`) for a masked embedding.
         members: estimators trained side by side (an ensemble; :func:`fit_network`).
+        activation: the flow conditioners' activation (``"gelu"``, ``"tanh"``).
         warm: ``start=``, ``patience=`` of :func:`fit_network` (sequential rounds).
 
     Returns:
@@ -243,7 +259,7 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
 
     def build(patience):
         parts = (flow, u.shape[1], num_layers, tuple(features.shape[1:]), absences, decays,
-                 members, patience)  # fmt: skip
+                 members, patience, activation)  # fmt: skip
         if optimizer is not None or not isinstance(embedding, str):  # not hashable: no cache
             return _program.__wrapped__(embedding, *parts, optimizer)
         # a second call with the same shapes (seeds, budgets) compiles nothing (~6 s saved)
@@ -349,13 +365,14 @@ def _warn_step_limit(total, best_epoch, num_epochs):
 
 @functools.lru_cache(maxsize=8)
 def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, members,
-             patience, optimizer):  # fmt: skip
+             patience, activation, optimizer):  # fmt: skip
     """``(embedding module, flow, initialise, Trainer)`` for one network and training rule.
     Cached by value for the default optimizer and a named embedding, so the trainer's chunk and
     the initialiser compile once per shape in a process (calibration, seeds, benchmarks)."""
     module = embedding_module(embedding, feature_shape, dim, masked=absences != (None, 0.0))
+    context_dim = output_size(module, feature_shape)
     flow_ = make_flow(
-        flow, dim, num_layers=num_layers, context_dim=output_size(module, feature_shape)
+        flow, dim, num_layers=num_layers, context_dim=context_dim, activation=activation
     )
 
     def one(key):
@@ -397,6 +414,30 @@ def _program(embedding, flow, dim, num_layers, feature_shape, absences, decays, 
         desc="npe",
     )
     return module, flow_, initialise, trainer
+
+
+def _candidates(flow, embedding, layout):
+    """``[(flow, embedding, activation)]`` to train; ``flow="auto"``: the spline flow on the
+    user's embedding and, for a flat x read by the default MLP embedding without absences,
+    sbi's NPE — a MAF with tanh conditioners on x itself (module docstring)."""
+    if flow != "auto":
+        return [(flow, embedding, "gelu")]
+    plain = embedding == "mlp" and layout.sizes is None and not layout.missing_rate
+    return [("nsf", embedding, "gelu")] + ([("maf", "none", "tanh")] if plain else [])
+
+
+def best_loss(validation_loss):
+    """The lowest finite validation loss (inf when training never gave one): how ``"auto"``
+    picks among candidate flows trained on the same rows."""
+    v = np.asarray(validation_loss, np.float64)
+    return float(np.min(v[np.isfinite(v)])) if np.isfinite(v).any() else float("inf")
+
+
+def candidate_path(checkpoint, flow, num_candidates):
+    """One checkpoint file per candidate flow of ``flow="auto"`` (``npe-nsf.npz``, …)."""
+    if checkpoint is None or num_candidates == 1:
+        return checkpoint
+    return f"{checkpoint[: -len('.npz')]}-{flow}.npz"
 
 
 def _settings(num_simulations, batch_size, validation_fraction, num_steps):

@@ -2,6 +2,9 @@
 flow (ALGORITHMS §10).
 
 * :class:`MLPEmbedding` — an MLP on the flattened observations ``(b, x_dim) → (b, features)``.
+* :class:`Identity` (``"none"``) — the standardised flattened x itself: the flow conditions on
+  it directly (sbi's NPE default; on a small training set of a low-dimensional x the better
+  choice, :mod:`probinfer.inference.amortized.npe`'s ``flow="auto"``).
 * :class:`SetEmbedding` — DeepSets (Zaheer et al. 2017, "Deep Sets"):
   s(x) = ρ(mean_i φ(x_i)) over the m elements of ``(b, m, e)``; the mean makes it invariant to the
   order of exchangeable observations (exactly, up to the float order of the sum).
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 
 from probinfer.errors import DataError
 
-__all__ = ["MLPEmbedding", "SetEmbedding", "default_features", "default_width"]
+__all__ = ["MLPEmbedding", "SetEmbedding", "Identity", "default_features", "default_width"]
 
 
 def default_features(theta_dim):
@@ -65,6 +68,19 @@ class MLPEmbedding(nn.Module):
         return nn.Dense(self.features)(_gelu_layers(x, self.hidden))
 
 
+class Identity(nn.Module):
+    """No embedding: ``(b, x_dim) → (b, x_dim)``, the features as they are (no parameters;
+    ``features``, ``hidden`` and ``masked`` only mirror the other embeddings' fields)."""
+
+    features: int = 0
+    hidden: tuple = ()
+    masked: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        return x
+
+
 class SetEmbedding(nn.Module):
     """ρ(mean over elements of φ(x_i)); φ and ρ are MLPs of ``hidden`` GELU layers. ``masked``:
     the mean runs over the elements with a value (an all-NaN element is absent), entries are read
@@ -93,11 +109,11 @@ def layout_kind(embedding):
     class sets ``reads_sets = True`` (it takes ``(b, m, e)`` sets), else ``"flat"``."""
     if isinstance(embedding, nn.Module):
         return "set" if getattr(embedding, "reads_sets", False) else "flat"
-    if embedding in ("mlp", "set"):
+    if embedding in ("mlp", "set", "none"):
         return "set" if embedding == "set" else "flat"
     raise DataError(
-        f"embedding must be 'mlp', 'set' or a flax module mapping (b, x_dim) to (b, features); "
-        f"got {embedding!r}."
+        f"embedding must be 'mlp', 'set', 'none' or a flax module mapping (b, x_dim) to "
+        f"(b, features); got {embedding!r}."
     )
 
 
@@ -107,6 +123,13 @@ def embedding_module(embedding, feature_shape, theta_dim, masked=False):
     absent (a layout with sizes or missing entries)."""
     if isinstance(embedding, nn.Module):
         return embedding
+    if embedding == "none":
+        if masked:
+            raise DataError(
+                "embedding='none' reads x as it is, so it cannot take missing entries or sets "
+                "of varying size; use embedding='mlp' or 'set'."
+            )
+        return Identity()
     features = default_features(theta_dim)
     width = default_width(feature_shape[-1] * (4 if embedding == "set" else 1))
     cls = SetEmbedding if embedding == "set" else MLPEmbedding

@@ -51,9 +51,11 @@ class _Stack(nn.Module):
     hidden: tuple
     num_bins: int
     bound: float
+    activation: str = "gelu"
 
     def setup(self):
         stack = []
+        spline = (self.num_bins, self.bound, self.activation)  # and the conditioners' activation
         for i in range(self.num_layers):
             if self.kind == "planar":
                 stack.append(layers.Planar(self.dim))
@@ -61,18 +63,12 @@ class _Stack(nn.Module):
                 stack.append(layers.Radial(self.dim))
             elif self.kind in ("nsf", "realnvp"):
                 transform = "spline" if self.kind == "nsf" else "affine"
-                stack.append(
-                    layers.Coupling(
-                        self.dim, i % 2 == 0, transform, self.hidden, self.num_bins, self.bound
-                    )
-                )
+                stack.append(layers.Coupling(self.dim, i % 2 == 0, transform, self.hidden, *spline))
             else:
                 direction = "iaf" if self.kind == "iaf" else "maf"
                 transform = "spline" if self.kind == "nsf_ar" else "affine"
                 stack.append(
-                    layers.Autoregressive(
-                        self.dim, self.hidden, direction, transform, self.num_bins, self.bound
-                    )
+                    layers.Autoregressive(self.dim, self.hidden, direction, transform, *spline)
                 )
                 if i < self.num_layers - 1:
                     stack.append(layers.Reverse())
@@ -167,6 +163,7 @@ class Flow(NamedTuple):
             "hidden": list(self.module.hidden),
             "num_bins": self.module.num_bins,
             "bound": self.module.bound,
+            "activation": self.module.activation,
         }
 
 
@@ -174,9 +171,8 @@ def _log_normal(z):
     return -0.5 * jnp.sum(z**2, -1) - 0.5 * z.shape[-1] * jnp.log(2 * jnp.pi)
 
 
-def make_flow(
-    flow="nsf", dim=2, *, num_layers=None, hidden=None, num_bins=8, bound=5.0, context_dim=0
-):
+def make_flow(flow="nsf", dim=2, *, num_layers=None, hidden=None, num_bins=8, bound=5.0,
+              context_dim=0, activation="gelu"):  # fmt: skip
     """A :class:`Flow` of kind ``flow`` (one of :data:`FLOWS`) on R^dim.
 
     Args:
@@ -186,6 +182,8 @@ def make_flow(
         num_bins, bound: the spline's bins and its interval [−bound, bound] (identity outside;
             the final affine layer standardises, so 5 covers ±5 sd).
         context_dim: size of the context vector of a conditional flow (0: unconditional).
+        activation: the conditioners' activation, ``"gelu"`` or ``"tanh"``
+            (:data:`~probinfer.nn.flow_layers.ACTIVATIONS`).
     """
     if flow == "flow_matching" and context_dim:  # a conditional estimator's, not flow_vi's
         from probinfer.nn.flow_matching import make_flow_matching
@@ -195,6 +193,10 @@ def make_flow(
         raise DataError(f"flow must be one of {FLOWS}, got '{flow}'.")
     if context_dim and flow in ("planar", "radial"):
         raise DataError(f"{flow} flows have no conditioner, so they cannot take a context.")
+    if activation not in layers.ACTIVATIONS:
+        raise DataError(
+            f"activation must be one of {list(layers.ACTIVATIONS)}, got {activation!r}."
+        )
     module = _Stack(
         flow,
         int(dim),
@@ -202,6 +204,7 @@ def make_flow(
         tuple(hidden or default_hidden(dim)),
         int(num_bins),
         float(bound),
+        activation,
     )
     return Flow(flow, int(dim), module, int(context_dim))
 
@@ -225,4 +228,5 @@ def flow_from_config(config, dim):
         num_bins=config["num_bins"],
         bound=config["bound"],
         context_dim=config["context_dim"],
+        activation=config.get("activation", "gelu"),  # files before the option: GELU
     )

@@ -109,6 +109,42 @@ def test_training_that_reaches_the_default_step_limit_says_so(monkeypatch, norma
         pi.npe(normal_target, num_steps=12, **small)
 
 
+def test_auto_keeps_the_spline_flow_or_sbis_maf_by_validation_loss(tmp_path, normal_target):
+    """flow="auto" on a flat x: the spline flow on the MLP embedding and sbi's NPE (MAF, tanh,
+    on x itself) train on the same rows; the lower validation loss is kept, and the kept one
+    (its activation and identity embedding included) survives a file round trip."""
+    post = pi.npe(normal_target, key=0, num_simulations=600, num_layers=1, num_steps=60,
+                  batch_size=100, progress=False)  # fmt: skip
+    losses = post.diagnostics["validation_by_flow"]
+    assert set(losses) == {"nsf", "maf"}
+    assert post.settings["flow"] == min(losses, key=losses.get) == post.flow.kind
+    assert np.min(post.diagnostics["validation_loss"]) == pytest.approx(losses[post.flow.kind])
+    expected = {"nsf": ("mlp", "gelu"), "maf": ("none", "tanh")}[post.flow.kind]
+    assert (post.settings["embedding"], post.flow.config()["activation"]) == expected
+    loaded = pi.AmortizedPosterior.load(
+        post.save(tmp_path / "npe.msgpack"), normal_model, model_kwargs={"y": jnp.zeros(NUM_DATA)}
+    )
+    x = {"y": jnp.linspace(-1, 1, NUM_DATA)}
+    np.testing.assert_array_equal(
+        np.asarray(loaded.sample(3, x, 64)["mu"]), np.asarray(post.sample(3, x, 64)["mu"])
+    )
+
+
+def test_auto_trains_sbis_maf_only_where_x_is_read_flat_and_whole():
+    import importlib
+
+    module = importlib.import_module("probinfer.inference.amortized.npe")
+    layout = type("L", (), {"sizes": None, "missing_rate": 0.0})()
+    assert [c[0] for c in module._candidates("auto", "mlp", layout)] == ["nsf", "maf"]
+    assert [c[0] for c in module._candidates("auto", "set", layout)] == ["nsf"]
+    holes = type("L", (), {"sizes": None, "missing_rate": 0.1})()
+    assert [c[0] for c in module._candidates("auto", "mlp", holes)] == ["nsf"]
+    assert module._candidates("realnvp", "mlp", layout) == [("realnvp", "mlp", "gelu")]
+    with pytest.raises(DataError, match="embedding='none'"):
+        pi.npe(normal_model, key=0, embedding="none", missing_rate=0.1,
+               model_kwargs={"y": jnp.zeros(NUM_DATA)})  # fmt: skip
+
+
 def test_weight_decay_reaches_only_the_embedding_in_the_one_parameter_vector():
     """The trainer carries one vector per copy (flat=True); the default optimizer's decoupled
     decay −η λ w must still touch the embedding's weights only, in the vector's leaf order."""

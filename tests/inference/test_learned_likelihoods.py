@@ -164,7 +164,7 @@ def test_auto_keeps_the_flow_with_the_lower_validation_loss(tmp_path):
 def test_a_candidate_without_a_finite_validation_loss_ranks_last():
     """``flow="auto"`` compares each candidate's lowest finite validation loss; one whose
     validation never gave a finite value counts as inf, so the other is kept."""
-    from probinfer.inference.amortized.nle import _best_loss
+    from probinfer.inference.amortized.npe import best_loss as _best_loss
 
     assert _best_loss([np.nan, 3.0, np.inf, 2.5]) == 2.5
     losses = {"nsf": _best_loss([np.nan, np.nan]), "maf": _best_loss([4.0, 3.0])}
