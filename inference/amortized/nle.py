@@ -24,13 +24,14 @@ standardised unconstrained θ. No weight-decay copy is trained: the context is �
 where NPE's decay guards a high-dimensional x against overfitting.
 
 By default (``flow="auto"``) two flows train one after the other on the same split and
-minibatches — a neural spline coupling flow and a masked autoregressive flow (MAF, sbi's NLE
-default) — and the one with the lower held-out −log q(x | θ) is kept (the losses are the same
-quantity on the same rows). Neither wins everywhere (``experiments/bench/sbi.py`` tasks, C2ST of
-the NUTS posterior against the reference, 3 observations): at 10⁴ simulations MAF took SLCP
-from 0.92 to 0.81 (a Gaussian x whose scale is θ's: MAF's θ-dependent affine steps are that
-family), at 10³ the spline flow took two moons to 0.59 where MAF gave 0.75 (a crescent); a
-single x coordinate leaves MAF a Gaussian. Training costs the two flows' sum.
+minibatches — a neural spline coupling flow on the MLP of θ, and sbi's NLE default: a masked
+autoregressive flow (MAF) with tanh conditioners on the standardised θ itself — and the one
+with the lower held-out −log q(x | θ) is kept (the losses are the same quantity on the same
+rows). Neither wins everywhere (``experiments/bench/sbi.py`` tasks, C2ST of the NUTS posterior
+against the reference, 3 observations): at 10⁴ simulations a MAF took SLCP from 0.92 to 0.81
+(a Gaussian x whose scale is θ's: MAF's θ-dependent affine steps are that family), at 10³ the
+spline flow took two moons to 0.59 where MAF gave 0.75 (a crescent); a single x coordinate
+leaves MAF a Gaussian. Training costs the two flows' sum.
 """
 
 import time
@@ -67,7 +68,8 @@ __all__ = ["nle", "LikelihoodEstimator", "LearnedLikelihood"]
 
 KIND = "nle"
 _MAX_TRIAL_ROWS = 100_000
-_AUTO_FLOWS = ("nsf", "maf")  # the candidates of flow="auto", trained in this order
+# The candidates of flow="auto", trained in this order: (flow, embedding of θ, activation)
+_AUTO = (("nsf", "mlp", "gelu"), ("maf", "none", "tanh"))
 
 
 def nle(
@@ -98,7 +100,7 @@ def nle(
         key: int seed or PRNG key.
         num_simulations: simulated pairs (θ, x), validation included.
         flow: the conditional flow on x (``"nsf"``, ``"realnvp"``, ``"maf"``, ``"iaf"``), or
-            ``"auto"``: nsf and maf both trained, the lower validation loss kept (module
+            ``"auto"``: nsf and sbi's maf both trained, the lower validation loss kept (module
             docstring; ``diagnostics["validation_by_flow"]``).
         iid: the observed sites' leading axis indexes conditionally i.i.d. trials (a plate
             whose elements share one distribution given θ: no covariates, no index-dependent
@@ -160,9 +162,9 @@ def nle(
             :_MAX_TRIAL_ROWS
         ]
         context, u = context[keep], u[keep]
-    candidates = _AUTO_FLOWS if flow == "auto" else (flow,)
-    fits = {}
-    for kind in candidates:  # the same split, initialisation key and minibatch order
+    candidates = _AUTO if flow == "auto" else ((flow, "mlp", "gelu"),)
+    fits, embeddings = {}, {}
+    for kind, embedding, activation in candidates:  # the same split, initialisation, minibatches
         record = fingerprint(
             as_key(key),
             target,
@@ -171,15 +173,18 @@ def nle(
             iid=bool(iid),
             num_layers=num_layers,
             optimizer="default" if optimizer is None else "custom",
+            **({"embedding": embedding, "activation": activation} if embedding != "mlp" else {}),
             **settings,
         )
+        embeddings[kind] = embedding
         fits[kind] = fit_conditional_flow(
             u,
             context,
             keys=(key_split, key_init, key_train),
             offset=float(np.log(layout.scale).sum()),  # −log q of raw x
             flow=kind,
-            embedding="mlp",
+            embedding=embedding,
+            activation=activation,
             num_layers=num_layers,
             settings=settings,
             decays=(0.0,),
@@ -204,6 +209,7 @@ def nle(
         scale=scale.astype(np.float32),
         settings={
             "flow": flow,
+            "embedding": embeddings[flow],
             "iid": bool(iid),
             "num_layers": flow_.module.num_layers,
             **settings,
@@ -310,7 +316,7 @@ class LikelihoodEstimator(LearnedSiteEstimator):
             "embedding": {
                 "features": self.embedding.features,
                 "hidden": list(self.embedding.hidden),
-            },
+            },  # its kind: settings["embedding"] ("mlp" in files before the option)
             "diagnostics": _jsonable(self.diagnostics),
         }
 
@@ -331,7 +337,8 @@ def _loader(path, header, arrays, model, *, model_args=(), model_kwargs=None, da
     target, layout = target_and_layout(
         path, header, arrays, kind, (model, model_args, model_kwargs, data), "an NLE"
     )
-    module = embedding_module("mlp", (target.dim,), layout.feature_shape[-1]).clone(
+    name = meta["settings"].get("embedding", "mlp")
+    module = embedding_module(name, (target.dim,), layout.feature_shape[-1]).clone(
         features=meta["embedding"]["features"], hidden=tuple(meta["embedding"]["hidden"])
     )
     return LikelihoodEstimator(
