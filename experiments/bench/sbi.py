@@ -5,8 +5,8 @@ simulations, same observations, same reference draws, one process, ONE CPU core.
 For each method, simulation budget and task, both libraries train with their defaults on the same
 simulations — ours drawn by ``pi.npe``/``nle``/``nre`` (key 0) from the model's prior predictive,
 the very draws handed to ``sbi`` as torch tensors, with the model's prior as a torch distribution.
-Methods: ours ``pi.npe`` (nsf), ``pi.npe(flow="flow_matching")`` (FMPE), ``pi.nle`` (flow
-"auto") and ``pi.nre`` (NRE-C; posteriors by their default sampler, NUTS,
+Methods: ours ``pi.npe`` (flow "auto": nsf on the MLP embedding, or sbi's MAF on x, by
+validation loss), ``pi.npe(flow="flow_matching")`` (FMPE), ``pi.nle`` (flow "auto") and ``pi.nre`` (NRE-C; posteriors by their default sampler, NUTS,
 ``.posterior(x, key=)``); sbi's ``NPE`` (NPE-C, maf), ``FMPE``, ``NLE`` (NLE-A, maf) and
 ``NRE_C`` (posteriors by its default MCMC, vectorised slice sampling with 20 chains).
 

@@ -159,6 +159,14 @@ def test_auto_keeps_the_flow_with_the_lower_validation_loss(tmp_path):
     assert est.flow.kind == est.settings["flow"] == min(losses, key=losses.get)
     assert np.min(est.diagnostics["validation_loss"]) == pytest.approx(losses[est.flow.kind])
     assert sorted(p.name for p in tmp_path.glob("nle-*.npz")) == ["nle-maf.npz", "nle-nsf.npz"]
+    # the candidates: a spline flow on an MLP of θ; sbi's MAF (tanh) on the standardised θ
+    expected = {"nsf": ("mlp", "gelu"), "maf": ("none", "tanh")}[est.flow.kind]
+    assert (est.settings["embedding"], est.flow.config()["activation"]) == expected
+    loaded = pi.load(est.save(tmp_path / "nle.msgpack"), trial, model_kwargs=TRIAL_KWARGS)
+    theta, x = jnp.linspace(-1, 1, 4), jnp.ones((4, 2))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.log_likelihood(theta, x)), np.asarray(est.log_likelihood(theta, x))
+    )
 
 
 def test_a_candidate_without_a_finite_validation_loss_ranks_last():
