@@ -278,12 +278,12 @@ def fit_conditional_flow(u, features, *, keys, offset, flow, embedding, num_laye
     return fit_network(build, u, features, keys=keys, offset=offset, settings=settings,
                        decays=decays, devices=devices, checkpoint=checkpoint,
                        fingerprint=fingerprint, progress=progress, members=members,
-                       **warm)  # fmt: skip
+                       name=f"the {flow} flow", **warm)  # fmt: skip
 
 
 def fit_network(build, u, features, *, keys, offset, settings, decays, devices, checkpoint,
                 fingerprint, progress, start=None, patience=(_PATIENCE_EPOCHS, _PATIENCE_STEPS),
-                members=1):  # fmt: skip
+                members=1, name="the network"):  # fmt: skip
     """Train the network ``build(patience)`` returns — ``(embedding module, network, initialise,
     Trainer)`` whose loss reads minibatches ``(u, features)`` — on a held-out split with the
     module docstring's early stopping: what NPE's, NLE's and NRE's training share.
@@ -292,7 +292,8 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     initialiser's); ``patience``: ``(epochs, steps)`` without improvement before a step decay
     (the larger of the two, in epochs); ``members``: M > 1 trains M groups of the decay
     candidates (copy m·D + d: member m, decay d), each group its own minibatch order and keys,
-    and keeps each member's best candidate.
+    and keeps each member's best candidate; ``name``: what the step-limit warning calls the
+    network (``"the nsf flow"``: ``flow="auto"`` trains two).
 
     Returns:
         ``(embedding module, network, params of the kept copy, diagnostics)``: ``train_loss``,
@@ -349,7 +350,7 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
         "num_steps": int(min(total, num_epochs * steps_per_epoch)),
     }
     if settings["num_steps"] is None and num_epochs * steps_per_epoch >= total:
-        _warn_step_limit(total, diagnostics["best_epoch"], num_epochs)
+        _warn_step_limit(name, total, diagnostics["best_epoch"], num_epochs)
     if members == 1:
         return module, network, jax.tree.map(lambda x: x[chosen], fitted.params), diagnostics
     diagnostics["members"] = [
@@ -360,11 +361,11 @@ def fit_network(build, u, features, *, keys, offset, settings, decays, devices, 
     return module, network, jax.tree.map(lambda x: x[kept], fitted.params), diagnostics
 
 
-def _warn_step_limit(total, best_epoch, num_epochs):
+def _warn_step_limit(name, total, best_epoch, num_epochs):
     """Training ended at the default step limit, not by early stopping: say so (NPE's, NLE's,
     NRE's; the warning points at the user's call)."""
     warnings.warn(
-        f"training reached the default limit of {total:,} steps before early stopping "
+        f"training {name} reached the default limit of {total:,} steps before early stopping "
         f"ended it (best validation loss at epoch {best_epoch} of {num_epochs}), so the "
         "estimator may be undertrained; pass a larger num_steps= (each epoch's held-out loss "
         "is in diagnostics['validation_loss']).",

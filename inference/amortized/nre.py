@@ -188,6 +188,7 @@ def nre(
         checkpoint=checkpoint,
         fingerprint=record,
         progress=progress,
+        name="the ratio classifier",
     )
     diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
     return RatioEstimator(

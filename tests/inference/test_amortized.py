@@ -101,7 +101,8 @@ def test_training_that_reaches_the_default_step_limit_says_so(monkeypatch, norma
     monkeypatch.setattr(module, "_MAX_EPOCHS", 4)  # 540 training simulations: 5 steps an epoch
     small = dict(key=0, num_simulations=600, flow="realnvp", num_layers=1, embedding="set",
                  batch_size=100, progress=False)  # fmt: skip
-    with pytest.warns(pi.ProbinferWarning, match=r"default limit of 20 steps .* epoch \d+ of 4"):
+    limit = r"the realnvp flow reached the default limit of 20 steps .* epoch \d+ of 4"
+    with pytest.warns(pi.ProbinferWarning, match=limit):
         post = pi.npe(normal_target, **small)
     assert post.diagnostics["num_steps"] == 20
     with warnings.catch_warnings():
