@@ -20,7 +20,7 @@ likelihood, i.i.d. trials are a plate over the trials, and the prior can change 
 Training is NPE's (:func:`~probinfer.inference.amortized.npe.fit_conditional_flow`: the same
 simulations in compiled blocks, standardisation, early stopping, Adam at 5·10⁻⁴) with the roles of
 θ and x swapped: the flow models the standardised, flattened data; its context is an MLP of the
-standardised unconstrained θ. No weight-decay copy is trained: the context is θ, a few numbers,
+standardised unconstrained θ (or that θ itself: the MAF candidate below). No weight-decay copy is trained: the context is θ, a few numbers,
 where NPE's decay guards a high-dimensional x against overfitting.
 
 By default (``flow="auto"``) two flows train one after the other on the same split and
@@ -238,7 +238,7 @@ class LikelihoodEstimator(LearnedSiteEstimator):
     Attributes:
         target: the simulator as a compiled model (latent sites θ, observed sites x).
         flow, embedding: the conditional flow on standardised flat x and the MLP of standardised
-            unconstrained θ that is its context; ``params``: ``{"flow": …, "embedding": …}``.
+            unconstrained θ that is its context (``Identity``: θ itself); ``params``: ``{"flow": …, "embedding": …}``.
         layout: how x is flattened and standardised (:class:`ObservationLayout`).
         loc, scale: ``(dim,)`` standardisation of the unconstrained θ.
 
