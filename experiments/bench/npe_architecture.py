@@ -34,6 +34,7 @@ import numpy as np
 import probinfer as pi
 from probinfer.inference.amortized.npe import _program, simulate_training_set
 from probinfer.models import sbi as tasks
+from probinfer.nn import flow_layers
 from probinfer.nn.layout import ObservationLayout
 
 HERE = Path(__file__).parent
@@ -83,10 +84,11 @@ def score(log_q, name, theta, x):
 
 
 def ours(target, budget, settings, activation, theta, x):
-    settings = dict(settings)
+    settings = {"flow": "nsf", **settings}  # one flow per variant (flow="auto" would add a MAF)
     if settings.get("embedding") == "none":
         settings["embedding"] = Identity()
-    nn.gelu = jnp.tanh if activation == "tanh" else GELU
+    nn.gelu = jnp.tanh if activation == "tanh" else GELU  # the embeddings' GELU
+    flow_layers.ACTIVATIONS["gelu"] = nn.gelu  # the conditioners' (read by name since 2026-12-08)
     _program.cache_clear()
     try:
         start = time.perf_counter()
@@ -94,7 +96,7 @@ def ours(target, budget, settings, activation, theta, x):
         seconds = time.perf_counter() - start
         log_q = est.log_prob({"theta": theta}, {"x": x})
     finally:
-        nn.gelu = GELU
+        nn.gelu = flow_layers.ACTIVATIONS["gelu"] = GELU
     return log_q, seconds
 
 
