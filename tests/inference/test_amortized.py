@@ -91,7 +91,7 @@ def test_npe_matches_the_exact_normal_posterior_for_new_data(normal_target, trai
 
 def test_training_that_reaches_the_default_step_limit_says_so(monkeypatch, normal_target):
     """Early stopping ends training; when the default step limit does instead (at 10⁵
-    simulations a flat 50,000 steps = 143 epochs did in 7 of the sbi bench's 9 runs, hence the
+    simulations a flat 50,000 steps = 143 epochs did in 6 of the sbi bench's 9 runs, hence the
     larger of the steps and an epoch count), the user is told, with the best epoch; a
     num_steps the user chose is not second-guessed."""
     import importlib
