@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from probinfer._utils import as_key, user_stacklevel
 from probinfer.checkpoint import fingerprint, path_for
@@ -218,7 +219,7 @@ def npe(
     losses = {k: best_loss(fit[3]["validation_loss"]) for k, fit in fits.items()}
     chosen = min(losses, key=losses.get)  # the first on ties
     module, flow_, params, diagnostics = fits[chosen]
-    embedding = dict((k, e) for k, e, _ in candidates)[chosen]
+    embedding = next(e for k, e, _ in candidates if k == chosen)
     if len(candidates) > 1:
         diagnostics["validation_by_flow"] = losses
     diagnostics |= simulation_counts(u.shape[0], dropped, start_time)
@@ -556,8 +557,10 @@ def _default_optimizer(decay, template):
     embedding network's weights only (AdamW's −η λ w: the step is −η (Adam's direction + λ w)),
     for the one parameter vector of a ``Trainer(flat=True)`` whose one copy's pytree is
     ``template`` (shapes suffice): the mask is a 0/1 vector in the vector's leaf order."""
-    pairs = zip(jax.tree.leaves(template), jax.tree.leaves(_embedding_only(template)), strict=True)
-    mask = np.concatenate([np.full(int(np.prod(x.shape)), float(k), np.float32) for x, k in pairs])
+    keep = jax.tree.map(
+        lambda x, k: np.full(x.shape, k, np.float32), template, _embedding_only(template)
+    )
+    mask = ravel_pytree(keep)[0]  # the leaf order of the trainer's vector (jax.tree.flatten's)
     return optax.chain(
         optax.clip_by_global_norm(5.0),
         optax.scale_by_adam(),
